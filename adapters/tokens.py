@@ -1,0 +1,111 @@
+"""Tubelet tokens and their 3D positions: the first step of every backbone.
+
+A clip (B, C, T, H, W) becomes tokens (B, N, D) by a Conv3d over `tubelet_t x patch x patch`
+tubelets, flattened in (t, h, w) order so a token's flat index is `t*Hp*Wp + h*Wp + w`.
+Positions are carried as integer coordinates (t, h, w) per token, never re-derived from a square
+grid size, so wide driving frames (e.g. 256 x 448) get correct positions.
+
+Two position schemes:
+- fixed 3D sin-cos added to the tokens (V-JEPA 1);
+- 3D RoPE applied to queries and keys inside attention (V-JEPA 2): each head dim is split into
+  three equal even parts rotated by the depth (t), height and width coordinate; leftover dims are
+  left unrotated.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TubeletEmbed(nn.Module):
+    """Conv3d tubelet embedding: (B, C, T, H, W) -> (B, T'*H'*W', D)."""
+
+    def __init__(self, in_chans: int, embed_dim: int, tubelet_t: int, patch: int) -> None:
+        super().__init__()
+        kernel = (tubelet_t, patch, patch)
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=kernel, stride=kernel)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """Embed every tubelet of the clip."""
+        return self.proj(video).flatten(2).transpose(1, 2)  # (B, D, T', H', W') -> (B, N, D)
+
+
+def grid_coords(grid: tuple[int, int, int], device: torch.device | None = None) -> torch.Tensor:
+    """Integer (t, h, w) coordinates of every token of a (T', H', W') grid, shape (N, 3)."""
+    t, h, w = grid
+    axes = [torch.arange(n, device=device) for n in (t, h, w)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+
+
+def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Select tokens per sample: x (B, N, ...) and index (B, K) -> (B, K, ...).
+
+    This is the one place masks are applied to token tensors (V-JEPA's `apply_masks`), as a
+    single batched gather rather than a loop over the batch. `x` may also be shared across the
+    batch with a leading dim of 1 (e.g. coordinates).
+    """
+    if x.shape[0] == 1 and index.shape[0] > 1:
+        x = x.expand(index.shape[0], *x.shape[1:])
+    idx = index.view(*index.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
+    return torch.gather(x, 1, idx)
+
+
+def sincos_3d(dim: int, coords: torch.Tensor) -> torch.Tensor:
+    """Fixed 3D sin-cos embedding of integer coordinates (..., 3) -> (..., dim).
+
+    Half of `dim` (rounded to even) encodes space (h and w a quarter each), the rest time, as in
+    V-JEPA 1's separable 3D table; here it is computed from coordinates, so any grid works.
+    """
+    dim_t = dim // 4 * 2 if dim >= 8 else 2
+    dim_h = (dim - dim_t) // 4 * 2
+    dim_w = dim - dim_t - dim_h
+    parts = [_sincos_1d(d, coords[..., i]) for i, d in enumerate((dim_t, dim_h, dim_w))]
+    return torch.cat(parts, dim=-1)
+
+
+def _sincos_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
+    """1D sin-cos of positions (...,) -> (..., dim); odd dims get one zero column."""
+    half = dim // 2
+    omega = 1.0 / 10000 ** (
+        torch.arange(half, dtype=torch.float64, device=pos.device) / max(half, 1)
+    )
+    angles = pos.double().unsqueeze(-1) * omega  # (..., half)
+    emb = torch.cat([angles.sin(), angles.cos()], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, emb.new_zeros(*emb.shape[:-1], 1)], dim=-1)
+    return emb.float()
+
+
+class Rope3D(nn.Module):
+    """3D rotary position embedding in V-JEPA 2's layout, computed from token coordinates.
+
+    For head dim `d`, each axis (t, h, w) rotates `2 * ((d // 3) // 2)` channels, in that order;
+    within an axis, channel pairs (2i, 2i+1) rotate by `pos * 10000 ** (-2i / axis_dim)`.
+    """
+
+    def __init__(self, head_dim: int) -> None:
+        super().__init__()
+        self.head_dim = head_dim
+        self.axis_dim = 2 * ((head_dim // 3) // 2)
+        if self.axis_dim == 0:
+            raise ValueError(f"head dim {head_dim} is too small for 3D RoPE (need >= 6)")
+        half = self.axis_dim // 2
+        omega = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64) / half)
+        self.register_buffer("omega", omega.float(), persistent=False)
+
+    def angles(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin tables for coordinates (B, N, 3) -> each (B, 1, N, 3 * axis_dim)."""
+        freq = coords.to(self.omega.dtype).unsqueeze(-1) * self.omega  # (B, N, 3, half)
+        freq = freq.repeat_interleave(2, dim=-1).flatten(-2)  # (B, N, 3 * axis_dim)
+        return freq.cos().unsqueeze(1), freq.sin().unsqueeze(1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate queries or keys (B, heads, N, head_dim) with tables from `Rope3D.angles`."""
+    n = cos.shape[-1]
+    x_rot, x_pass = x[..., :n], x[..., n:]
+    pairs = x_rot.unflatten(-1, (-1, 2))
+    rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
+    out = x_rot * cos.to(x.dtype) + rotated * sin.to(x.dtype)
+    return torch.cat([out, x_pass], dim=-1)

@@ -1,0 +1,183 @@
+"""The built-in video ViT, read bottom-up: attention -> MLP -> block -> encoder.
+
+The encoder follows V-JEPA's rule for the context (student) encoder: tokens are embedded for the
+whole clip once, then only the visible ones (`keep` indices) are gathered, with positions taken
+from those indices, and only they go through the transformer. The same class, run with
+`keep=None`, is the target (teacher) encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from tritemporal.adapters.tokens import (
+    Rope3D,
+    TubeletEmbed,
+    apply_rope,
+    gather_tokens,
+    grid_coords,
+    sincos_3d,
+)
+
+RopeTables = tuple[torch.Tensor, torch.Tensor]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention (SDPA), with optional 3D RoPE on queries and keys."""
+
+    def __init__(self, dim: int, num_heads: int, use_rope: bool) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.use_rope = use_rope
+
+    def forward(self, x: torch.Tensor, rope: RopeTables | None = None) -> torch.Tensor:
+        """Attend over all tokens of x (B, N, D)."""
+        b, n, d = x.shape
+        qkv = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, head_dim)
+        if self.use_rope:
+            assert rope is not None, "a RoPE attention layer needs position tables"
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class Mlp(nn.Module):
+    """Two-layer GELU MLP."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the MLP token-wise."""
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with stochastic depth."""
+
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float, use_rope: bool, drop_path: float
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads, use_rope)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = drop_path
+
+    def forward(self, x: torch.Tensor, rope: RopeTables | None = None) -> torch.Tensor:
+        """One residual attention + MLP step."""
+        x = x + self._drop(self.attn(self.norm1(x), rope))
+        return x + self._drop(self.mlp(self.norm2(x)))
+
+    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.drop_path == 0.0:
+            return x
+        keep = 1.0 - self.drop_path
+        mask = x.new_empty(x.shape[0], 1, 1).bernoulli_(keep)
+        return x * mask / keep
+
+
+def run_blocks(
+    blocks: nn.ModuleList, x: torch.Tensor, rope: RopeTables | None, use_checkpoint: bool
+) -> torch.Tensor:
+    """Run a stack of blocks, optionally recomputing activations in the backward pass."""
+    for block in blocks:
+        if use_checkpoint and torch.is_grad_enabled():
+            x = checkpoint(block, x, rope, use_reentrant=False)
+        else:
+            x = block(x, rope)
+    return x
+
+
+@dataclass(frozen=True)
+class VitArgs:
+    """Architecture of a built-in ViT (registry variants fill these)."""
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+
+
+class VideoViT(nn.Module):
+    """Video ViT encoder over tubelet tokens; encodes only the tokens it is asked to keep."""
+
+    def __init__(
+        self,
+        args: VitArgs,
+        in_chans: int,
+        tubelet_t: int,
+        patch: int,
+        pos_embed: str,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if args.embed_dim % args.num_heads:
+            raise ValueError(
+                f"backbone.embed_dim={args.embed_dim} must be divisible by "
+                f"backbone.num_heads={args.num_heads}"
+            )
+        self.embed_dim = args.embed_dim
+        self.tubelet_t, self.patch = tubelet_t, patch
+        self.use_rope = pos_embed == "rope"
+        self.activation_checkpointing = False
+        self.patch_embed = TubeletEmbed(in_chans, args.embed_dim, tubelet_t, patch)
+        self.rope = Rope3D(args.embed_dim // args.num_heads) if self.use_rope else None
+        rates = torch.linspace(0, drop_path, args.depth).tolist()
+        self.blocks = nn.ModuleList(
+            Block(args.embed_dim, args.num_heads, args.mlp_ratio, self.use_rope, rate)
+            for rate in rates
+        )
+        self.norm = nn.LayerNorm(args.embed_dim)
+        self.apply(init_weights)
+
+    def grid(self, video: torch.Tensor) -> tuple[int, int, int]:
+        """Token grid (T', H', W') of a clip (B, C, T, H, W)."""
+        _, _, t, h, w = video.shape
+        return t // self.tubelet_t, h // self.patch, w // self.patch
+
+    def embed(self, video: torch.Tensor) -> torch.Tensor:
+        """Tubelet tokens of the whole clip (B, N, D), sin-cos positions added when used."""
+        x = self.patch_embed(video)
+        if not self.use_rope:
+            coords = grid_coords(self.grid(video), device=x.device)
+            x = x + sincos_3d(self.embed_dim, coords).to(x.dtype)
+        return x
+
+    def encode(
+        self, tokens: torch.Tensor, grid: tuple[int, int, int], keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Encode embedded tokens (B, N, D); with `keep` (B, K) only those tokens -> (B, K, D)."""
+        coords = grid_coords(grid, device=tokens.device).unsqueeze(0)  # (1, N, 3)
+        if keep is not None:
+            tokens = gather_tokens(tokens, keep)  # (B, K, D)
+            coords = gather_tokens(coords, keep)  # (B, K, 3)
+        rope = self.rope.angles(coords) if self.rope is not None else None
+        x = run_blocks(self.blocks, tokens, rope, self.activation_checkpointing)
+        return self.norm(x)
+
+    def forward(self, video: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode a clip (B, C, T, H, W), optionally only the `keep` token indices."""
+        return self.encode(self.embed(video), self.grid(video), keep)
+
+
+def init_weights(module: nn.Module) -> None:
+    """Truncated-normal linear weights, zero biases (as in V-JEPA)."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,1 @@
+"""Heads: the masked predictor, the OutcomeAbstractor (EVENTUALLY) and attentive pooling."""

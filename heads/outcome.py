@@ -1,0 +1,30 @@
+"""The OutcomeAbstractor: the EVENTUALLY head.
+
+A few learned queries cross-attend to the student's NOW context tokens; their outputs are
+concatenated and projected into one compact outcome embedding: "which basin is this scene
+flowing toward" (keep lane, change lane, brake...), not a pixel or token forecast. It is trained by
+`objectives/eventually.py` against the teacher's view of the far-future window.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tritemporal.config import OutcomeConfig
+from tritemporal.heads.attentive import AttentivePooler
+
+
+class OutcomeAbstractor(nn.Module):
+    """NOW context tokens (B, N, D) -> outcome embedding (B, out_dim)."""
+
+    def __init__(self, encoder_dim: int, config: OutcomeConfig) -> None:
+        super().__init__()
+        self.pool = AttentivePooler(encoder_dim, config.dim, config.num_queries, config.num_heads)
+        self.norm = nn.LayerNorm(config.num_queries * config.dim)
+        self.head = nn.Linear(config.num_queries * config.dim, config.out_dim)
+
+    def forward(self, now_tokens: torch.Tensor) -> torch.Tensor:
+        """Summarize the present into an outcome embedding (unnormalized)."""
+        slots = self.pool(now_tokens).flatten(1)  # (B, Q * dim)
+        return self.head(self.norm(slots))

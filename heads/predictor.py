@@ -1,0 +1,65 @@
+"""The V-JEPA predictor: fills in the embeddings of masked tokens from the visible ones.
+
+Context tokens are projected into a narrow width, learned mask tokens are placed at the target
+positions (positions from the target indices, via sin-cos or 3D RoPE like the encoder), a small
+transformer mixes them, and only the target positions are projected back to encoder width.
+Everything is batched gathers: no loop over the batch.
+
+Mask-token indices: each objective has its own learned mask token, so the predictor knows which
+task it is solving: 0 = short spatial mask, 1 = long spatial mask, 2 = SOON forecast (see
+`objectives/`). With fewer tokens configured, indices wrap around.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tritemporal.adapters.tokens import Rope3D, gather_tokens, grid_coords, sincos_3d
+from tritemporal.adapters.vit import Block, init_weights, run_blocks
+from tritemporal.config import PredictorConfig
+
+
+class MaskedPredictor(nn.Module):
+    """Narrow transformer: (context tokens, context idx, target idx) -> target predictions."""
+
+    def __init__(self, encoder_dim: int, config: PredictorConfig, pos_embed: str) -> None:
+        super().__init__()
+        dim = config.embed_dim
+        self.embed_dim = dim
+        self.use_rope = pos_embed == "rope"
+        self.activation_checkpointing = False
+        self.embed = nn.Linear(encoder_dim, dim)
+        self.mask_tokens = nn.Parameter(torch.zeros(config.num_mask_tokens, dim))
+        self.rope = Rope3D(dim // config.num_heads) if self.use_rope else None
+        self.blocks = nn.ModuleList(
+            Block(dim, config.num_heads, 4.0, self.use_rope, 0.0) for _ in range(config.depth)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.proj = nn.Linear(dim, encoder_dim)
+        self.apply(init_weights)
+
+    def forward(
+        self,
+        context: torch.Tensor,
+        context_idx: torch.Tensor,
+        target_idx: torch.Tensor,
+        grid: tuple[int, int, int],
+        mask_index: int = 0,
+    ) -> torch.Tensor:
+        """Predict encoder-width embeddings (B, M, D) of the `target_idx` (B, M) tokens."""
+        b, k = context_idx.shape
+        m = target_idx.shape[1]
+        coords = grid_coords(grid, device=context.device).unsqueeze(0)  # (1, N, 3)
+        index = torch.cat([context_idx, target_idx], dim=1)  # (B, K + M)
+        coords = gather_tokens(coords, index)  # (B, K + M, 3)
+
+        mask_token = self.mask_tokens[mask_index % self.mask_tokens.shape[0]]
+        x = torch.cat([self.embed(context), mask_token.expand(b, m, -1)], dim=1)  # (B, K+M, P)
+        rope = None
+        if self.rope is not None:
+            rope = self.rope.angles(coords)
+        else:
+            x = x + sincos_3d(self.embed_dim, coords).to(x.dtype)
+        x = run_blocks(self.blocks, x, rope, self.activation_checkpointing)
+        return self.proj(self.norm(x[:, k:]))  # (B, M, D)

@@ -1,0 +1,1 @@
+"""Objectives: masks, losses and one module per objective (spatial, SOON, EVENTUALLY)."""

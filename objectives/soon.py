@@ -1,0 +1,44 @@
+"""Objective 2, SOON: forecast the near future in latent space.
+
+Context = every token of the NOW window (the student's one NOW pass, shared with EVENTUALLY);
+targets = every token of the SOON window. The predictor places mask token 2 at all SOON positions
+and regresses the teacher's layer-normed SOON embeddings with L1. The student never sees a SOON
+pixel, so this is a forecast, not an inpainting.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tritemporal.adapters.registry import Backbone
+from tritemporal.adapters.tokens import gather_tokens
+from tritemporal.objectives.losses import masked_l1
+
+SOON_MASK_INDEX = 2
+
+
+def soon_forecast(
+    backbone: Backbone,
+    now_context: torch.Tensor,
+    now_idx: torch.Tensor,
+    soon_idx: torch.Tensor,
+    grid: tuple[int, int, int],
+) -> torch.Tensor:
+    """Predicted SOON embeddings (B, M_soon, D) from the encoded NOW tokens."""
+    b = now_context.shape[0]
+    context_idx = now_idx.expand(b, -1)
+    target_idx = soon_idx.expand(b, -1)
+    return backbone.predictor(now_context, context_idx, target_idx, grid, SOON_MASK_INDEX)
+
+
+def soon_loss(
+    backbone: Backbone,
+    now_context: torch.Tensor,
+    now_idx: torch.Tensor,
+    soon_idx: torch.Tensor,
+    grid: tuple[int, int, int],
+    targets: torch.Tensor,
+) -> torch.Tensor:
+    """L1 between the SOON forecast and the teacher's SOON embeddings."""
+    pred = soon_forecast(backbone, now_context, now_idx, soon_idx, grid)
+    return masked_l1(pred, gather_tokens(targets, soon_idx.expand(pred.shape[0], -1)))

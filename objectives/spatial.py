@@ -1,0 +1,32 @@
+"""Objective 1, spatial masked prediction: V-JEPA's multi-block latent inpainting.
+
+For each mask of the step (short 8 x 0.15 and long 2 x 0.7 blocks, repeated over time) the
+student encodes only the visible tokens of the whole clip, the predictor fills in the masked
+ones (mask token 0 for short, 1 for long), and an L1 loss compares them with the teacher's
+layer-normed embeddings of those tokens. The loss is the mean over the masks of the step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tritemporal.adapters.registry import Backbone
+from tritemporal.adapters.tokens import gather_tokens
+from tritemporal.objectives.losses import masked_l1
+from tritemporal.objectives.masks import MaskSet
+
+
+def spatial_masked_loss(
+    backbone: Backbone,
+    tokens: torch.Tensor,
+    grid: tuple[int, int, int],
+    targets: torch.Tensor,
+    masks: list[MaskSet],
+) -> torch.Tensor:
+    """Mean L1 over masks between predicted and teacher embeddings of the masked tokens."""
+    losses = []
+    for mask_index, mask in enumerate(masks):
+        context = backbone.encoder.encode(tokens, grid, keep=mask.context)  # (B, K, D)
+        pred = backbone.predictor(context, mask.context, mask.target, grid, mask_index)
+        losses.append(masked_l1(pred, gather_tokens(targets, mask.target)))
+    return torch.stack(losses).mean()

@@ -1,0 +1,165 @@
+"""The V-JEPA mechanics of TriTemporalModel: context isolation, teacher, targets, gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.conftest import tiny_config
+from tritemporal.data.loader import MaskCollator
+from tritemporal.ema import ema_update
+from tritemporal.model import TriTemporalModel
+from tritemporal.objectives.masks import MaskSet
+
+
+def _batch(config, seed: int = 0):
+    torch.manual_seed(seed)
+    c = config.clip
+    samples = [
+        {"video": torch.randn(c.channels, c.total_frames, *c.hw), "label": i % 2, "step": seed}
+        for i in range(config.train.batch_size)
+    ]
+    return MaskCollator(config)(samples)
+
+
+def _scramble_tokens(video: torch.Tensor, index: torch.Tensor, config) -> torch.Tensor:
+    """Overwrite the pixels of the given token indices (per sample) with fresh noise."""
+    c = config.clip
+    _, hp, wp = c.grid
+    out = video.clone()
+    for b, row in enumerate(index.tolist()):
+        for i in row:
+            t, h, w = i // (hp * wp), (i // wp) % hp, i % wp
+            ts, hs, ws = t * c.tubelet_t, h * c.patch, w * c.patch
+            out[b, :, ts : ts + c.tubelet_t, hs : hs + c.patch, ws : ws + c.patch] = torch.randn(
+                c.channels, c.tubelet_t, c.patch, c.patch
+            )
+    return out
+
+
+@pytest.mark.parametrize("pos_embed", ["rope", "sincos"])
+def test_context_encoder_ignores_masked_pixels(pos_embed: str) -> None:
+    config = tiny_config(f"backbone.pos_embed={pos_embed}")
+    model = TriTemporalModel(config).eval()
+    batch = _batch(config)
+    for mask in batch.masks:
+        encoder = model.backbone.encoder
+        before = encoder(batch.video, keep=mask.context)
+        after = encoder(_scramble_tokens(batch.video, mask.target, config), keep=mask.context)
+        assert before.shape == (batch.video.shape[0], mask.context.shape[1], encoder.embed_dim)
+        assert torch.equal(before, after)
+        # ...while the teacher, which sees the whole clip, does change
+        changed = model.teacher(_scramble_tokens(batch.video, mask.target, config))
+        assert not torch.allclose(changed, model.teacher(batch.video))
+
+
+def test_now_pass_never_sees_the_future() -> None:
+    config = tiny_config()
+    model = TriTemporalModel(config).eval()
+    batch = _batch(config)
+    now_frames = config.clip.now_frames
+    future = batch.video.clone()
+    future[:, :, now_frames:] = torch.randn_like(future[:, :, now_frames:])
+    a, b = model.encode(batch.video), model.encode(future)
+    for key in ("now", "soon", "eventually"):
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_targets_are_layer_normed_without_affine() -> None:
+    config = tiny_config()
+    model = TriTemporalModel(config)
+    targets = model.teacher_targets(_batch(config).video)
+    assert torch.allclose(targets.mean(-1), torch.zeros(()), atol=1e-5)
+    assert torch.allclose(targets.var(-1, unbiased=False), torch.ones(()), atol=1e-3)
+    assert not targets.requires_grad
+
+
+def test_every_trainable_param_gets_grad_and_teacher_none() -> None:
+    config = tiny_config()
+    model = TriTemporalModel(config).train()
+    batch = _batch(config)
+    out = model(batch.video, batch.masks, batch.labels)
+    out.loss.backward()
+    assert all(not p.requires_grad for p in model.teacher.parameters())
+    assert all(p.grad is None for p in model.teacher.parameters())
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    zero = [
+        n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() == 0
+    ]
+    assert missing == [] and zero == []
+    assert {"loss", "loss_vjepa", "loss_soon", "loss_event", "loss_supcon"} <= out.metrics.keys()
+    expected = (
+        out.metrics["loss_vjepa"] + out.metrics["loss_soon"] + 0.25 * out.metrics["loss_event"]
+    )
+    assert torch.allclose(out.metrics["loss"], expected)
+
+
+def test_teacher_is_a_copy_and_ema_moves_by_momentum() -> None:
+    config = tiny_config()
+    model = TriTemporalModel(config)
+    student, teacher = model.backbone.encoder, model.teacher
+    for s, t in zip(student.parameters(), teacher.parameters(), strict=True):
+        assert torch.equal(s, t)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(1.0)
+    before = [t.clone() for t in teacher.parameters()]
+    ema_update(teacher, student, momentum=0.9)
+    for t0, t1, s in zip(before, teacher.parameters(), student.parameters(), strict=True):
+        assert torch.allclose(t1, 0.9 * t0 + 0.1 * s, atol=1e-6)
+
+
+def test_teacher_stays_in_eval_mode() -> None:
+    model = TriTemporalModel(tiny_config("backbone.drop_path=0.5")).train()
+    assert model.backbone.encoder.training and not model.teacher.training
+
+
+def test_masks_context_and_target_disjoint_in_batch(tiny) -> None:
+    batch = _batch(tiny)
+    n = tiny.clip.grid[0] * tiny.clip.grid[1] * tiny.clip.grid[2]
+    for mask in batch.masks:
+        for ctx, tgt in zip(mask.context.tolist(), mask.target.tolist(), strict=True):
+            assert not set(ctx) & set(tgt)
+            assert len(ctx) + len(tgt) == n
+
+
+def test_tiny_model_overfits_a_fixed_batch() -> None:
+    """On one fixed batch of synthetic road clips every loss falls fast (teacher frozen)."""
+    from tritemporal.data.synthetic import SyntheticDrivingShapes
+
+    config = tiny_config("optim.ema_start=1.0", "optim.ema_end=1.0")
+    data = SyntheticDrivingShapes(config.clip, num_clips=4, seed=0)
+    batch = MaskCollator(config)([{**data[i], "step": 0} for i in range(4)])
+    torch.manual_seed(0)
+    model = TriTemporalModel(config).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(40):
+        out = model(batch.video, batch.masks, batch.labels)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append({k: float(v) for k, v in out.metrics.items()})
+    first, last = losses[0], losses[-1]
+    assert last["loss_vjepa"] < 0.8 * first["loss_vjepa"]
+    assert last["loss_soon"] < 0.8 * first["loss_soon"]
+    assert last["loss_nce"] < 0.05 * first["loss_nce"]
+
+
+def test_wrong_clip_shape_is_a_clear_error(tiny) -> None:
+    model = TriTemporalModel(tiny)
+    with pytest.raises(ValueError, match="clip"):
+        model.encode(torch.randn(2, 3, 5, 32, 32))
+
+
+def test_context_indices_are_respected_per_sample(tiny) -> None:
+    """Different samples may keep different tokens; each row is encoded with its own positions."""
+    model = TriTemporalModel(tiny).eval()
+    video = _batch(tiny).video[:2]
+    keep = torch.tensor([[0, 5, 9], [1, 2, 30]])
+    both = model.backbone.encoder(video, keep=keep)
+    one = model.backbone.encoder(video[1:], keep=keep[1:])
+    assert torch.allclose(both[1:], one, atol=1e-6)
+    assert F.mse_loss(both[0], both[1]) > 0
+    assert isinstance(_batch(tiny).masks[0], MaskSet)

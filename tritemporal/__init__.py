@@ -1,0 +1,7 @@
+"""tritemporal: tri-temporal (NOW, SOON, EVENTUALLY) V-JEPA training for driving video."""
+
+from tritemporal.config import TriTemporalConfig, load_config
+from tritemporal.model import TriTemporalModel
+
+__all__ = ["TriTemporalConfig", "TriTemporalModel", "load_config"]
+__version__ = "0.1.0"

@@ -1,0 +1,326 @@
+"""Training checkpoints that resume a run exactly and that a kill can never corrupt.
+
+Layout (file names are the module constants below)::
+
+    run_dir/checkpoints/
+      step_00000100/          step zero-padded to 8 digits
+        model.safetensors     model.state_dict() (EMA teacher, heads, buffers, everything)
+        optimizer.safetensors optimizer.state_dict()["state"] tensors as "state.<param_id>.<name>"
+                              (AdamW's `step` keeps its dtype); tensors inside param_groups
+                              or non-tensor state as "param_groups.<i>.<key>" / "nested.<id>..."
+        trainer_state.json    {"format_version": 1, "step", "config", "param_groups" (null
+                               without an optimizer), "optimizer_state": {"<param_id>":
+                               {non-tensor state entries}},
+                               "extra", "rng": {"python": random.getstate(), "numpy":
+                               np.random.get_state() (as lists), "torch": hex of
+                               torch.get_rng_state(), "cuda": [hex per device] or null}}
+      last -> step_00000100   relative symlink, replaced atomically with os.replace
+
+JSON has no tuples or tensors: tuples are written as lists and turned back into tuples where the
+live optimizer's param_group has a tuple (betas); a tensor is {"__tensor__": "<safetensors key>"}.
+A save writes into a hidden ``.tmp-step_XXXXXXXX-<pid>`` dir, fsyncs each file and the dir,
+renames it into place (re-saving a step swaps the dirs with renameat2(RENAME_EXCHANGE) where the
+OS has it), then swaps ``last``. A checkpoint is complete only if all three files exist; ``.tmp-*``
+leftovers of a crash are ignored and removed by the next save. Pruning keeps the ``keep`` newest
+numbered checkpoints plus ``last``'s target (keep=3 normally leaves 3; keep=0 only the target).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors.torch
+import torch
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS_DIR = "checkpoints"
+LAST_LINK = "last"
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+STATE_FILE = "trainer_state.json"
+FORMAT_VERSION = 1
+REQUIRED_FILES = (MODEL_FILE, OPTIMIZER_FILE, STATE_FILE)
+_STEP_RE = re.compile(r"step_(\d{8,})")
+_TMP_PREFIX = ".tmp-"
+
+
+def _cpu_copy(t: torch.Tensor) -> torch.Tensor:
+    """A detached, contiguous CPU copy with its own storage (safetensors refuses shared ones)."""
+    return t.detach().to("cpu", copy=True).contiguous()
+
+
+def _to_json(obj: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Make `obj` JSON-able: tensors go into `tensors` under `key`, tuples become lists."""
+    if isinstance(obj, torch.Tensor):
+        tensors[key] = _cpu_copy(obj)
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        return {str(k): _to_json(v, f"{key}.{k}", tensors) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_json(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]
+    return obj
+
+
+def _from_json(obj: Any, tensors: dict[str, torch.Tensor], like: Any = None) -> Any:
+    """Undo `_to_json`; lists become tuples where the template `like` is a tuple."""
+    if isinstance(obj, dict):
+        if set(obj) == {"__tensor__"}:
+            return tensors[obj["__tensor__"]]
+        sub = like if isinstance(like, dict) else {}
+        return {k: _from_json(v, tensors, sub.get(k)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        items = [_from_json(v, tensors) for v in obj]
+        return tuple(items) if isinstance(like, tuple) else items
+    return obj
+
+
+def _rng_state() -> dict[str, Any]:
+    """Python, numpy, torch CPU and (if available) CUDA generator states, JSON-able."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    cuda = None
+    if torch.cuda.is_available():
+        cuda = [s.numpy().tobytes().hex() for s in torch.cuda.get_rng_state_all()]
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [name, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state().numpy().tobytes().hex(),
+        "cuda": cuda,
+    }
+
+
+def _set_rng_state(rng: dict[str, Any]) -> None:
+    """Restore the generator states written by `_rng_state`."""
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch.frombuffer(bytearray.fromhex(rng["torch"]), dtype=torch.uint8))
+    if rng.get("cuda") and torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        if len(rng["cuda"]) != n:
+            logger.warning("CUDA RNG saved for %d devices, %d visible", len(rng["cuda"]), n)
+        for i, s in enumerate(rng["cuda"][:n]):
+            torch.cuda.set_rng_state(torch.frombuffer(bytearray.fromhex(s), dtype=torch.uint8), i)
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file or directory."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux renameat2(RENAME_EXCHANGE); False if unsupported."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _is_complete(path: Path) -> bool:
+    """Whether `path` is a dir holding all three checkpoint files."""
+    return path.is_dir() and all((path / f).is_file() for f in REQUIRED_FILES)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete numbered checkpoints, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _STEP_RE.fullmatch(p.name) and not p.is_symlink()]
+    return sorted((p for p in found if _is_complete(p)), key=lambda p: int(p.name[5:]))
+
+
+def find_last_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint `last` points to (resolved), or None if the run has none."""
+    link = Path(run_dir) / CHECKPOINTS_DIR / LAST_LINK
+    if link.is_symlink() and _is_complete(link):
+        return link.resolve()
+    done = list_checkpoints(run_dir)
+    if done:  # `last` missing or dangling (manual deletion): fall back to the newest complete one
+        logger.warning("%s is missing or incomplete; using %s", link, done[-1])
+        return done[-1].resolve()
+    return None
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    config: dict,
+    keep: int = 3,
+    extra: dict | None = None,
+) -> Path:
+    """Write checkpoints/step_XXXXXXXX atomically, point `last` at it, prune old numbered ones."""
+    if step < 0 or keep < 0:
+        raise ValueError(f"save_checkpoint needs step >= 0 and keep >= 0, got {step=}, {keep=}")
+    opt_tensors: dict[str, torch.Tensor] = {}
+    groups, opt_state = None, {}
+    if optimizer is not None:
+        sd = optimizer.state_dict()
+        for pid, entries in sd["state"].items():
+            for name, value in entries.items():
+                if isinstance(value, torch.Tensor):
+                    opt_tensors[f"state.{pid}.{name}"] = _cpu_copy(value)
+                else:
+                    key = f"nested.{pid}.{name}"
+                    opt_state.setdefault(str(pid), {})[name] = _to_json(value, key, opt_tensors)
+        groups = [
+            _to_json(g, f"param_groups.{i}", opt_tensors) for i, g in enumerate(sd["param_groups"])
+        ]
+    state = {
+        "format_version": FORMAT_VERSION,
+        "step": int(step),
+        "config": config,
+        "param_groups": groups,
+        "optimizer_state": opt_state,
+        "extra": extra or {},
+        "rng": _rng_state(),
+    }
+    text = json.dumps(state, indent=2)  # fails (TypeError) before anything touches the disk
+    model_tensors = {k: _cpu_copy(v) for k, v in model.state_dict().items()}
+
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    for p in root.iterdir():  # leftovers of a crashed save
+        if p.name.startswith(_TMP_PREFIX):
+            logger.info("removing leftover %s", p)
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink()
+    name = f"step_{step:08d}"
+    tmp, final = root / f"{_TMP_PREFIX}{name}-{os.getpid()}", root / name
+    tmp.mkdir()
+    safetensors.torch.save_file(model_tensors, str(tmp / MODEL_FILE))
+    safetensors.torch.save_file(opt_tensors, str(tmp / OPTIMIZER_FILE))
+    with open(tmp / STATE_FILE, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+    for fname in REQUIRED_FILES:
+        _fsync(tmp / fname)
+    _fsync(tmp)
+    if not final.exists():
+        os.rename(tmp, final)
+    elif _exchange(tmp, final):  # re-save of the same step: `last` never sees a missing dir
+        shutil.rmtree(tmp)
+    else:  # no renameat2: a short window where final is missing (find_last falls back then)
+        old = root / f"{_TMP_PREFIX}old-{name}-{os.getpid()}"
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old)
+    _fsync(root)
+    tmp_link = root / f"{_TMP_PREFIX}{LAST_LINK}-{os.getpid()}"
+    os.symlink(name, tmp_link)
+    os.replace(tmp_link, root / LAST_LINK)
+    _fsync(root)
+    _prune(root, keep)
+    logger.info("saved checkpoint %s", final)
+    return final
+
+
+def _prune(root: Path, keep: int) -> None:
+    """Delete numbered checkpoints beyond the `keep` newest, never `last`'s target."""
+    target = (root / LAST_LINK).resolve()
+    done = list_checkpoints(root.parent)
+    for p in done[: max(len(done) - keep, 0)]:
+        if p.resolve() != target:
+            trash = root / f"{_TMP_PREFIX}del-{p.name}-{os.getpid()}"
+            os.rename(p, trash)  # never leaves a half-deleted dir under a numbered name
+            shutil.rmtree(trash)
+
+
+def _resolve(path: Path) -> Path:
+    """A checkpoint dir from a checkpoint dir, a checkpoints/ dir or a run dir."""
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if (path / CHECKPOINTS_DIR).is_dir() or (path / LAST_LINK).is_symlink():
+        run_dir = path if (path / CHECKPOINTS_DIR).is_dir() else path.parent
+        found = find_last_checkpoint(run_dir)
+        if found is None:
+            raise FileNotFoundError(
+                f"run dir {run_dir} has no complete checkpoint: expected "
+                f"{run_dir / CHECKPOINTS_DIR}/{LAST_LINK} -> step_XXXXXXXX holding "
+                f"{', '.join(REQUIRED_FILES)}"
+            )
+        return found
+    missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"checkpoint {path} is incomplete or not a checkpoint: missing {', '.join(missing)} "
+            f"(a checkpoint dir holds {', '.join(REQUIRED_FILES)}; or pass a run dir)"
+        )
+    return path
+
+
+def load_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    restore_rng: bool = True,
+) -> dict:
+    """Load weights (+ optimizer, RNG) from a checkpoint or a run dir's last; return its state."""
+    ckpt = _resolve(Path(path))
+    state = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
+    if state.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{ckpt}: format_version {state.get('format_version')} is not supported")
+    first = next(iter(model.parameters()), None)
+    first = first if first is not None else next(iter(model.buffers()), None)
+    device = str(first.device) if first is not None else "cpu"
+    weights = safetensors.torch.load_file(str(ckpt / MODEL_FILE), device=device)
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
+    hint = "the config likely differs from the run that wrote it"
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {ckpt} does not match the model ({hint}): "
+            f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys "
+            f"{unexpected[:5]}"
+        )
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"checkpoint {ckpt} does not match the model ({hint}): {e}") from e
+    if optimizer is not None:
+        if state["param_groups"] is None:
+            raise ValueError(f"checkpoint {ckpt} was saved without optimizer state")
+        tensors = safetensors.torch.load_file(str(ckpt / OPTIMIZER_FILE), device="cpu")
+        opt: dict[int, dict[str, Any]] = {}
+        for key, t in tensors.items():
+            if key.startswith("state."):
+                _, pid, name = key.split(".", 2)
+                opt.setdefault(int(pid), {})[name] = t
+        for pid, entries in state["optimizer_state"].items():
+            opt.setdefault(int(pid), {}).update(_from_json(entries, tensors))
+        live = optimizer.param_groups
+        groups = [
+            _from_json(g, tensors, live[i] if i < len(live) else None)
+            for i, g in enumerate(state["param_groups"])
+        ]
+        try:
+            optimizer.load_state_dict({"state": dict(sorted(opt.items())), "param_groups": groups})
+        except (ValueError, RuntimeError, KeyError) as e:
+            raise ValueError(
+                f"checkpoint {ckpt}: optimizer state does not fit ({hint}): {e}"
+            ) from e
+    if restore_rng:
+        _set_rng_state(state["rng"])
+    logger.info("loaded checkpoint %s (step %d)", ckpt, state["step"])
+    return state

@@ -1,0 +1,106 @@
+"""The `tritemporal` command line. Subcommands call the same functions as `scripts/*.py`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from tritemporal.config import load_config
+
+logger = logging.getLogger("tritemporal")
+
+# The original scaffold's flags, kept as shortcuts for dotted overrides.
+SHORTCUTS = {
+    "data_root": "data.root",
+    "steps": "train.steps",
+    "batch_size": "train.batch_size",
+    "device": "train.device",
+    "run_dir": "train.run_dir",
+    "seed": "train.seed",
+    "lr": "optim.lr",
+    "backbone": "backbone.name",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Argument parser with one subparser per subcommand."""
+    parser = argparse.ArgumentParser(prog="tritemporal", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a tri-temporal V-JEPA model")
+    train.add_argument("--config", help="YAML config (see configs/); defaults when omitted")
+    train.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="dotted override, e.g. --set optim.lr=3e-4 (repeatable)",
+    )  # fmt: skip
+    train.add_argument(
+        "--resume", action="store_true", help="continue from run_dir's last checkpoint"
+    )
+    shortcuts = train.add_argument_group("shortcuts for common --set keys")
+    shortcuts.add_argument(
+        "--data-root", "--data_root", dest="data_root", help="data.root (video folder)"
+    )
+    shortcuts.add_argument("--steps", type=int, help="train.steps")
+    shortcuts.add_argument(
+        "--batch-size", "--batch_size", dest="batch_size", type=int, help="train.batch_size"
+    )
+    shortcuts.add_argument("--device", help="train.device: auto, cpu, cuda, cuda:N")
+    shortcuts.add_argument("--run-dir", "--run_dir", dest="run_dir", help="train.run_dir")
+    shortcuts.add_argument("--seed", type=int, help="train.seed")
+    shortcuts.add_argument("--lr", type=float, help="optim.lr")
+    shortcuts.add_argument("--backbone", help="backbone.name (see the registry)")
+    return parser
+
+
+def overrides_from_args(args: argparse.Namespace) -> list[str]:
+    """Dotted overrides from shortcut flags first, then explicit --set (which wins)."""
+    overrides = []
+    for flag, key in SHORTCUTS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if getattr(args, "data_root", None) is not None:
+        # A video folder means video data: never train on something else silently.
+        overrides.append("data.source=videos")
+    return overrides + list(args.overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """`tritemporal train`: load and validate the config, then run the loop."""
+    from tritemporal.train import train
+
+    config = load_config(args.config, overrides_from_args(args))
+    run_dir = train(config, resume=args.resume)
+    logger.info("done: %s", run_dir)
+    return 0
+
+
+COMMANDS = {"train": cmd_train}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `tritemporal` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        logger.error("%s", exc)
+        return 2
+    except RuntimeError as exc:
+        from tritemporal.train import TrainingDivergedError
+
+        if isinstance(exc, TrainingDivergedError):
+            logger.error("%s", exc)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

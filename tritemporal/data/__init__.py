@@ -1,0 +1,1 @@
+"""Data sources (registered by `data.source`) and the step-keyed loader."""

@@ -1,0 +1,133 @@
+"""TriTemporalModel: one module that holds every trainable part and computes the three losses.
+
+Data path of one training step (one teacher pass, one student pass per spatial mask, one student
+pass over NOW shared by SOON and EVENTUALLY):
+
+    clip (B, C, T, H, W) = NOW | SOON | EVENTUALLY frames
+      -> tubelet tokens (B, N, D), embedded once
+      -> teacher (EMA, no grad): whole clip -> layer-normed targets (B, N, D)
+      -> spatial:    student(visible tokens) -> predictor(mask tokens 0/1) -> L1 on masked tokens
+      -> NOW pass:   student(NOW tokens)
+           -> SOON:       predictor(mask token 2 at SOON positions) -> L1 vs teacher SOON tokens
+           -> EVENTUALLY: OutcomeAbstractor -> InfoNCE (+ SupCon) vs teacher EVENTUALLY window
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tritemporal.adapters.registry import Backbone, create_backbone
+from tritemporal.config import TriTemporalConfig
+from tritemporal.heads.outcome import OutcomeAbstractor
+from tritemporal.objectives.eventually import EventuallyAlignment
+from tritemporal.objectives.losses import effective_rank
+from tritemporal.objectives.masks import MaskSet, window_indices
+from tritemporal.objectives.soon import soon_forecast, soon_loss
+from tritemporal.objectives.spatial import spatial_masked_loss
+
+
+@dataclass
+class StepOutput:
+    """Total loss (with grad) and detached scalars to log."""
+
+    loss: torch.Tensor
+    metrics: dict[str, torch.Tensor]
+
+
+class TriTemporalModel(nn.Module):
+    """Backbone (student encoder + predictor), EMA teacher, outcome head and EVENTUALLY target."""
+
+    def __init__(self, config: TriTemporalConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone: Backbone = create_backbone(config)
+        self.teacher = copy.deepcopy(self.backbone.encoder).requires_grad_(False)
+        dim = self.backbone.embed_dim
+        self.outcome = OutcomeAbstractor(dim, config.outcome)
+        self.eventually = EventuallyAlignment(dim, config.outcome.out_dim, config.loss)
+
+        grid = config.clip.grid
+        now, soon, _ = config.clip.slices
+        for name, (start, stop) in {
+            "now_idx": (0, now),
+            "soon_idx": (now, now + soon),
+            "event_idx": (now + soon, grid[0]),
+        }.items():
+            self.register_buffer(name, window_indices(grid, start, stop)[None], persistent=False)
+
+    def train(self, mode: bool = True) -> TriTemporalModel:
+        """Switch train/eval; the teacher always stays in eval mode (no drop path)."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    @torch.no_grad()
+    def teacher_targets(self, video: torch.Tensor) -> torch.Tensor:
+        """EMA teacher over the whole clip, layer-normed without affine: (B, N, D)."""
+        out = self.teacher(video)
+        return F.layer_norm(out, (out.shape[-1],))
+
+    def forward(
+        self, video: torch.Tensor, masks: list[MaskSet], labels: torch.Tensor | None = None
+    ) -> StepOutput:
+        """One tri-temporal training step's losses for a batch of clips (B, C, T, H, W)."""
+        self._check_clip(video)
+        lam = self.config.loss
+        targets = self.teacher_targets(video)
+        tokens = self.backbone.encoder.embed(video)  # (B, N, D), shared by every student pass
+        grid = self.config.clip.grid
+        b = video.shape[0]
+
+        loss_vjepa = spatial_masked_loss(self.backbone, tokens, grid, targets, masks)
+        now_idx = self.now_idx.expand(b, -1)
+        now_context = self.backbone.encoder.encode(tokens, grid, keep=now_idx)  # (B, N_now, D)
+        loss_soon = soon_loss(
+            self.backbone, now_context, self.now_idx, self.soon_idx, grid, targets
+        )
+        outcome = self.outcome(now_context)  # (B, E)
+        event_tokens = targets[:, self.event_idx[0]]  # (B, N_ev, D)
+        loss_event, parts = self.eventually(outcome, event_tokens, labels)
+
+        loss = lam.lambda_vjepa * loss_vjepa + lam.lambda_soon * loss_soon
+        loss = loss + lam.lambda_event * loss_event
+        with torch.no_grad():
+            metrics = {
+                "loss": loss.detach(),
+                "loss_vjepa": loss_vjepa.detach(),
+                "loss_soon": loss_soon.detach(),
+                "loss_event": loss_event.detach(),
+                "loss_nce": parts["loss_nce"],
+                "temperature": self.eventually.temperature.detach(),
+                "target_std": targets.float().flatten(0, 1).std(dim=0).mean(),
+                "outcome_std": F.normalize(outcome.float(), dim=-1).std(dim=0).mean(),
+                "outcome_rank": effective_rank(outcome),
+                "event_target_rank": effective_rank(parts["event_target"]),
+            }
+            if "loss_supcon" in parts:
+                metrics["loss_supcon"] = parts["loss_supcon"]
+        return StepOutput(loss=loss, metrics=metrics)
+
+    @torch.no_grad()
+    def encode(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        """NOW tokens, SOON forecast and EVENTUALLY embedding of clips (B, C, T, H, W)."""
+        self._check_clip(video)
+        grid = self.config.clip.grid
+        b = video.shape[0]
+        now = self.backbone.encoder(video, keep=self.now_idx.expand(b, -1))
+        soon = soon_forecast(self.backbone, now, self.now_idx, self.soon_idx, grid)
+        return {"now": now, "soon": soon, "eventually": self.outcome(now)}
+
+    def _check_clip(self, video: torch.Tensor) -> None:
+        """Clear error when a clip does not have the configured shape."""
+        c = self.config.clip
+        expected = (c.channels, c.total_frames, *c.hw)
+        if video.dim() != 5 or tuple(video.shape[1:]) != expected:
+            raise ValueError(
+                f"expected clips (B, C, T, H, W) with (C, T, H, W) = {expected} from clip.*, "
+                f"got {tuple(video.shape)}"
+            )

@@ -1,0 +1,192 @@
+"""The training loop: config -> data -> model -> optimizer -> steps -> logs and checkpoints.
+
+Read it top to bottom: `train` builds everything once, then each step sets the scheduled LR and
+weight decay, runs the tri-temporal forward under autocast, steps AdamW, moves the EMA teacher,
+logs every `train.log_every` steps and saves every `train.ckpt_every` steps (and at the end).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from tritemporal.checkpoint import find_last_checkpoint, load_checkpoint, save_checkpoint
+from tritemporal.config import TriTemporalConfig, save_config
+from tritemporal.data.loader import build_dataset, build_loader
+from tritemporal.ema import ema_update
+from tritemporal.metrics import MetricsWriter, format_record
+from tritemporal.model import StepOutput, TriTemporalModel
+from tritemporal.schedules import ema_momentum_at, lr_at, weight_decay_at
+
+CONFIG_FILE = "config.yaml"
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped without saving the bad state."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> CUDA when available, else CPU; explicit CUDA requests must be satisfiable."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but CUDA is not available; use --device cpu")
+    return device
+
+
+def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (unless fp32 is asked for); plain fp32 on CPU unless bf16 is."""
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def build_optimizer(model: TriTemporalModel, config: TriTemporalConfig) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; biases, norms and other 1-D/scalar tensors get no decay."""
+    decay, no_decay = [], []
+    for _, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim <= 1 else decay).append(param)
+    o = config.optim
+    groups = [
+        {"params": decay, "weight_decay": o.weight_decay, "apply_wd": True},
+        {"params": no_decay, "weight_decay": 0.0, "apply_wd": False},
+    ]
+    fused = next(model.parameters()).is_cuda
+    return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, fused=fused or None)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def prepare_run_dir(config: TriTemporalConfig, resume: bool) -> tuple[Path, Path | None]:
+    """Create the run dir; refuse to overwrite an existing run's checkpoints without --resume."""
+    run_dir = Path(config.train.run_dir)
+    last = find_last_checkpoint(run_dir) if run_dir.exists() else None
+    if resume and last is None:
+        raise FileNotFoundError(
+            f"--resume: no checkpoint in {run_dir / 'checkpoints'}; start without --resume"
+        )
+    if not resume and last is not None:
+        raise FileExistsError(
+            f"{run_dir} already holds checkpoints (last: {last.name}); pass --resume to continue "
+            f"it or choose a new train.run_dir"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, last
+
+
+def train(config: TriTemporalConfig, resume: bool = False) -> Path:
+    """Run (or resume) training as configured; returns the run directory."""
+    run_dir, last = prepare_run_dir(config, resume)
+    t = config.train
+    device = resolve_device(t.device)
+    seed_everything(t.seed)
+    dataset = build_dataset(config)  # fails on bad data before any model is built
+    model = TriTemporalModel(config).to(device)
+    optimizer = build_optimizer(model, config)
+
+    start_step = 0
+    if last is not None:
+        state = load_checkpoint(last, model, optimizer)
+        start_step = int(state["step"])
+        logger.info("resumed %s at step %d", last, start_step)
+    save_config(config, run_dir / CONFIG_FILE)
+    if start_step >= t.steps:
+        logger.info("run already finished (%d/%d steps)", start_step, t.steps)
+        return run_dir
+
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info(
+        "backbone %s | %.2fM trainable params | device %s | %d steps from %d",
+        config.backbone.name, n_params / 1e6, device, t.steps, start_step,
+    )  # fmt: skip
+    loader = build_loader(config, dataset, start_step)
+    writer = MetricsWriter(run_dir)
+    autocast = autocast_for(device, t.precision)
+    show_bar = t.progress and sys.stderr.isatty()
+    bar = tqdm(total=t.steps, initial=start_step, disable=not show_bar, desc="train")
+    model.train()
+    step = start_step
+    window_start, window_clips = time.perf_counter(), 0
+    try:
+        for batch in loader:
+            assert batch.step == step, f"loader out of sync: batch {batch.step} at step {step}"
+            batch = batch.to(device)
+            lr, wd = (
+                lr_at(step, t.steps, config.optim),
+                weight_decay_at(step, t.steps, config.optim),
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+                group["weight_decay"] = wd if group["apply_wd"] else 0.0
+
+            with autocast:
+                out: StepOutput = model(batch.video, batch.masks, batch.labels)
+            if not torch.isfinite(out.loss):
+                _diverged(step, out, run_dir)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            max_norm = config.optim.grad_clip or float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            optimizer.step()
+            momentum = ema_momentum_at(step, t.steps, config.optim)
+            ema_update(model.teacher, model.backbone.encoder, momentum)
+            step += 1
+            window_clips += batch.video.shape[0]
+            bar.update(1)
+
+            if step % t.log_every == 0 or step == t.steps:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                elapsed = time.perf_counter() - window_start
+                record = {"step": step, **{k: float(v) for k, v in out.metrics.items()}}
+                record.update(lr=lr, weight_decay=wd, ema_momentum=momentum)
+                record.update(grad_norm=float(grad_norm), clips_per_s=window_clips / elapsed)
+                writer.write(record)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+                if not show_bar:
+                    logger.info(format_record(record))
+                window_start, window_clips = time.perf_counter(), 0
+            if step % t.ckpt_every == 0 or step == t.steps:
+                save_checkpoint(
+                    run_dir, step, model, optimizer, config.to_dict(), t.keep_checkpoints
+                )
+    except KeyboardInterrupt:
+        if step > start_step:
+            path = save_checkpoint(
+                run_dir, step, model, optimizer, config.to_dict(), t.keep_checkpoints
+            )
+            logger.warning("interrupted at step %d; saved %s (resume with --resume)", step, path)
+        raise
+    finally:
+        bar.close()
+        writer.close()
+    return run_dir
+
+
+def _diverged(step: int, out: StepOutput, run_dir: Path) -> None:
+    """Stop with a message naming the step, the bad parts and the last good checkpoint."""
+    parts = ", ".join(f"{k}={float(v):.4g}" for k, v in out.metrics.items() if k.startswith("loss"))
+    last = find_last_checkpoint(run_dir)
+    kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+    raise TrainingDivergedError(
+        f"loss is not finite at step {step} ({parts}); stopped without saving this state; "
+        f"{kept}. Lower optim.lr, raise optim.warmup_steps or check the data, then --resume."
+    )
