@@ -36,6 +36,11 @@ def register_source(name: str) -> Callable[[DatasetFactory], DatasetFactory]:
 def _synthetic(config: TriTemporalConfig) -> Dataset:
     from tritemporal.data.synthetic import SyntheticDrivingShapes
 
+    if config.data.root is not None:
+        raise ValueError(
+            f"data.root={config.data.root!r} is set but data.source=synthetic reads no files; "
+            "drop data.root or choose a source that reads it"
+        )
     return SyntheticDrivingShapes(config.clip, config.data.num_clips, seed=config.train.seed)
 
 
