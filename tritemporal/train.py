@@ -122,6 +122,12 @@ def train(config: TriTemporalConfig, resume: bool = False) -> Path:
     autocast = autocast_for(device, t.precision)
     show_bar = t.progress and sys.stderr.isatty()
     bar = tqdm(total=t.steps, initial=start_step, disable=not show_bar, desc="train")
+
+    def save(step: int) -> Path:
+        return save_checkpoint(
+            run_dir, step, model, optimizer, config.to_dict(), t.keep_checkpoints
+        )
+
     model.train()
     step = start_step
     window_start, window_clips = time.perf_counter(), 0
@@ -129,25 +135,12 @@ def train(config: TriTemporalConfig, resume: bool = False) -> Path:
         for batch in loader:
             assert batch.step == step, f"loader out of sync: batch {batch.step} at step {step}"
             batch = batch.to(device)
-            lr, wd = (
-                lr_at(step, t.steps, config.optim),
-                weight_decay_at(step, t.steps, config.optim),
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-                group["weight_decay"] = wd if group["apply_wd"] else 0.0
-
+            scalars = apply_schedules(optimizer, step, config)
             with autocast:
                 out: StepOutput = model(batch.video, batch.masks, batch.labels)
             if not torch.isfinite(out.loss):
                 _diverged(step, out, run_dir)
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            max_norm = config.optim.grad_clip or float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-            optimizer.step()
-            momentum = ema_momentum_at(step, t.steps, config.optim)
-            ema_update(model.teacher, model.backbone.encoder, momentum)
+            scalars.update(optimize(model, optimizer, out.loss, step, config))
             step += 1
             window_clips += batch.video.shape[0]
             bar.update(1)
@@ -155,30 +148,52 @@ def train(config: TriTemporalConfig, resume: bool = False) -> Path:
             if step % t.log_every == 0 or step == t.steps:
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-                elapsed = time.perf_counter() - window_start
+                speed = window_clips / (time.perf_counter() - window_start)
                 record = {"step": step, **{k: float(v) for k, v in out.metrics.items()}}
-                record.update(lr=lr, weight_decay=wd, ema_momentum=momentum)
-                record.update(grad_norm=float(grad_norm), clips_per_s=window_clips / elapsed)
+                record.update({k: float(v) for k, v in scalars.items()}, clips_per_s=speed)
                 writer.write(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
                 if not show_bar:
                     logger.info(format_record(record))
                 window_start, window_clips = time.perf_counter(), 0
             if step % t.ckpt_every == 0 or step == t.steps:
-                save_checkpoint(
-                    run_dir, step, model, optimizer, config.to_dict(), t.keep_checkpoints
-                )
+                save(step)
     except KeyboardInterrupt:
         if step > start_step:
-            path = save_checkpoint(
-                run_dir, step, model, optimizer, config.to_dict(), t.keep_checkpoints
-            )
-            logger.warning("interrupted at step %d; saved %s (resume with --resume)", step, path)
+            logger.warning("interrupted at step %d; saved %s (use --resume)", step, save(step))
         raise
     finally:
         bar.close()
         writer.close()
     return run_dir
+
+
+def apply_schedules(optimizer: torch.optim.Optimizer, step: int, config: TriTemporalConfig) -> dict:
+    """Set this step's LR and weight decay on every param group; return them for logging."""
+    t, o = config.train, config.optim
+    lr, wd = lr_at(step, t.steps, o), weight_decay_at(step, t.steps, o)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        group["weight_decay"] = wd if group["apply_wd"] else 0.0
+    return {"lr": lr, "weight_decay": wd}
+
+
+def optimize(
+    model: TriTemporalModel,
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    step: int,
+    config: TriTemporalConfig,
+) -> dict[str, torch.Tensor | float]:
+    """Backward, clip, AdamW step, then move the EMA teacher; returns grad norm and momentum."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    max_norm = config.optim.grad_clip or float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    momentum = ema_momentum_at(step, config.train.steps, config.optim)
+    ema_update(model.teacher, model.backbone.encoder, momentum)
+    return {"grad_norm": grad_norm, "ema_momentum": momentum}
 
 
 def _diverged(step: int, out: StepOutput, run_dir: Path) -> None:
