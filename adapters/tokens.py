@@ -81,12 +81,22 @@ class Rope3D(nn.Module):
     """3D rotary position embedding in V-JEPA 2's layout, computed from token coordinates.
 
     For head dim `d`, each axis (t, h, w) rotates `2 * ((d // 3) // 2)` channels, in that order;
-    within an axis, channel pairs (2i, 2i+1) rotate by `pos * 10000 ** (-2i / axis_dim)`.
+    leftover channels pass unrotated. Within an axis of `a` channels, frequencies are
+    `10000 ** (-i / (a / 2))` for i < a / 2 and channels are paired as (2i, 2i+1).
+
+    Two frequency layouts (`backbone.pos_embed`):
+    - `rope` (default): exactly the released V-JEPA 2 checkpoints. Their cos/sin tables are the
+      half-width table concatenated with itself, so channel j uses frequency j mod (a / 2) while
+      pairs are adjacent channels: the two channels of a pair may turn at different rates. Meta
+      kept this quirk because fixing it changes every pretrained model's outputs.
+    - `rope-interleaved`: Meta's later fix, each pair turns by one frequency (a true rotation,
+      so q.k depends only on relative position). For models trained from scratch.
     """
 
-    def __init__(self, head_dim: int) -> None:
+    def __init__(self, head_dim: int, interleaved: bool = False) -> None:
         super().__init__()
         self.head_dim = head_dim
+        self.interleaved = interleaved
         self.axis_dim = 2 * ((head_dim // 3) // 2)
         if self.axis_dim == 0:
             raise ValueError(f"head dim {head_dim} is too small for 3D RoPE (need >= 6)")
@@ -97,7 +107,11 @@ class Rope3D(nn.Module):
     def angles(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin tables for coordinates (B, N, 3) -> each (B, 1, N, 3 * axis_dim)."""
         freq = coords.to(self.omega.dtype).unsqueeze(-1) * self.omega  # (B, N, 3, half)
-        freq = freq.repeat_interleave(2, dim=-1).flatten(-2)  # (B, N, 3 * axis_dim)
+        if self.interleaved:
+            freq = freq.repeat_interleave(2, dim=-1)  # (B, N, 3, axis_dim): f0 f0 f1 f1 ...
+        else:
+            freq = torch.cat([freq, freq], dim=-1)  # (B, N, 3, axis_dim): f0 f1 ... f0 f1 ...
+        freq = freq.flatten(-2)  # (B, N, 3 * axis_dim)
         return freq.cos().unsqueeze(1), freq.sin().unsqueeze(1)
 
 

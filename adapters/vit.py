@@ -130,10 +130,12 @@ class VideoViT(nn.Module):
             )
         self.embed_dim = args.embed_dim
         self.tubelet_t, self.patch = tubelet_t, patch
-        self.use_rope = pos_embed == "rope"
+        self.use_rope = pos_embed.startswith("rope")
         self.activation_checkpointing = False
         self.patch_embed = TubeletEmbed(in_chans, args.embed_dim, tubelet_t, patch)
-        self.rope = Rope3D(args.embed_dim // args.num_heads) if self.use_rope else None
+        head_dim = args.embed_dim // args.num_heads
+        interleaved = pos_embed == "rope-interleaved"
+        self.rope = Rope3D(head_dim, interleaved) if self.use_rope else None
         rates = torch.linspace(0, drop_path, args.depth).tolist()
         self.blocks = nn.ModuleList(
             Block(args.embed_dim, args.num_heads, args.mlp_ratio, self.use_rope, rate)

@@ -27,11 +27,12 @@ class MaskedPredictor(nn.Module):
         super().__init__()
         dim = config.embed_dim
         self.embed_dim = dim
-        self.use_rope = pos_embed == "rope"
+        self.use_rope = pos_embed.startswith("rope")
         self.activation_checkpointing = False
         self.embed = nn.Linear(encoder_dim, dim)
         self.mask_tokens = nn.Parameter(torch.zeros(config.num_mask_tokens, dim))
-        self.rope = Rope3D(dim // config.num_heads) if self.use_rope else None
+        interleaved = pos_embed == "rope-interleaved"
+        self.rope = Rope3D(dim // config.num_heads, interleaved) if self.use_rope else None
         self.blocks = nn.ModuleList(
             Block(dim, config.num_heads, 4.0, self.use_rope, 0.0) for _ in range(config.depth)
         )

@@ -52,41 +52,49 @@ def test_sincos_3d_shape_and_distinct(dim: int) -> None:
     assert torch.cdist(emb, emb).add(torch.eye(24)).min() > 1e-3  # every position distinct
 
 
-def _reference_vjepa2_rope(x: torch.Tensor, ids: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """V-JEPA 2's rule written out independently: positions from flat ids, per-axis rotation."""
+def _reference_vjepa2_rope(
+    x: torch.Tensor, ids: torch.Tensor, h: int, w: int, interleaved: bool
+) -> torch.Tensor:
+    """V-JEPA 2's rule written out channel by channel: positions from flat ids, per-axis tables.
+
+    Released checkpoints: channel c of an axis uses frequency index c mod (axis / 2) (the table
+    concatenated with itself); interleaved: channel c uses index c // 2.
+    """
     head_dim = x.shape[-1]
     axis = 2 * ((head_dim // 3) // 2)
     t_ids, rem = ids // (h * w), ids % (h * w)
     positions = [t_ids, rem // w, rem % w]
     out = x.clone()
+    half = axis // 2
     for a, pos in enumerate(positions):
-        for i in range(axis // 2):
-            theta = pos.double() / (10000 ** (i / (axis / 2)))
-            c, s = theta.cos().float(), theta.sin().float()
-            j = a * axis + 2 * i
-            x0, x1 = x[..., j], x[..., j + 1]
-            out[..., j] = x0 * c - x1 * s
-            out[..., j + 1] = x1 * c + x0 * s
+        for c in range(axis):
+            i = c // 2 if interleaved else c % half
+            theta = pos.double() / (10000 ** (i / half))
+            cos, sin = theta.cos().float(), theta.sin().float()
+            j = a * axis + c
+            partner = -x[..., j + 1] if c % 2 == 0 else x[..., j - 1]
+            out[..., j] = x[..., j] * cos + partner * sin
     return out
 
 
+@pytest.mark.parametrize("interleaved", [False, True])
 @pytest.mark.parametrize("head_dim", [16, 64, 88])
-def test_rope_matches_vjepa2_scheme(head_dim: int) -> None:
+def test_rope_matches_vjepa2_scheme(head_dim: int, interleaved: bool) -> None:
     grid = (4, 3, 5)
     ids = torch.tensor([0, 7, 16, 31, 59])
     x = torch.randn(1, 2, len(ids), head_dim)
-    rope = Rope3D(head_dim)
+    rope = Rope3D(head_dim, interleaved)
     cos, sin = rope.angles(grid_coords(grid)[ids].unsqueeze(0))
     ours = apply_rope(x, cos, sin)
-    ref = _reference_vjepa2_rope(x, ids, h=3, w=5)
+    ref = _reference_vjepa2_rope(x, ids, h=3, w=5, interleaved=interleaved)
     assert torch.allclose(ours, ref, atol=1e-5)
     # leftover channels beyond 3 * axis_dim stay unrotated
     assert torch.equal(ours[..., 3 * rope.axis_dim :], x[..., 3 * rope.axis_dim :])
 
 
-def test_rope_is_relative() -> None:
-    """q.k after RoPE depends only on the coordinate difference."""
-    rope = Rope3D(24)
+def test_interleaved_rope_is_relative() -> None:
+    """With one frequency per pair, q.k after RoPE depends only on the coordinate difference."""
+    rope = Rope3D(24, interleaved=True)
     q, k = torch.randn(1, 1, 1, 24), torch.randn(1, 1, 1, 24)
 
     def score(pq: list[int], pk: list[int]) -> float:

@@ -167,9 +167,9 @@ def test_bf16_autocast_runs_on_cpu(tmp_path: Path) -> None:
 # Losses of the tiny config's first 6 steps (seed 0), recorded on torch 2.13 CPU. A change here
 # means training changed; update deliberately, never to make a test pass.
 GOLDEN = {
-    2: {"loss": 2.18648, "loss_vjepa": 0.79883, "loss_soon": 0.79835, "loss_event": 2.35719},
-    4: {"loss": 2.15600, "loss_vjepa": 0.78911, "loss_soon": 0.78965, "loss_event": 2.30894},
-    6: {"loss": 1.89901, "loss_vjepa": 0.78940, "loss_soon": 0.78356, "loss_event": 1.30420},
+    2: {"loss": 2.18640, "loss_vjepa": 0.79884, "loss_soon": 0.79835, "loss_event": 2.35684},
+    4: {"loss": 2.15604, "loss_vjepa": 0.78911, "loss_soon": 0.78966, "loss_event": 2.30909},
+    6: {"loss": 1.89894, "loss_vjepa": 0.78940, "loss_soon": 0.78356, "loss_event": 1.30391},
 }
 
 
@@ -177,4 +177,4 @@ def test_golden_loss_curve(tmp_path: Path) -> None:
     records = {r["step"]: r for r in read_metrics(train(tiny_config(f"train.run_dir={tmp_path}")))}
     for step, expected in GOLDEN.items():
         for key, value in expected.items():
-            assert math.isclose(records[step][key], value, rel_tol=1e-3), (step, key)
+            assert math.isclose(records[step][key], value, rel_tol=1e-4), (step, key)

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+POS_EMBEDS = ("rope", "rope-interleaved", "sincos")
+
 
 @dataclass
 class BackboneConfig:
@@ -24,7 +26,7 @@ class BackboneConfig:
 
     name: str = "vit-tiny"
     pretrained: str | None = None  # Hub repo id or local folder (official backbones)
-    pos_embed: str = "rope"  # "rope" (3D RoPE as in V-JEPA 2) or "sincos" (fixed, V-JEPA 1)
+    pos_embed: str = "rope"  # "rope" (V-JEPA 2), "rope-interleaved" or "sincos" (V-JEPA 1)
     embed_dim: int | None = None  # None keeps the registered variant's width
     depth: int | None = None
     num_heads: int | None = None
@@ -343,7 +345,8 @@ def validate(config: TriTemporalConfig) -> None:
 
     b, p, o = config.backbone, config.predictor, config.outcome
     _check(
-        b.pos_embed in ("rope", "sincos"), f"backbone.pos_embed={b.pos_embed!r}: use rope or sincos"
+        b.pos_embed in POS_EMBEDS,
+        f"backbone.pos_embed={b.pos_embed!r}: use one of {', '.join(POS_EMBEDS)}",
     )
     _check(0 <= b.drop_path < 1, f"backbone.drop_path={b.drop_path} must be in [0, 1)")
     _check(
