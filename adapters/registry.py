@@ -18,6 +18,7 @@ from torch import nn
 
 from tritemporal.adapters.vit import VideoViT, VitArgs
 from tritemporal.config import TriTemporalConfig
+from tritemporal.data.common import IMAGENET_MEAN, IMAGENET_STD
 from tritemporal.heads.predictor import MaskedPredictor
 
 logger = logging.getLogger(__name__)
@@ -32,12 +33,21 @@ class Backbone(nn.Module):
     `encoder` exposes `embed(video) -> (B, N, D)`, `encode(tokens, grid, keep) -> (B, K, D)`,
     `grid(video)`, `embed_dim`; `predictor(context, context_idx, target_idx, grid, mask_index)`
     returns predictions (B, M, D) for the target indices. The EMA teacher is a copy of `encoder`.
+    `pixel_mean` / `pixel_std` are the statistics the encoder expects its [0, 1] pixels
+    normalized with (ImageNet's unless a pretrained processor config says otherwise).
     """
 
-    def __init__(self, encoder: nn.Module, predictor: nn.Module) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        predictor: nn.Module,
+        pixel_mean: tuple[float, ...] = IMAGENET_MEAN,
+        pixel_std: tuple[float, ...] = IMAGENET_STD,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.predictor = predictor
+        self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
 
     @property
     def embed_dim(self) -> int:

@@ -53,10 +53,8 @@ def test_shapes_dtype_and_range(size: int | list[int], frames: tuple[int, int, i
         sample = ds[i]
         video, label = sample["video"], sample["label"]
         assert video.shape == (3, clip.total_frames, h, w)
-        assert video.dtype == torch.float32
-        assert torch.isfinite(video).all()
-        assert video.min() > -2.5 and video.max() < 2.8  # ImageNet-normalized [0, 1] pixels
-        assert 0.1 < video.std() < 2.0
+        assert video.dtype == torch.uint8
+        assert 10 < video.float().std() < 120
         assert label.dtype == torch.int64 and label.ndim == 0
         assert MANEUVERS[int(label)] in ds.label_names
         assert sample["index"] == i

@@ -51,6 +51,9 @@ class TriTemporalModel(nn.Module):
         self.outcome = OutcomeAbstractor(dim, config.outcome)
         self.eventually = EventuallyAlignment(dim, config.outcome.out_dim, config.loss)
 
+        stats = (self.backbone.pixel_mean, self.backbone.pixel_std)
+        for name, values in zip(("pixel_mean", "pixel_std"), stats, strict=True):
+            self.register_buffer(name, torch.tensor(values).view(1, -1, 1, 1, 1), persistent=False)
         grid = config.clip.grid
         now, soon, _ = config.clip.slices
         for name, (start, stop) in {
@@ -66,6 +69,13 @@ class TriTemporalModel(nn.Module):
         self.teacher.eval()
         return self
 
+    def normalize(self, video: torch.Tensor) -> torch.Tensor:
+        """Clips as uint8 (0-255) or float in [0, 1] -> normalized with the backbone's stats."""
+        self._check_clip(video)
+        dtype = self.pixel_mean.dtype
+        video = video.to(dtype) / 255.0 if video.dtype == torch.uint8 else video.to(dtype)
+        return (video - self.pixel_mean) / self.pixel_std
+
     @torch.no_grad()
     def teacher_targets(self, video: torch.Tensor) -> torch.Tensor:
         """EMA teacher over the whole clip, layer-normed without affine: (B, N, D)."""
@@ -76,7 +86,7 @@ class TriTemporalModel(nn.Module):
         self, video: torch.Tensor, masks: list[MaskSet], labels: torch.Tensor | None = None
     ) -> StepOutput:
         """One tri-temporal training step's losses for a batch of clips (B, C, T, H, W)."""
-        self._check_clip(video)
+        video = self.normalize(video)
         lam = self.config.loss
         targets = self.teacher_targets(video)
         tokens = self.backbone.encoder.embed(video)  # (B, N, D), shared by every student pass
@@ -114,8 +124,11 @@ class TriTemporalModel(nn.Module):
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
-        """NOW tokens, SOON forecast and EVENTUALLY embedding of clips (B, C, T, H, W)."""
-        self._check_clip(video)
+        """NOW tokens, SOON forecast and EVENTUALLY embedding of clips (B, C, T, H, W).
+
+        Clips are uint8 (0-255) or float in [0, 1]; normalization happens here.
+        """
+        video = self.normalize(video)
         grid = self.config.clip.grid
         b = video.shape[0]
         now = self.backbone.encoder(video, keep=self.now_idx.expand(b, -1))

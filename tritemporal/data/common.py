@@ -1,8 +1,11 @@
-"""Constants and small helpers every data source shares: label vocabulary and normalization."""
+"""Constants every data source shares: the label vocabulary and the default pixel statistics.
+
+Sources yield uint8 clips (C, T, H, W); the model normalizes them on device with its backbone's
+mean and std (ImageNet's unless a pretrained processor config says otherwise), so the data path
+never needs to know which backbone runs.
+"""
 
 from __future__ import annotations
-
-import torch
 
 # Outcome (maneuver) vocabulary. A label is the index into this tuple; -1 means "unlabelled".
 # Sources may only emit names listed here, so labels mean the same thing across datasets.
@@ -28,11 +31,3 @@ def maneuver_id(name: str) -> int:
         return MANEUVERS.index(name)
     except ValueError:
         raise ValueError(f"unknown maneuver {name!r}; known: {', '.join(MANEUVERS)}") from None
-
-
-def normalize_video(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 frames (T, H, W, C) -> float32 (C, T, H, W) normalized with ImageNet mean/std."""
-    video = frames.permute(3, 0, 1, 2).float().div_(255.0)  # (C, T, H, W)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=video.dtype).view(-1, 1, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=video.dtype).view(-1, 1, 1, 1)
-    return (video - mean) / std

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import ClipConfig
-from .common import maneuver_id, normalize_video
+from tritemporal.config import ClipConfig
+from tritemporal.data.common import maneuver_id
 
 LABEL_NAMES: tuple[str, ...] = ("keep_lane", "lane_change_left", "lane_change_right", "brake")
 _LABEL_IDS = tuple(maneuver_id(name) for name in LABEL_NAMES)
@@ -110,12 +110,12 @@ class SyntheticDrivingShapes(torch.utils.data.Dataset):
         return LABEL_NAMES
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        """Normalized video (C, T, H, W), int64 label into MANEUVERS and the index."""
+        """uint8 video (C, T, H, W), int64 label into MANEUVERS and the index."""
         if not 0 <= index < self.num_clips:
             raise IndexError(f"index {index} out of range for {self.num_clips} synthetic clips")
         clip = self.render(index)
         return {
-            "video": normalize_video(clip.frames),
+            "video": clip.frames.permute(3, 0, 1, 2),  # (T, H, W, C) -> (C, T, H, W)
             "label": torch.tensor(clip.label, dtype=torch.int64),
             "index": int(index),
         }
@@ -160,7 +160,7 @@ class SyntheticDrivingShapes(torch.utils.data.Dataset):
         for lo, hi, color in edges:
             a = _cover(torch.tensor([lo]), torch.tensor([hi]), 0, w)[0, :, None]
             row.mul_(1.0 - a).add_(a * color)
-        # Channel-first storage viewed as (T, H, W, 3): normalize_video's permute is then free.
+        # Channel-first storage viewed as (T, H, W, 3): the (C, T, H, W) permute is then free.
         img = torch.empty(3, t_total, h, w).permute(1, 2, 3, 0).copy_(row.expand(h, w, 3))
 
         # Ego motion: marking scroll is the cumulative ego speed; brake ramps it down in EVENTUALLY.
