@@ -124,3 +124,7 @@ def vit_base(config: TriTemporalConfig) -> Backbone:
 def vit_large(config: TriTemporalConfig) -> Backbone:
     """ViT-L: 1024 wide, 24 deep, 16 heads (V-JEPA 2's ViT-L shape)."""
     return _builtin_vit(config, VitArgs(embed_dim=1024, depth=24, num_heads=16))
+
+
+# Entries defined in other modules register on import; they import this module first.
+from tritemporal.adapters import vjepa2 as _vjepa2  # noqa: E402, F401

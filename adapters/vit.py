@@ -8,6 +8,7 @@ from those indices, and only they go through the transformer. The same class, ru
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -89,14 +90,20 @@ class Block(nn.Module):
 
 
 def run_blocks(
-    blocks: nn.ModuleList, x: torch.Tensor, rope: RopeTables | None, use_checkpoint: bool
+    blocks: nn.ModuleList,
+    x: torch.Tensor,
+    rope: RopeTables | None,
+    use_checkpoint: bool,
+    forward: Callable[[nn.Module, torch.Tensor, RopeTables | None], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Run a stack of blocks, optionally recomputing activations in the backward pass."""
+    """Run a stack of blocks (`forward(block, x, rope)`, default `block(x, rope)`), optionally
+    recomputing each block's activations in the backward pass to save memory."""
+    forward = forward or (lambda block, h, r: block(h, r))
     for block in blocks:
         if use_checkpoint and torch.is_grad_enabled():
-            x = checkpoint(block, x, rope, use_reentrant=False)
+            x = checkpoint(forward, block, x, rope, use_reentrant=False)
         else:
-            x = block(x, rope)
+            x = forward(block, x, rope)
     return x
 
 

@@ -1,8 +1,15 @@
-"""Shared fixtures: tiny configs that run a full tri-temporal step in well under a second."""
+"""Shared fixtures: tiny configs and a tiny V-JEPA 2 checkpoint, all offline."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
+import torch
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach the network
 
 from tritemporal.config import TriTemporalConfig, load_config
 
@@ -39,3 +46,64 @@ def tiny_config(*overrides: str) -> TriTemporalConfig:
 def tiny() -> TriTemporalConfig:
     """A fresh tiny config."""
     return tiny_config()
+
+
+def tiny_vjepa2_config():
+    """A VJEPA2Config matching the tiny clip (tubelet 2 x 8 x 8, 32 px, 8 frames)."""
+    from transformers import VJEPA2Config
+
+    return VJEPA2Config(
+        patch_size=8,
+        tubelet_size=2,
+        crop_size=32,
+        frames_per_clip=8,
+        hidden_size=48,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        pred_hidden_size=24,
+        pred_num_attention_heads=2,
+        pred_num_hidden_layers=2,
+        pred_num_mask_tokens=10,
+    )
+
+
+PIXEL_MEAN = [0.5, 0.4, 0.3]
+PIXEL_STD = [0.2, 0.25, 0.3]
+
+
+@pytest.fixture(scope="session")
+def vjepa2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random V-JEPA 2 saved with save_pretrained, with trained-looking mask tokens 0-1."""
+    from transformers import VJEPA2Model
+
+    torch.manual_seed(0)
+    model = VJEPA2Model(tiny_vjepa2_config()).eval()
+    with torch.no_grad():
+        model.predictor.embeddings.mask_tokens[:2].normal_()  # 2..9 stay zero, as released
+    folder = tmp_path_factory.mktemp("vjepa2-tiny")
+    model.save_pretrained(folder)
+    processor = {"crop_size": {"height": 32, "width": 32}, "image_mean": PIXEL_MEAN}
+    processor["image_std"] = PIXEL_STD
+    (folder / "video_preprocessor_config.json").write_text(json.dumps(processor))
+    return folder
+
+
+def vjepa2_overrides(folder: Path, *extra: str) -> list[str]:
+    """Tiny-config overrides that load the tiny V-JEPA 2 checkpoint through the registry."""
+    return ["backbone.name=vjepa2", f"backbone.pretrained={folder}", *extra]
+
+
+def scramble_tokens(
+    video: torch.Tensor, index: torch.Tensor, config: TriTemporalConfig
+) -> torch.Tensor:
+    """Overwrite the pixels of the given token indices (per sample) with fresh noise."""
+    c = config.clip
+    _, hp, wp = c.grid
+    out = video.clone()
+    for b, row in enumerate(index.tolist()):
+        for i in row:
+            t, h, w = i // (hp * wp), (i // wp) % hp, i % wp
+            ts, hs, ws = t * c.tubelet_t, h * c.patch, w * c.patch
+            noise = torch.rand(c.channels, c.tubelet_t, c.patch, c.patch)
+            out[b, :, ts : ts + c.tubelet_t, hs : hs + c.patch, ws : ws + c.patch] = noise
+    return out

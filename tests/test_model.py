@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import tiny_config
+from tests.conftest import scramble_tokens, tiny_config
 from tritemporal.data.loader import MaskCollator
 from tritemporal.ema import ema_update
 from tritemporal.model import TriTemporalModel
@@ -23,21 +23,6 @@ def _batch(config, seed: int = 0):
     return MaskCollator(config)(samples)
 
 
-def _scramble_tokens(video: torch.Tensor, index: torch.Tensor, config) -> torch.Tensor:
-    """Overwrite the pixels of the given token indices (per sample) with fresh noise."""
-    c = config.clip
-    _, hp, wp = c.grid
-    out = video.clone()
-    for b, row in enumerate(index.tolist()):
-        for i in row:
-            t, h, w = i // (hp * wp), (i // wp) % hp, i % wp
-            ts, hs, ws = t * c.tubelet_t, h * c.patch, w * c.patch
-            out[b, :, ts : ts + c.tubelet_t, hs : hs + c.patch, ws : ws + c.patch] = torch.randn(
-                c.channels, c.tubelet_t, c.patch, c.patch
-            )
-    return out
-
-
 @pytest.mark.parametrize("pos_embed", ["rope", "sincos"])
 def test_context_encoder_ignores_masked_pixels(pos_embed: str) -> None:
     config = tiny_config(f"backbone.pos_embed={pos_embed}")
@@ -46,11 +31,11 @@ def test_context_encoder_ignores_masked_pixels(pos_embed: str) -> None:
     for mask in batch.masks:
         encoder = model.backbone.encoder
         before = encoder(batch.video, keep=mask.context)
-        after = encoder(_scramble_tokens(batch.video, mask.target, config), keep=mask.context)
+        after = encoder(scramble_tokens(batch.video, mask.target, config), keep=mask.context)
         assert before.shape == (batch.video.shape[0], mask.context.shape[1], encoder.embed_dim)
         assert torch.equal(before, after)
         # ...while the teacher, which sees the whole clip, does change
-        changed = model.teacher(_scramble_tokens(batch.video, mask.target, config))
+        changed = model.teacher(scramble_tokens(batch.video, mask.target, config))
         assert not torch.allclose(changed, model.teacher(batch.video))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +15,14 @@ from tritemporal.adapters.registry import (
     register_backbone,
 )
 
-WIDTHS = {"vit-debug": 64, "vit-tiny": 192, "vit-small": 384, "vit-base": 768, "vit-large": 1024}
+WIDTHS = {
+    "vjepa2": 48,
+    "vit-debug": 64,
+    "vit-tiny": 192,
+    "vit-small": 384,
+    "vit-base": 768,
+    "vit-large": 1024,
+}
 
 
 def test_builtin_sizes_are_registered() -> None:
@@ -23,9 +31,11 @@ def test_builtin_sizes_are_registered() -> None:
 
 
 @pytest.mark.parametrize("name", list_backbones())
-def test_every_backbone_builds_and_encodes(name: str) -> None:
-    # depth 1 keeps even ViT-L cheap while the registered width and heads are kept
-    config = tiny_config(f"backbone.name={name}", "backbone.depth=1")
+def test_every_backbone_builds_and_encodes(name: str, vjepa2_dir: Path) -> None:
+    if name.startswith("vjepa2"):  # official entries load the tiny local checkpoint
+        config = tiny_config(f"backbone.name={name}", f"backbone.pretrained={vjepa2_dir}")
+    else:  # depth 1 keeps even ViT-L cheap while the registered width and heads are kept
+        config = tiny_config(f"backbone.name={name}", "backbone.depth=1")
     backbone = create_backbone(config)
     assert backbone.embed_dim == WIDTHS.get(name, backbone.embed_dim)
     video = torch.randn(2, 3, config.clip.total_frames, *config.clip.hw)

@@ -25,7 +25,13 @@ class BackboneConfig:
     """Which encoder to build (a key of the backbone registry) and how it encodes positions."""
 
     name: str = "vit-tiny"
-    pretrained: str | None = None  # Hub repo id or local folder (official backbones)
+    pretrained: str | None = None  # Hub repo id (optionally @revision) or a local folder
+    revision: str | None = None  # Hub branch, tag or commit of `pretrained`
+    cache_dir: str | None = None  # Hugging Face cache folder (default: the HF_HOME cache)
+    token: str | None = None  # Hub token; prefer HF_TOKEN or `hf auth login` (never saved)
+    local_files_only: bool = False  # never touch the network; use the cache or a local folder
+    teacher: str = "ema"  # "ema" (EMA of the student) or "frozen" (the pretrained weights)
+    teacher_dtype: str = "float32"  # "bfloat16" halves teacher memory (frozen teacher only)
     pos_embed: str = "rope"  # "rope" (V-JEPA 2), "rope-interleaved" or "sincos" (V-JEPA 1)
     embed_dim: int | None = None  # None keeps the registered variant's width
     depth: int | None = None
@@ -177,8 +183,10 @@ class TriTemporalConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (YAML/JSON ready)."""
-        return dataclasses.asdict(self)
+        """Plain nested dict for artifacts (YAML/JSON ready); a Hub token is never included."""
+        data = dataclasses.asdict(self)
+        data["backbone"]["token"] = None
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> TriTemporalConfig:
@@ -232,7 +240,7 @@ def apply_override(data: dict[str, Any], item: str) -> None:
 
 
 def save_config(config: TriTemporalConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML."""
+    """Write the resolved config as YAML (without any Hub token)."""
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
@@ -349,6 +357,17 @@ def validate(config: TriTemporalConfig) -> None:
         f"backbone.pos_embed={b.pos_embed!r}: use one of {', '.join(POS_EMBEDS)}",
     )
     _check(0 <= b.drop_path < 1, f"backbone.drop_path={b.drop_path} must be in [0, 1)")
+    _check(b.teacher in ("ema", "frozen"), f"backbone.teacher={b.teacher!r}: use ema or frozen")
+    _check(
+        b.teacher_dtype in ("float32", "bfloat16"),
+        f"backbone.teacher_dtype={b.teacher_dtype!r}: use float32 or bfloat16",
+    )
+    _check(
+        b.teacher_dtype == "float32" or b.teacher == "frozen",
+        "backbone.teacher_dtype=bfloat16 needs backbone.teacher=frozen: an EMA step moves "
+        "weights by (1 - 0.99925) of their gap, below bfloat16's resolution, so a bfloat16 EMA "
+        "teacher would silently stop updating",
+    )
     _check(
         p.embed_dim % p.num_heads == 0,
         f"predictor.embed_dim={p.embed_dim} must be divisible by predictor.num_heads={p.num_heads}",

@@ -23,6 +23,7 @@ from torch import nn
 
 from tritemporal.adapters.registry import Backbone, create_backbone
 from tritemporal.config import TriTemporalConfig
+from tritemporal.ema import ema_update
 from tritemporal.heads.outcome import OutcomeAbstractor
 from tritemporal.objectives.eventually import EventuallyAlignment
 from tritemporal.objectives.losses import effective_rank
@@ -47,6 +48,8 @@ class TriTemporalModel(nn.Module):
         self.config = config
         self.backbone: Backbone = create_backbone(config)
         self.teacher = copy.deepcopy(self.backbone.encoder).requires_grad_(False)
+        if config.backbone.teacher_dtype == "bfloat16":
+            self.teacher.to(torch.bfloat16)
         dim = self.backbone.embed_dim
         self.outcome = OutcomeAbstractor(dim, config.outcome)
         self.eventually = EventuallyAlignment(dim, config.outcome.out_dim, config.loss)
@@ -78,9 +81,15 @@ class TriTemporalModel(nn.Module):
 
     @torch.no_grad()
     def teacher_targets(self, video: torch.Tensor) -> torch.Tensor:
-        """EMA teacher over the whole clip, layer-normed without affine: (B, N, D)."""
-        out = self.teacher(video)
+        """EMA teacher over the whole clip, layer-normed without affine: (B, N, D) float32."""
+        out = self.teacher(video).float()
         return F.layer_norm(out, (out.shape[-1],))
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """EMA step toward the student encoder (a frozen teacher keeps its pretrained weights)."""
+        if self.config.backbone.teacher == "ema":
+            ema_update(self.teacher, self.backbone.encoder, momentum)
 
     def forward(
         self, video: torch.Tensor, masks: list[MaskSet], labels: torch.Tensor | None = None

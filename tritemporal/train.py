@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 from tritemporal.checkpoint import find_last_checkpoint, load_checkpoint, save_checkpoint
 from tritemporal.config import TriTemporalConfig, save_config
 from tritemporal.data.loader import build_dataset, build_loader
-from tritemporal.ema import ema_update
 from tritemporal.metrics import MetricsWriter, format_record
 from tritemporal.model import StepOutput, TriTemporalModel
 from tritemporal.schedules import ema_momentum_at, lr_at, weight_decay_at
@@ -192,7 +191,7 @@ def optimize(
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
     optimizer.step()
     momentum = ema_momentum_at(step, config.train.steps, config.optim)
-    ema_update(model.teacher, model.backbone.encoder, momentum)
+    model.update_teacher(momentum)
     return {"grad_norm": grad_norm, "ema_momentum": momentum}
 
 
