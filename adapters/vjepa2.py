@@ -84,7 +84,11 @@ class VJEPA2Encoder(nn.Module):
         return t // self.tubelet_t, h // self.patch, w // self.patch
 
     def embed(self, video: torch.Tensor) -> torch.Tensor:
-        """Tubelet tokens (B, N, D) of a clip in our (B, C, T, H, W) layout."""
+        """Tubelet tokens (B, N, D) of a clip in our (B, C, T, H, W) layout.
+
+        The one place the layouts meet: transformers' `VJEPA2Model` takes (B, T, C, H, W) and
+        permutes back to (B, C, T, H, W) for its Conv3d; we call that Conv3d directly.
+        """
         proj = self.hf.embeddings.patch_embeddings
         return proj(video.to(proj.proj.weight.dtype))
 

@@ -20,6 +20,7 @@ from tritemporal.adapters import vjepa2 as adapter
 from tritemporal.adapters.registry import create_backbone, list_backbones
 from tritemporal.adapters.tokens import Rope3D, gather_tokens, grid_coords
 from tritemporal.adapters.vjepa2_meta import convert_meta_checkpoint
+from tritemporal.cli import main
 from tritemporal.data.loader import MaskCollator
 from tritemporal.model import TriTemporalModel
 from tritemporal.train import train
@@ -238,6 +239,12 @@ def test_convert_meta_checkpoint(tmp_path: Path) -> None:
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert loaded.config.num_hidden_layers == 2 and loaded.config.pred_num_mask_tokens == 10
     create_backbone(tiny_config(*vjepa2_overrides(out)))  # usable as backbone.pretrained
+    args = ["convert-meta", str(tmp_path / "latest.pt"), "--out", str(tmp_path / "cli")]
+    assert main([*args, "--num-heads", "4", "--pred-num-heads", "2", "--encoder", "encoder"]) == 0
+    from_cli = VJEPA2Model.from_pretrained(tmp_path / "cli").state_dict()
+    key = "encoder.layer.0.mlp.fc1.weight"
+    assert torch.equal(from_cli[key], student.state_dict()[key])
+    assert not torch.equal(from_cli[key], target.state_dict()[key])
     with pytest.raises(ValueError, match="--num-heads"):
         convert_meta_checkpoint(tmp_path / "latest.pt", tmp_path / "x")
     torch.save({"encoder": {}}, tmp_path / "bad.pt")

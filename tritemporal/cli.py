@@ -51,6 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     shortcuts.add_argument("--seed", type=int, help="train.seed")
     shortcuts.add_argument("--lr", type=float, help="optim.lr")
     shortcuts.add_argument("--backbone", help="backbone.name (see the registry)")
+
+    convert = sub.add_parser(
+        "convert-meta",
+        help="convert a checkpoint of Meta's V-JEPA 2 training code into a backbone folder",
+    )
+    convert.add_argument("checkpoint", help="Meta's .pt with encoder/predictor/target_encoder")
+    convert.add_argument("--out", required=True, help="output folder (use as backbone.pretrained)")
+    convert.add_argument(
+        "--encoder", default="target_encoder", choices=["target_encoder", "encoder"],
+        help="which encoder to keep (default: the EMA target encoder, as Meta releases)",
+    )  # fmt: skip
+    convert.add_argument("--num-heads", type=int, help="encoder heads (inferred for L/H/g)")
+    convert.add_argument("--pred-num-heads", type=int, help="predictor heads (12 for 384 wide)")
+    convert.add_argument("--crop-size", type=int, default=256, help="pretraining crop size")
     return parser
 
 
@@ -77,7 +91,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train}
+def cmd_convert_meta(args: argparse.Namespace) -> int:
+    """`tritemporal convert-meta`: Meta's V-JEPA 2 .pt -> transformers folder."""
+    from tritemporal.adapters.vjepa2_meta import convert_meta_checkpoint
+
+    out = convert_meta_checkpoint(
+        args.checkpoint, args.out, args.encoder, args.num_heads, args.pred_num_heads, args.crop_size
+    )
+    logger.info("wrote %s; train on it with --set backbone.name=vjepa2 "
+                "--set backbone.pretrained=%s", out, out)  # fmt: skip
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "convert-meta": cmd_convert_meta}
 
 
 def main(argv: list[str] | None = None) -> int:
