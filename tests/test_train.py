@@ -13,7 +13,8 @@ from tests.conftest import tiny_config
 from tritemporal import train as train_module
 from tritemporal.checkpoint import MODEL_FILE, find_last_checkpoint, list_checkpoints
 from tritemporal.config import OptimConfig
-from tritemporal.data.loader import build_dataset, build_loader
+from tritemporal.data.loader import build_loader
+from tritemporal.data.sources import build_dataset
 from tritemporal.metrics import read_metrics
 from tritemporal.model import TriTemporalModel
 from tritemporal.schedules import ema_momentum_at, lr_at, weight_decay_at
@@ -139,7 +140,7 @@ def test_no_weight_decay_on_biases_and_norms() -> None:
 def test_synthetic_source_refuses_a_data_root(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="reads no files"):
         build_dataset(tiny_config(f"data.root={tmp_path}"))
-    with pytest.raises(ValueError, match=r"data.source='videos' is not available"):
+    with pytest.raises(ValueError, match=r"data.source=videos needs data.root"):
         build_dataset(tiny_config("data.source=videos"))
 
 

@@ -52,6 +52,25 @@ def build_parser() -> argparse.ArgumentParser:
     shortcuts.add_argument("--lr", type=float, help="optim.lr")
     shortcuts.add_argument("--backbone", help="backbone.name (see the registry)")
 
+    clips = sub.add_parser("make-clips", help="simulate labelled driving clips with highway-env")
+    clips.add_argument("--out", required=True, help="output folder (videos/ + annotations/)")
+    clips.add_argument("--num", type=int, default=24, help="number of videos")
+    clips.add_argument(
+        "--scenario", default="highway", choices=["highway", "merge", "roundabout", "intersection"]
+    )
+    clips.add_argument("--seed", type=int, default=0)
+    clips.add_argument("--fps", type=float, default=8.0)
+    clips.add_argument("--size", default="128x128", help="WIDTHxHEIGHT in pixels")
+    clips.add_argument("--seconds", type=float, default=20.0, help="length of each video")
+
+    bench = sub.add_parser("bench", help="measure throughput (JSON)")
+    bench.add_argument("--data", action="store_true", help="time the data loader alone")
+    bench.add_argument("--config", help="YAML config (see configs/)")
+    bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    bench.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    bench.add_argument("--batches", type=int, default=20, help="timed batches per setting")
+    bench.add_argument("--out", help="also write the JSON here")
+
     convert = sub.add_parser(
         "convert-meta",
         help="convert a checkpoint of Meta's V-JEPA 2 training code into a backbone folder",
@@ -103,7 +122,45 @@ def cmd_convert_meta(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "convert-meta": cmd_convert_meta}
+def cmd_make_clips(args: argparse.Namespace) -> int:
+    """`tritemporal make-clips`: highway-env videos + annotations, with class balance."""
+    from tritemporal.data.highway import format_summary, make_clips
+
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size {args.size!r} must look like 128x128 (WIDTHxHEIGHT)") from None
+    summary = make_clips(
+        args.out, args.num, args.scenario, args.seed, args.fps, (width, height), args.seconds,
+        progress=True,
+    )  # fmt: skip
+    print(format_summary(summary))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """`tritemporal bench --data`: loader throughput per worker count, as JSON."""
+    import json
+
+    from tritemporal.bench import bench_data
+
+    if not args.data:
+        raise ValueError("choose what to time: --data (model-step benchmarks come later)")
+    report = bench_data(load_config(args.config, args.overrides), args.workers, args.batches)
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "make-clips": cmd_make_clips,
+    "bench": cmd_bench,
+    "convert-meta": cmd_convert_meta,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,14 +111,37 @@ class MaskConfig:
 
 
 @dataclass
-class DataConfig:
-    """Where clips come from. `synthetic` is explicit: it is never a fallback for missing video."""
+class HighwayConfig:
+    """The highway-env driving clips `data.source: highway` generates once and caches."""
 
-    source: str = "synthetic"
-    root: str | None = None
+    scenario: str = "highway"  # highway, merge, roundabout or intersection
+    num_videos: int = 24
+    seconds: float = 20.0
+    size: list[int] = field(default_factory=lambda: [128, 128])  # rendered [width, height]
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where clips come from and how they are cut. Nothing is ever a fallback for bad video."""
+
+    source: str = "synthetic"  # synthetic, videos or highway
+    root: str | None = None  # videos: folder with videos/ (+ annotations/); highway: cache folder
+    manifest: str | None = None  # videos: CSV with a `path` column (relative to root) instead
+    backend: str = "decord"  # decord or pyav
+    fps: float = 8.0  # clips are resampled to this frame rate
+    gap_s: float = 0.0  # seconds skipped between SOON and EVENTUALLY
+    stride_s: float = 1.0  # seconds between the starts of consecutive windows of one video
+    on_error: str = "skip"  # bad videos/annotations: skip (counted and listed) or raise
+    train_crop: str = "random_resized"  # random_resized (V-JEPA 2) or center
+    crop_scale: list[float] = field(default_factory=lambda: [0.3, 1.0])
+    crop_aspect: list[float] = field(default_factory=lambda: [0.75, 1.35])
+    hflip: bool = False  # flipping swaps left/right maneuvers, so labels are swapped with it
+    extra_maneuvers: list[str] = field(default_factory=list)  # names beyond MANEUVERS
     num_clips: int = 512  # size of the synthetic set
     num_workers: int = 0
     prefetch_factor: int = 2
+    highway: HighwayConfig = field(default_factory=HighwayConfig)
 
 
 @dataclass
@@ -384,8 +407,40 @@ def validate(config: TriTemporalConfig) -> None:
     )
 
     d = config.data
+    _check(
+        d.source in ("synthetic", "videos", "highway"),
+        f"data.source={d.source!r}: use synthetic, videos or highway",
+    )
     _check(d.num_clips >= 1, f"data.num_clips={d.num_clips} must be >= 1")
     _check(d.num_workers >= 0, f"data.num_workers={d.num_workers} must be >= 0")
+    _check(d.backend in ("decord", "pyav"), f"data.backend={d.backend!r}: use decord or pyav")
+    _check(d.fps > 0, f"data.fps={d.fps} must be positive")
+    _check(d.gap_s >= 0, f"data.gap_s={d.gap_s} must be >= 0")
+    _check(d.stride_s > 0, f"data.stride_s={d.stride_s} must be positive")
+    _check(d.on_error in ("skip", "raise"), f"data.on_error={d.on_error!r}: use skip or raise")
+    _check(
+        d.train_crop in ("random_resized", "center"),
+        f"data.train_crop={d.train_crop!r}: use random_resized or center",
+    )
+    _check(
+        len(d.crop_scale) == 2 and 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1,
+        f"data.crop_scale={d.crop_scale}: need [min, max] with 0 < min <= max <= 1",
+    )
+    _check(
+        len(d.crop_aspect) == 2 and 0 < d.crop_aspect[0] <= d.crop_aspect[1],
+        f"data.crop_aspect={d.crop_aspect}: need [min, max] with 0 < min <= max",
+    )
+    h = d.highway
+    _check(
+        h.scenario in ("highway", "merge", "roundabout", "intersection"),
+        f"data.highway.scenario={h.scenario!r}: use highway, merge, roundabout or intersection",
+    )
+    _check(h.num_videos >= 1, f"data.highway.num_videos={h.num_videos} must be >= 1")
+    _check(h.seconds > 0, f"data.highway.seconds={h.seconds} must be positive")
+    _check(
+        len(h.size) == 2 and min(h.size) >= 16,
+        f"data.highway.size={h.size}: need [width, height], each >= 16",
+    )
 
     op = config.optim
     _check(op.lr > 0, f"optim.lr={op.lr} must be positive")

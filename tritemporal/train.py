@@ -8,6 +8,7 @@ logs every `train.log_every` steps and saves every `train.ckpt_every` steps (and
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import sys
@@ -20,12 +21,14 @@ from tqdm.auto import tqdm
 
 from tritemporal.checkpoint import find_last_checkpoint, load_checkpoint, save_checkpoint
 from tritemporal.config import TriTemporalConfig, save_config
-from tritemporal.data.loader import build_dataset, build_loader
+from tritemporal.data.loader import build_loader
+from tritemporal.data.sources import build_dataset
 from tritemporal.metrics import MetricsWriter, format_record
 from tritemporal.model import StepOutput, TriTemporalModel
 from tritemporal.schedules import ema_momentum_at, lr_at, weight_decay_at
 
 CONFIG_FILE = "config.yaml"
+DATA_SUMMARY_FILE = "data_summary.json"  # videos used, skipped files and why, label counts
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +101,10 @@ def train(config: TriTemporalConfig, resume: bool = False) -> Path:
     device = resolve_device(t.device)
     seed_everything(t.seed)
     dataset = build_dataset(config)  # fails on bad data before any model is built
+    summary = getattr(dataset, "summary", None)
+    if summary is not None:
+        logger.info("data: %s", summary.format())
+        (run_dir / DATA_SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=1))
     model = TriTemporalModel(config).to(device)
     optimizer = build_optimizer(model, config)
 

@@ -18,42 +18,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tritemporal.config import TriTemporalConfig
 from tritemporal.objectives.masks import MaskSet, MultiBlockMask
 
-DatasetFactory = Callable[[TriTemporalConfig], Dataset]
-_SOURCES: dict[str, DatasetFactory] = {}
-
-
-def register_source(name: str) -> Callable[[DatasetFactory], DatasetFactory]:
-    """Decorator: make a dataset factory available as `data.source: NAME`."""
-
-    def wrap(fn: DatasetFactory) -> DatasetFactory:
-        _SOURCES[name] = fn
-        return fn
-
-    return wrap
-
-
-@register_source("synthetic")
-def _synthetic(config: TriTemporalConfig) -> Dataset:
-    from tritemporal.data.synthetic import SyntheticDrivingShapes
-
-    if config.data.root is not None:
-        raise ValueError(
-            f"data.root={config.data.root!r} is set but data.source=synthetic reads no files; "
-            "drop data.root or choose a source that reads it"
-        )
-    return SyntheticDrivingShapes(config.clip, config.data.num_clips, seed=config.train.seed)
-
-
-def build_dataset(config: TriTemporalConfig) -> Dataset:
-    """The dataset named by `data.source`; unknown sources are an error, never a fallback."""
-    source = config.data.source
-    if source not in _SOURCES:
-        raise ValueError(
-            f"data.source={source!r} is not available in this version; available: "
-            f"{', '.join(sorted(_SOURCES))}. Set it with --set data.source=synthetic"
-        )
-    return _SOURCES[source](config)
-
 
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed that mixes integers (seed, step, rank...) without collisions in practice."""
@@ -109,17 +73,25 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
 
 
 class StepKeyed(Dataset):
-    """Wraps a dataset so it accepts (step, index) keys and tags each sample with its step."""
+    """Wraps a dataset so it accepts (step, index) keys and tags each sample with its step.
 
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
+    Sources with training augmentation expose `sample(index, generator)`; the generator is
+    seeded from (seed, step, index), so augmentations repeat exactly on resume and in any worker.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         step, index = key
-        return {**self.dataset[index], "step": step}
+        sample = getattr(self.dataset, "sample", None)
+        if sample is None:
+            return {**self.dataset[index], "step": step}
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, step, index))
+        return {**sample(index, generator), "step": step}
 
 
 class MaskCollator:
@@ -154,7 +126,7 @@ def build_loader(config: TriTemporalConfig, dataset: Dataset, start_step: int = 
     sampler = StepBatchSampler(len(dataset), t.batch_size, t.steps, t.seed, start_step)
     workers = d.num_workers
     return DataLoader(
-        StepKeyed(dataset),
+        StepKeyed(dataset, t.seed),
         batch_sampler=sampler,
         collate_fn=MaskCollator(config),
         num_workers=workers,

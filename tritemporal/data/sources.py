@@ -1,0 +1,117 @@
+"""Data sources by `data.source`: synthetic shapes, a folder of videos, or highway-env clips.
+
+Every source yields uint8 clips (C, T, H, W) cut as NOW | SOON | EVENTUALLY with the outcome
+label of the EVENTUALLY window. A source that cannot deliver real data raises; nothing falls
+back to another source or to random tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from tritemporal.config import TriTemporalConfig
+
+logger = logging.getLogger(__name__)
+
+DatasetFactory = Callable[[TriTemporalConfig], Dataset]
+_SOURCES: dict[str, DatasetFactory] = {}
+HIGHWAY_DONE = "make_clips_summary.json"
+
+
+def register_source(name: str) -> Callable[[DatasetFactory], DatasetFactory]:
+    """Decorator: make a dataset factory available as `data.source: NAME`."""
+
+    def wrap(fn: DatasetFactory) -> DatasetFactory:
+        _SOURCES[name] = fn
+        return fn
+
+    return wrap
+
+
+def build_dataset(config: TriTemporalConfig) -> Dataset:
+    """The dataset named by `data.source`; unknown sources are an error, never a fallback."""
+    source = config.data.source
+    if source not in _SOURCES:
+        raise ValueError(
+            f"data.source={source!r} is not available; available: {', '.join(sorted(_SOURCES))}"
+        )
+    return _SOURCES[source](config)
+
+
+@register_source("synthetic")
+def _synthetic(config: TriTemporalConfig) -> Dataset:
+    from tritemporal.data.synthetic import SyntheticDrivingShapes
+
+    if config.data.root is not None:
+        raise ValueError(
+            f"data.root={config.data.root!r} is set but data.source=synthetic reads no files; "
+            "drop data.root or set data.source=videos"
+        )
+    return SyntheticDrivingShapes(config.clip, config.data.num_clips, seed=config.train.seed)
+
+
+@register_source("videos")
+def _videos(config: TriTemporalConfig) -> Dataset:
+    from tritemporal.data.videos import VideoClips
+
+    if config.data.root is None:
+        raise ValueError(
+            "data.source=videos needs data.root: a folder with videos/ (mp4, mov, mkv, avi) and "
+            "optional annotations/<clip>.json (or data.manifest, a CSV of paths under data.root)"
+        )
+    return VideoClips(config, train=True)
+
+
+@register_source("highway")
+def _highway(config: TriTemporalConfig) -> Dataset:
+    from tritemporal.data.videos import VideoClips
+
+    return VideoClips(config, train=True, root=ensure_highway_clips(config))
+
+
+def highway_cache_dir(config: TriTemporalConfig) -> Path:
+    """Where generated clips live: data.root, else a folder keyed by every generation setting."""
+    if config.data.root is not None:
+        return Path(config.data.root)
+    h = config.data.highway
+    spec = [h.scenario, h.num_videos, h.seconds, list(h.size), h.seed, config.data.fps]
+    key = hashlib.blake2b(json.dumps(spec).encode(), digest_size=6).hexdigest()
+    base = Path(os.environ.get("TRITEMPORAL_CACHE", Path.home() / ".cache" / "tritemporal"))
+    return base / f"highway-{h.scenario}-{key}"
+
+
+def ensure_highway_clips(config: TriTemporalConfig) -> Path:
+    """Generate the configured highway-env clips once (atomically), then reuse them."""
+    from tritemporal.data.highway import format_summary, make_clips
+
+    root = highway_cache_dir(config)
+    if (root / HIGHWAY_DONE).is_file():
+        return root
+    if root.exists() and any(root.iterdir()):
+        raise ValueError(
+            f"data.root={root} holds files but no completed highway clip set ({HIGHWAY_DONE}); "
+            "point data.root to an empty folder, or use data.source=videos for existing videos"
+        )
+    h = config.data.highway
+    logger.info(
+        "generating %d highway-env clips of %.0f s (%s) into %s; later runs reuse them",
+        h.num_videos, h.seconds, h.scenario, root,
+    )  # fmt: skip
+    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    summary = make_clips(
+        tmp, h.num_videos, h.scenario, h.seed, config.data.fps, tuple(h.size), h.seconds
+    )
+    (tmp / HIGHWAY_DONE).write_text(json.dumps(summary, indent=1))
+    logger.info("%s", format_summary(summary))
+    root.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, root)  # atomic; replaces an empty data.root folder too
+    return root
