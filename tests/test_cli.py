@@ -45,7 +45,7 @@ def test_data_root_means_videos_never_synthetic(
 ) -> None:
     code = main(["train", *_tiny_args(), "--data-root", str(tmp_path), "--run-dir", str(tmp_path)])
     assert code == 2
-    assert "data.source='videos'" in caplog.text
+    assert f"data.root {tmp_path} has no videos/ folder" in caplog.text
 
 
 def test_config_errors_exit_2_with_the_key(caplog: pytest.LogCaptureFixture) -> None:

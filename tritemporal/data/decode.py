@@ -1,0 +1,265 @@
+"""Probe videos and decode only the frames a sample needs, with decord or PyAV.
+
+Why two backends: decord's `get_batch` is the fast path V-JEPA 2 uses, PyAV is the portable one
+(and reads metadata from the container header without decoding). Both return uint8 RGB frames
+(T, H, W, 3) for a list of native frame indices, duplicates allowed (a video slower than the
+target fps repeats frames). Open readers live in a small per-process cache, never on a Dataset,
+so a Dataset pickles cleanly into DataLoader workers and each worker opens its own handles.
+A failure to decode is a `VideoDecodeError` naming the file: never blank or substitute frames.
+Frame i is the one shown at i / fps: decord counts decoded frames, PyAV maps timestamps
+(pts * time_base * fps), so on constant-frame-rate files (the norm) both read the same frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("decord", "pyav")
+OPEN_READERS = 4  # open handles kept per process (consecutive samples often share a video)
+END_SLACK = 2  # frames a stream may end early before a read beyond it is an error
+
+
+class VideoDecodeError(RuntimeError):
+    """A video that cannot be opened or decoded; the message names the file."""
+
+
+class BadVideo(ValueError):
+    """A probe found a video unusable; the message is the reason (the caller adds the file)."""
+
+
+@dataclass(frozen=True)
+class VideoMeta:
+    """What the index keeps per video: frame count, native fps, seconds and pixel size."""
+
+    frames: int
+    fps: float
+    duration: float
+    width: int
+    height: int
+
+
+def probe_video(path: str | Path) -> VideoMeta:
+    """Container metadata (PyAV when installed, else decord); raises BadVideo with the reason."""
+    try:
+        import av
+    except ImportError:
+        return _probe_decord(Path(path))
+    try:
+        container = av.open(str(path))
+    except Exception as exc:
+        raise BadVideo(f"cannot open it (truncated or corrupt video): {_short(exc)}") from exc
+    with container:
+        if not container.streams.video:
+            raise BadVideo("it has no video stream")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else 0.0
+        if stream.duration:
+            duration = float(stream.duration * stream.time_base)
+        else:
+            duration = container.duration / 1e6 if container.duration else 0.0
+        try:
+            first = next(container.decode(stream), None)
+        except Exception as exc:
+            raise BadVideo(f"cannot decode its first frame (corrupt video): {_short(exc)}") from exc
+        if first is None:
+            raise BadVideo("cannot decode any frame (empty or corrupt video)")
+        if fps <= 0:  # reported as "missing or zero fps" by the dataset
+            return VideoMeta(int(stream.frames), 0.0, duration, first.width, first.height)
+        readable = _readable_frames(container, stream, fps, (stream.frames or duration * fps) / fps)
+        if stream.frames and readable < stream.frames - max(END_SLACK, stream.frames // 100):
+            raise BadVideo(
+                f"truncated video: its header says {stream.frames} frames "
+                f"({stream.frames / fps:.2f} s) but its packets end at frame {readable} "
+                f"({readable / fps:.2f} s)"
+            )
+        if not stream.frames and readable / fps < duration - max(1.0, 0.05 * duration):
+            raise BadVideo(  # no frame count in the header (mkv): compare with the duration
+                f"truncated video: its header says {duration:.2f} s but its video packets end at "
+                f"{readable / fps:.2f} s (frame {readable})"
+            )
+        frames = stream.frames or readable
+        return VideoMeta(frames, fps, frames / fps, first.width, first.height)
+
+
+def _readable_frames(container: Any, stream: Any, fps: float, claimed_s: float) -> int:
+    """Frame count implied by the last packet, demuxed (not decoded) from ~2 s before the end."""
+    tb, start = stream.time_base, stream.start_time or 0
+    last_pts = None
+    try:
+        container.seek(start + int(max(0.0, claimed_s - 2.0) / tb), stream=stream, backward=True)
+        for packet in container.demux(stream):
+            if packet.pts is not None and (last_pts is None or packet.pts > last_pts):
+                last_pts = packet.pts
+    except Exception as exc:
+        raise BadVideo(f"cannot read its last packets (truncated video): {_short(exc)}") from exc
+    return round(float((last_pts - start) * tb) * fps) + 1 if last_pts is not None else 0
+
+
+def _probe_decord(path: Path) -> VideoMeta:
+    import decord
+
+    try:
+        reader = decord.VideoReader(str(path), num_threads=1)
+        height, width = reader[0].shape[:2]
+    except Exception as exc:
+        raise BadVideo(f"cannot open or decode it (truncated or corrupt): {_short(exc)}") from exc
+    frames, fps = len(reader), float(reader.get_avg_fps() or 0.0)
+    return VideoMeta(frames, fps, frames / fps if fps > 0 else 0.0, int(width), int(height))
+
+
+def read_frames(path: str | Path, indices: Sequence[int], backend: str = "decord") -> torch.Tensor:
+    """Native frames `indices` (any order, repeats allowed) as uint8 (T, H, W, 3) RGB."""
+    if backend not in BACKENDS:
+        raise ValueError(f"data.backend={backend!r}: use one of {', '.join(BACKENDS)}")
+    if len(indices) == 0:
+        raise ValueError("read_frames needs at least one frame index")
+    unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
+    if unique[0] < 0:
+        raise ValueError(f"negative frame index {unique[0]} for {path}")
+    path = str(path)
+    opener, reader = (_open_decord, _read_decord) if backend == "decord" else (_open_av, _read_av)
+    try:
+        frames = reader(_handles.get(backend, path, opener), unique)
+    except VideoDecodeError as exc:
+        _handles.drop(backend, path)
+        raise VideoDecodeError(f"video {path}: {exc}") from exc
+    except Exception as exc:
+        _handles.drop(backend, path)
+        raise VideoDecodeError(
+            f"video {path}: cannot decode frames {unique[0]}..{unique[-1]} with {backend} "
+            f"({_short(exc)}); the file is corrupt or changed after it was indexed"
+        ) from exc
+    return torch.from_numpy(np.ascontiguousarray(frames[inverse.reshape(-1)]))
+
+
+class _HandleCache:
+    """Per-process LRU of open readers, reopened when the file's size or mtime changes."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.pid = size, os.getpid()
+        self.items: OrderedDict[tuple[str, str], tuple[tuple[int, int], Any]] = OrderedDict()
+
+    def get(self, backend: str, path: str, opener: Callable[[str], Any]) -> Any:
+        if self.pid != os.getpid():  # a forked worker: never use (or free) the parent's decoders
+            _inherited.append(self.items)  # freeing decord readers in a fork child segfaults
+            self.items, self.pid = OrderedDict(), os.getpid()
+        stat = os.stat(path)
+        key, version = (backend, path), (stat.st_size, stat.st_mtime_ns)
+        item = self.items.get(key)
+        if item is not None and item[0] == version:
+            self.items.move_to_end(key)
+            return item[1]
+        self.drop(backend, path)
+        handle = opener(path)
+        self.items[key] = (version, handle)
+        while len(self.items) > self.size:
+            _close(self.items.popitem(last=False)[1][1])
+        return handle
+
+    def drop(self, backend: str, path: str) -> None:
+        item = self.items.pop((backend, path), None)
+        if item is not None:
+            _close(item[1])
+
+
+_handles = _HandleCache(OPEN_READERS)
+_inherited: list[Any] = []  # handles a forked process got from its parent, kept alive unused
+
+
+def _in_worker() -> bool:
+    return torch.utils.data.get_worker_info() is not None
+
+
+def _close(handle: Any) -> None:
+    if hasattr(handle, "close"):
+        handle.close()
+
+
+def _open_decord(path: str) -> Any:
+    import decord
+
+    return decord.VideoReader(path, num_threads=1 if _in_worker() else 0)
+
+
+def _read_decord(reader: Any, unique: np.ndarray) -> np.ndarray:
+    count = len(reader)
+    if unique[-1] >= count + END_SLACK:
+        raise VideoDecodeError(f"needs frame {unique[-1]} but decord finds only {count} frames")
+    batch = reader.get_batch(np.minimum(unique, count - 1).tolist()).asnumpy()
+    return batch
+
+
+def _open_av(path: str) -> Any:
+    import av
+
+    return av.open(path)  # default slice threading: frame threading restarts at every seek
+
+
+def _read_av(container: Any, unique: np.ndarray) -> np.ndarray:
+    """Seek to the keyframe before the first frame, decode forward to the last one."""
+    stream = container.streams.video[0]
+    fps = float(stream.average_rate or stream.guessed_rate or 0)
+    if fps <= 0:
+        raise VideoDecodeError("the stream has no frame rate")
+    first, last = int(unique[0]), int(unique[-1])
+    frames = _decode_range(container, stream, fps, unique, seek_s=(first - 0.5) / fps)
+    if frames is None:  # the seek landed after the first frame needed: decode from the start
+        log.debug("PyAV seek overshot frame %d of %s; decoding from the start", first, stream)
+        frames = _decode_range(container, stream, fps, unique, seek_s=None)
+    if frames is None:
+        raise VideoDecodeError(f"no frame at or before frame {first} (last needed: {last})")
+    return frames
+
+
+def _decode_range(
+    container: Any, stream: Any, fps: float, unique: np.ndarray, seek_s: float | None
+) -> np.ndarray | None:
+    """Frames shown at `unique` (the last frame whose pts-derived index is <= each index)."""
+    tb, start = stream.time_base, stream.start_time or 0
+    target = start + int(max(seek_s, 0.0) / tb) if seek_s is not None else start
+    container.seek(target, stream=stream, backward=True, any_frame=False)
+    out: list[np.ndarray] = []
+    shown: list[Any] = []  # [index, frame, rgb or None] of the frame decoded last
+
+    def rgb() -> np.ndarray:
+        if shown[2] is None:
+            shown[2] = shown[1].to_ndarray(format="rgb24")
+        return shown[2]
+
+    for frame in container.decode(stream):
+        if frame.pts is None:
+            continue
+        index = round(float((frame.pts - start) * tb) * fps)
+        if not shown and index > unique[0]:
+            return None
+        while shown and len(out) < len(unique) and unique[len(out)] < index:
+            out.append(rgb())
+        shown[:] = [index, frame, None]
+        if index >= unique[-1]:
+            break
+    if not shown:
+        return None
+    while len(out) < len(unique):  # the last frame holds (at the end of the stream: END_SLACK)
+        if unique[len(out)] > shown[0] + END_SLACK:
+            raise VideoDecodeError(
+                f"needs frame {unique[len(out)]} but the stream ends at frame {shown[0]}"
+            )
+        out.append(rgb())
+    return np.stack(out)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:200]}"

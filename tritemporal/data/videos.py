@@ -1,0 +1,291 @@
+"""Real driving videos as tri-temporal samples (`data.source: videos`).
+
+Why it looks like this: one long video yields many samples (one per `data.stride_s`), each a
+NOW | SOON | (gap) | EVENTUALLY window resampled to `data.fps` and labelled with the maneuver of
+its EVENTUALLY window. Everything that can be wrong with an input is found when the dataset is
+built, before any model exists: a bad file is either left out and listed in `summary`
+(`data.on_error: skip`) or stops the run naming the file (`raise`); it never becomes a sample.
+Layout (or `data.manifest`, a CSV with `path` and optional `annotation` columns)::
+
+    ROOT/videos/**/<clip>.mp4|.mov|.mkv|.avi     any sub-folders
+    ROOT/annotations/**/<clip>.json              optional, mirrors videos/ (see annotations.py)
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tritemporal.config import TriTemporalConfig
+from tritemporal.data.annotations import (
+    DEFAULT_MANEUVER,
+    Annotation,
+    AnnotationError,
+    load_annotation,
+)
+from tritemporal.data.common import MANEUVERS, UNLABELLED
+from tritemporal.data.decode import VideoDecodeError, VideoMeta, read_frames
+from tritemporal.data.transforms import ClipTransform
+from tritemporal.data.video_index import VideoIndex
+from tritemporal.data.windows import WindowSpec, maneuvers_between, native_indices, window_starts
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi")
+LAYOUT = (
+    "expected ROOT/videos/**/*{.mp4,.mov,.mkv,.avi} (sub-folders allowed) with optional "
+    "ROOT/annotations/<same relative path>.json, or data.manifest=<CSV with a `path` column "
+    "(relative to ROOT or absolute) and an optional `annotation` column>"
+)
+
+
+@dataclass
+class DataSummary:
+    """What a build found: counts, samples per EVENTUALLY label and every skipped file."""
+
+    videos_found: int
+    videos_used: int
+    samples: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    label_counts: dict[str, int] = field(default_factory=dict)  # incl. "unlabelled"
+
+    def format(self, max_skipped: int = 5) -> str:
+        """A few human-readable lines: counts, labels and the first skipped files."""
+        lines = [
+            f"videos: {self.videos_found} found, {self.videos_used} used, "
+            f"{len(self.skipped)} skipped; samples: {self.samples}",
+            "labels: " + ", ".join(f"{k} {v}" for k, v in self.label_counts.items() if v),
+        ]
+        if self.skipped:
+            lines.append(f"skipped ({len(self.skipped)}):")
+            lines += [f"  {path}: {reason}" for path, reason in self.skipped[:max_skipped]]
+            if len(self.skipped) > max_skipped:
+                lines.append(f"  ... and {len(self.skipped) - max_skipped} more")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict listing every skipped file."""
+        data = asdict(self)
+        data["skipped"] = [{"path": p, "reason": r} for p, r in self.skipped]
+        return data
+
+
+@dataclass(frozen=True)
+class _Video:
+    """A usable video: its key, absolute path, metadata and annotation (None: unlabelled)."""
+
+    key: str
+    path: str
+    meta: VideoMeta
+    annotation: Annotation | None
+
+
+def label_vocabulary(extra: list[str]) -> tuple[str, ...]:
+    """MANEUVERS followed by `data.extra_maneuvers` (which must be new, distinct names)."""
+    seen = set(MANEUVERS)
+    for name in extra:
+        if not name or name in seen:
+            raise ValueError(
+                f"data.extra_maneuvers has {name!r}, which is empty or already known; "
+                f"built-in names: {', '.join(MANEUVERS)}"
+            )
+        seen.add(name)
+    return (*MANEUVERS, *extra)
+
+
+def find_videos(root: Path, manifest: str | None) -> list[tuple[str, Path, Path | None]]:
+    """(key, video path, annotation path or None) of every listed video, sorted by key."""
+    if manifest is not None:
+        return _read_manifest(root, manifest)
+    folder = root / "videos"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data.root {root} has no videos/ folder; {LAYOUT}")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith(".") and name.lower().endswith(VIDEO_EXTENSIONS):
+                path = Path(dirpath) / name
+                found.append((_key(root, path), path, _mirror(root, path, None)))
+    return sorted(found)
+
+
+def _key(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _mirror(root: Path, path: Path, listed: str | None) -> Path | None:
+    """The annotation of `path`: the manifest's entry, else annotations/<rel path>.json if any."""
+    if listed:
+        return Path(listed) if Path(listed).is_absolute() else root / listed
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        return None
+    if rel.parts[0] == "videos":
+        rel = Path(*rel.parts[1:])
+    candidate = (root / "annotations" / rel).with_suffix(".json")
+    return candidate if candidate.is_file() else None
+
+
+def _read_manifest(root: Path, manifest: str) -> list[tuple[str, Path, Path | None]]:
+    path = Path(manifest)
+    if not path.is_absolute() and (root / path).is_file():
+        path = root / path
+    if not path.is_file():
+        raise FileNotFoundError(f"data.manifest={manifest!r} does not exist; {LAYOUT}")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "path" not in rows[0]:
+        raise ValueError(f"data.manifest {path} needs a header with a `path` column; {LAYOUT}")
+    found = {}
+    for row in rows:
+        name = (row.get("path") or "").strip()
+        if name:
+            video = Path(name) if Path(name).is_absolute() else root / name
+            listed = (row.get("annotation") or "").strip() or None
+            found.setdefault(_key(root, video), (video, _mirror(root, video, listed)))
+    return sorted((key, video, note) for key, (video, note) in found.items())
+
+
+class VideoClips(torch.utils.data.Dataset):
+    """Every window of every usable video; `sample` gives training views, `[i]` evaluation."""
+
+    def __init__(
+        self, config: TriTemporalConfig, train: bool = True, root: str | Path | None = None
+    ) -> None:
+        """Index the videos under `root` (default `data.root`) and cut them into samples."""
+        d = config.data
+        root = root if root is not None else d.root
+        if root is None:
+            raise ValueError(f"data.source=videos needs data.root=<folder>; {LAYOUT}")
+        self.root, self.train, self.backend = Path(root), train, d.backend
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"data.root {self.root} does not exist; {LAYOUT}")
+        self.label_names = label_vocabulary(d.extra_maneuvers)
+        self.spec = WindowSpec.from_config(config)
+        self.transform = ClipTransform.from_config(config, self.label_names)
+        listed = find_videos(self.root, d.manifest)
+        if not listed:
+            raise FileNotFoundError(f"no videos found under {self.root}; {LAYOUT}")
+        metas = VideoIndex(self.root).lookup({key: path for key, path, _ in listed})
+
+        self._videos: list[_Video] = []
+        skipped: list[tuple[str, str]] = []
+        steps, labels = [], []  # per video: window numbers (start = k * stride) and labels
+        for key, path, annotation_path in listed:
+            meta = metas[key]
+            try:
+                annotation = self._check(meta, annotation_path)
+            except ValueError as exc:
+                if d.on_error == "raise":
+                    raise ValueError(
+                        f"video {path}: {exc} (data.on_error=raise; set data.on_error=skip to "
+                        "leave such files out)"
+                    ) from exc
+                skipped.append((key, str(exc)))
+                continue
+            assert isinstance(meta, VideoMeta)
+            starts = window_starts(meta.duration, self.spec)
+            steps.append(np.arange(len(starts), dtype=np.int32))
+            labels.append(self._labels(starts, annotation))
+            self._videos.append(_Video(key, str(path), meta, annotation))
+        if not self._videos:
+            reasons = "; ".join(f"{k}: {r}" for k, r in skipped[:3])
+            raise ValueError(
+                f"none of the {len(listed)} videos under {self.root} is usable ({reasons}); "
+                + LAYOUT
+            )
+        self._video_of = np.concatenate(
+            [np.full(len(s), i, dtype=np.int32) for i, s in enumerate(steps)]
+        )
+        self._step = np.concatenate(steps)
+        self._label = np.concatenate(labels).astype(np.int16)  # 10M windows: 20 MB
+        counts = np.bincount(self._label + 1, minlength=len(self.label_names) + 1)
+        label_counts = {name: int(counts[i + 1]) for i, name in enumerate(self.label_names)}
+        label_counts["unlabelled"] = int(counts[0])
+        self.summary = DataSummary(
+            len(listed), len(self._videos), len(self._step), skipped, label_counts
+        )
+        report = log.warning if skipped else log.info
+        report("video data under %s\n%s", self.root, self.summary.format())
+
+    def _check(self, meta: VideoMeta | str, annotation_path: Path | None) -> Annotation | None:
+        """Raise ValueError with the reason a video is unusable; else return its annotation."""
+        if isinstance(meta, str):
+            raise ValueError(meta)
+        if not meta.fps > 0:
+            raise ValueError(
+                f"missing or zero frame rate (fps={meta.fps}); re-encode it at a fixed fps"
+            )
+        if meta.frames < 1 or meta.duration + 1e-6 < self.spec.span_s:
+            s = self.spec
+            raise ValueError(
+                f"too short: {meta.duration:.2f} s ({meta.frames} frames at {meta.fps:g} fps), "
+                f"but one sample spans {s.span_s:.2f} s (NOW {s.now_frames} + SOON "
+                f"{s.soon_frames} frames, gap {s.gap_s:g} s, EVENTUALLY {s.eventually_frames} "
+                f"frames at {s.fps:g} fps)"
+            )
+        if annotation_path is None:
+            return None
+        try:
+            return load_annotation(annotation_path, self.label_names)
+        except AnnotationError as exc:
+            raise ValueError(str(exc)) from exc
+
+    def _labels(self, starts: np.ndarray, annotation: Annotation | None) -> np.ndarray:
+        """EVENTUALLY label of every window (UNLABELLED without an annotation)."""
+        if annotation is None:
+            return np.full(len(starts), UNLABELLED, dtype=np.int64)
+        ev_start, ev_end = self.spec.eventually_range(starts)
+        ids = {name: i for i, name in enumerate(self.label_names)}
+        events = [(ids[e.maneuver], e.start, e.end) for e in annotation.events]
+        return maneuvers_between(ev_start, ev_end, events, ids[DEFAULT_MANEUVER])
+
+    def __len__(self) -> int:
+        """Number of samples (windows over all usable videos)."""
+        return len(self._step)
+
+    def __getitem__(self, index: int) -> dict:
+        """The deterministic evaluation view of sample `index` (centre crop, no flip)."""
+        return self.sample(index, None)
+
+    def sample(self, index: int, generator: torch.Generator | None) -> dict:
+        """Sample `index`: a training view when `self.train` and a generator is given."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample {index} out of range for {len(self)} video samples")
+        video = self._videos[self._video_of[index]]
+        start = float(self._step[index]) * self.spec.stride_s
+        times = self.spec.frame_times(start)
+        indices = native_indices(times, video.meta.fps, video.meta.frames)
+        try:
+            frames = read_frames(video.path, indices, self.backend)
+        except VideoDecodeError as exc:
+            raise VideoDecodeError(f"{exc} (sample {index}: {start:.2f} s of {video.key})") from exc
+        augment = generator if self.train else None
+        clip, flipped = self.transform(frames, augment)
+        label = int(self._label[index])
+        signals = {}
+        if video.annotation is not None:
+            at = video.annotation.signals_at(torch.from_numpy(times))
+            signals = {name: value.to(torch.float32) for name, value in at.items()}
+        if flipped:
+            label = self.transform.flip_label(label)
+            signals = self.transform.flip_signals(signals)
+        return {
+            "video": clip,
+            "label": torch.tensor(label, dtype=torch.int64),
+            "index": int(index),
+            "time": start,
+            "path": video.key,
+            "signals": signals,
+        }
