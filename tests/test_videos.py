@@ -68,9 +68,9 @@ def write_video(path: Path, frames: int, fps: int, size: tuple[int, int] = (64, 
 
 
 def annotate(path: Path, events: list[Event], ego: dict | None = None) -> Path:
-    """Write an annotation file, creating its folders."""
+    """Write an annotation file, creating its folders (test-only maneuver names allowed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_annotation(path, events, ego)
+    write_annotation(path, events, ego, vocabulary=(*MANEUVERS, "wrong_way"))
     return path
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,11 +141,24 @@ def load_annotation(path: str | Path, vocabulary: tuple[str, ...] = MANEUVERS) -
 
 
 def write_annotation(
-    path: str | Path, events: list[Event], ego: dict[str, list[float]] | None = None
+    path: str | Path,
+    events: list[Event],
+    ego: dict[str, list[float]] | None = None,
+    source: dict[str, Any] | None = None,
+    vocabulary: tuple[str, ...] = MANEUVERS,
 ) -> None:
-    """Write an annotation file in schema 1 (`ego` holds `time` plus any signal series)."""
+    """Write a schema-1 file atomically (`ego`: `time` + signal series; `source`: provenance).
+
+    The result is validated first, so a writer can never produce a file the loader rejects.
+    """
+    path = Path(path)
     data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
     data["events"] = [{"maneuver": e.maneuver, "start": e.start, "end": e.end} for e in events]
     if ego is not None:
         data["ego"] = ego
-    Path(path).write_text(json.dumps(data, indent=1))
+    if source is not None:
+        data["source"] = source
+    parse_annotation(data, path, vocabulary)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)

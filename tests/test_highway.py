@@ -1,0 +1,158 @@
+"""highway-env clip generator: decodable H.264 videos, valid annotations, truthful labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import decord
+import numpy as np
+import pytest
+import torch
+
+from tritemporal.data import highway
+from tritemporal.data.annotations import load_annotation
+from tritemporal.data.common import MANEUVERS
+from tritemporal.data.highway import SCENARIOS, format_summary, make_clips
+
+FPS, SIZE, SECONDS = 8.0, (96, 64), 6.0
+SEED = 2  # env seed 2 changes lane left then right in its first 6 s (checked below)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, float]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+        return frames, float(stream.average_rate)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("highway")
+    return out, make_clips(out, 2, seed=SEED, fps=FPS, size=SIZE, seconds=SECONDS)
+
+
+def _annotations(out: Path, summary: dict) -> list[tuple[Path, Path]]:
+    pairs = []
+    for rel in summary["files"]:
+        video = out / rel
+        pairs.append((video, out / "annotations" / f"{video.stem}.json"))
+    return pairs
+
+
+def test_summary_and_files(clips: tuple[Path, dict]) -> None:
+    out, summary = clips
+    assert summary["scenario"] == "highway" and summary["videos"] == 2
+    assert summary["fps"] == FPS and summary["size"] == list(SIZE)
+    assert set(summary["event_counts"]) <= set(MANEUVERS)
+    assert sum(summary["event_seconds"].values()) >= summary["frames"] / FPS - 1e-6
+    json.dumps(summary)  # JSON-ready
+    table = format_summary(summary)
+    assert "keep_lane" in table and "maneuver" in table
+    for video, annotation in _annotations(out, summary):
+        assert video.is_file() and annotation.is_file()
+    assert not list(out.rglob("*.part"))  # temp names are renamed away
+
+
+def test_videos_decode_with_pyav_and_decord(clips: tuple[Path, dict]) -> None:
+    out, summary = clips
+    total = 0
+    for video, annotation in _annotations(out, summary):
+        frames, rate = _decode(video)
+        n = len(load_annotation(annotation).ego_time)
+        assert frames.shape == (n, SIZE[1], SIZE[0], 3) and rate == FPS
+        total += n
+        # Not black: grey road, white marks, coloured cars.
+        assert frames.mean() > 40 and frames.std() > 5
+        chroma = frames.max(axis=-1).astype(int) - frames.min(axis=-1)
+        assert chroma.max() > 60
+        reader = decord.VideoReader(str(video))
+        assert len(reader) == n and reader.get_avg_fps() == pytest.approx(FPS)
+        assert reader[0].shape == (SIZE[1], SIZE[0], 3)
+    assert total == summary["frames"]
+
+
+def test_annotations_match_the_simulator(clips: tuple[Path, dict]) -> None:
+    out, summary = clips
+    directions = {"lane_change_left": -1, "lane_change_right": +1}
+    seen = set()
+    for _, path in _annotations(out, summary):
+        data = json.loads(path.read_text())
+        ann = load_annotation(path)
+        assert data["source"]["generator"] == "highway-env" and data["source"]["fps"] == FPS
+        time = ann.ego_time.numpy()
+        assert np.allclose(np.diff(time), 1 / FPS)
+        assert set(ann.ego) >= {"speed", "steering", "acceleration", "lane"}
+        assert all(len(v) == len(time) for v in ann.ego.values())
+        lane = ann.ego["lane"].numpy()
+        changes = [
+            (float(time[k]), lane[k] - lane[k - 1])
+            for k in range(1, len(lane))
+            if lane[k] != lane[k - 1]
+        ]
+        events = [e for e in ann.events if e.maneuver in directions]
+        for e in events:  # every lane-change label moves the ego exactly one lane that way
+            inside = (time >= e.start - 1e-6) & (time <= e.end + 1e-6)
+            span = lane[inside]
+            assert span[-1] - span[0] == directions[e.maneuver], (path.name, e)
+            seen.add(e.maneuver)
+        for t, step in changes:  # every lane change in the series is labelled
+            assert any(
+                e.start < t <= e.end + 1e-6 and directions[e.maneuver] == step for e in events
+            ), (path.name, t, step)
+        for e in ann.events:
+            assert 0 <= e.start < e.end <= time[-1] + 1e-6
+            if e.maneuver == "brake":
+                speed = ann.signals_at(torch.tensor([e.start, e.end]))["speed"]
+                assert float(speed[0] - speed[1]) >= 2.5 - 1e-6
+    assert seen == set(directions)  # the seed exercises both directions
+
+
+def test_deterministic_for_a_seed(tmp_path: Path) -> None:
+    kwargs = {"fps": FPS, "size": (64, 64), "seconds": 3.0}
+    runs = [
+        make_clips(tmp_path / name, 1, seed=s, **kwargs)
+        for name, s in (("a", 7), ("b", 7), ("c", 8))
+    ]
+    text = [(tmp_path / n / "annotations" / "clip_00000.json").read_text() for n in "abc"]
+    frames = [_decode(tmp_path / n / "videos" / "clip_00000.mp4")[0] for n in "abc"]
+    assert text[0] == text[1] and np.array_equal(frames[0], frames[1])
+    assert text[0] != text[2] and not np.array_equal(frames[0], frames[2])
+    assert runs[0]["event_counts"] == runs[1]["event_counts"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"scenario": "mars"}, "known: highway, merge, roundabout, intersection"),
+        ({"num": 0}, "num"),
+        ({"size": (97, 64)}, "even"),
+        ({"size": (16, 16)}, ">= 32"),
+        ({"fps": 0.0}, "fps"),
+        ({"seconds": 0.1}, "frames"),
+    ],
+)
+def test_bad_arguments(tmp_path: Path, kwargs: dict, match: str) -> None:
+    args = {"num": 1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        make_clips(tmp_path, **args)
+    assert not (tmp_path / "videos").exists()
+
+
+def test_interrupted_encode_leaves_no_half_video(tmp_path: Path) -> None:
+    good = np.full((64, 64, 3), 100, np.uint8)
+    target = tmp_path / "clip.mp4"
+    with pytest.raises(ValueError):  # a frame the encoder rejects, half way through
+        highway._write_video(target, [good] * 5 + [good[:, :, :2]], FPS)
+    assert not list(tmp_path.iterdir())  # neither the final name nor a stale temp file
+
+
+def test_merge_scenario_gives_a_valid_clip(tmp_path: Path) -> None:
+    assert SCENARIOS["merge"] == "merge-v0"
+    summary = make_clips(tmp_path, 1, scenario="merge", size=(64, 64), seconds=3.0)
+    video = tmp_path / summary["files"][0]
+    frames, rate = _decode(video)
+    ann = load_annotation(tmp_path / "annotations" / f"{video.stem}.json")
+    assert len(frames) == len(ann.ego_time) == summary["frames"] == 24 and rate == FPS
+    assert frames.mean() > 40

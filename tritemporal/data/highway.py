@@ -1,0 +1,463 @@
+"""Driving clips from highway-env: top-down H.264 videos plus maneuver annotations (schema 1).
+
+Why the policy only sees what the camera sees: the ego follows rules that react ONLY to vehicles
+inside the rendered frame, and the camera shows the road well beyond the reaction distance
+(highway: 48 m visible ahead versus a 25-36 m reaction gap). Every maneuver therefore has a
+visible cause in the frames before it, so the EVENTUALLY outcome is predictable in principle
+from the NOW pixels; reacting to off-screen traffic would turn the labels into noise.
+
+Labels come from simulator truth: lane changes from `lane_index` (command until settled in the
+target lane, verified), brake/yield/stop from the speed series, turns from the intersection lane
+the ego drives. A video whose ego crashes ends at the frame before the crash and is kept when it
+lasts `MIN_SECONDS` (`source.crashed` says so); shorter ones are re-simulated with the env seed
+moved by `RETRY_STRIDE`. Merge, roundabout and intersection videos end at the end of the road,
+so they may be shorter than `seconds`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import warnings
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tritemporal.data.annotations import Event, write_annotation
+
+SCENARIOS: dict[str, str] = {
+    "highway": "highway-v0",
+    "merge": "merge-v0",
+    "roundabout": "roundabout-v0",
+    "intersection": "intersection-v0",
+}
+STRAIGHT = ("highway", "merge")  # road along x: ego at 1/4 width, camera locked on the road
+VIEW_AHEAD, VIEW_SPAN = 48.0, 64.0  # m visible ahead (straight) / across (ego-centred scenes)
+REACT, REACT_MAX = 25.0, 36.0  # m bumper gap (+1 s of closing speed) within which leaders count
+GAP_AHEAD, GAP_BEHIND = 20.0, 10.0  # m of free target lane (+2 s / 1.5 s of closing speed)
+LANE_HALF = 3.0  # m: |dy| below which a vehicle occupies a lane (half lane + half car)
+LANE_CHANGE_MAX, KEEP_RIGHT_AFTER = 4.0, 2.0  # s
+BRAKE_DROP, STOP_SPEED = 2.5, 1.0  # m/s
+MIN_SECONDS, RETRY_STRIDE, MAX_ATTEMPTS = 5.0, 100_000, 5
+RENDER_SCALE = 2  # render at 2x and box-downsample: anti-aliased small frames
+TRAFFIC_SPEEDS = (18.0, 26.0)  # m/s, highway traffic target speeds
+CRUISE = {"roundabout": 10.0, "intersection": 9.0}  # m/s; highway/merge draw 24, 26 or 28
+_LANE_CHANGE = {True: "lane_change_left", False: "lane_change_right"}  # keyed by "lane id fell"
+
+
+def _whole(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value  # intersection-v0 needs ints
+
+
+def _env_config(scenario: str, fps: float, size: tuple[int, int], seconds: float) -> dict:
+    width, height = size
+    first = max(1, round(16 / fps))  # ~16 Hz physics, whole sub-steps, integer Hz if possible
+    sub = [k for k in range(first, first + 8) if float(fps * k).is_integer()] or [first]
+    top = {"roundabout": 16.0, "intersection": 9.0}.get(scenario, 30.0)
+    config: dict[str, Any] = {
+        "observation": {"type": "AttributesObservation", "attributes": ["time"]},  # cheap
+        "action": {
+            "type": "DiscreteMetaAction",
+            "target_speeds": [float(v) for v in np.linspace(0, top, round(top / 2) + 1)],
+            "lateral": scenario != "intersection",
+        },
+        "policy_frequency": _whole(fps),
+        "simulation_frequency": _whole(fps * sub[0]),
+        "duration": seconds + 5,
+        "screen_width": width * RENDER_SCALE,
+        "screen_height": height * RENDER_SCALE,
+        "scaling": RENDER_SCALE
+        * (0.75 * width / VIEW_AHEAD if scenario in STRAIGHT else width / VIEW_SPAN),
+        "centering_position": [0.25 if scenario in STRAIGHT else 0.5, 0.5],
+        "offscreen_rendering": True,
+    }
+    if scenario == "highway":
+        config.update(lanes_count=4, vehicles_count=20, vehicles_density=1.0)
+    return config
+
+
+class _Camera:
+    """The world rectangle the rendered frame shows (mirrors highway-env's WorldSurface)."""
+
+    def __init__(self, env: Any, scenario: str, size: tuple[int, int]) -> None:
+        self.env, (self.width, self.height) = env, size
+        self.scaling = env.config["scaling"] / RENDER_SCALE
+        self.cx = env.config["centering_position"][0]
+        self.road_y = None  # straight roads: lock y on the road so lane changes show as motion
+        if scenario in STRAIGHT:
+            lanes = env.road.network.graph[env.vehicle.lane_index[0]][env.vehicle.lane_index[1]]
+            self.road_y = float(np.mean([lane.position(0.0, 0.0)[1] for lane in lanes]))
+
+    def centre_y(self) -> float:
+        return float(self.env.vehicle.position[1]) if self.road_y is None else self.road_y
+
+    def visible(self, pos: np.ndarray, margin_x: float = 2.5, margin_y: float = 1.0) -> bool:
+        dx, dy = pos[0] - self.env.vehicle.position[0], pos[1] - self.centre_y()
+        span_x, half_y = self.width / self.scaling, self.height / self.scaling / 2
+        ahead = (1 - self.cx) * span_x - margin_x
+        return -self.cx * span_x + margin_x <= dx <= ahead and abs(dy) <= half_y - margin_y
+
+    def render(self) -> np.ndarray:
+        env = self.env
+        if env.viewer is None:
+            env.render()  # creates the viewer
+        cy = 0.5 + (env.vehicle.position[1] - self.centre_y()) * self.scaling / self.height
+        env.viewer.sim_surface.centering_position = [self.cx, float(cy)]
+        frame = env.render().astype(np.float32)
+        frame = frame.reshape(self.height, RENDER_SCALE, self.width, RENDER_SCALE, 3)
+        return np.round(frame.mean(axis=(1, 3))).astype(np.uint8)
+
+
+class _Policy:
+    """Rules over visible traffic: pass slower leaders where a lane is clear, else follow."""
+
+    def __init__(self, env: Any, scenario: str, camera: _Camera, rng: np.random.Generator):
+        self.env, self.scenario, self.camera, self.rng = env, scenario, camera, rng
+        self.cruise = CRUISE.get(scenario) or float(rng.choice([24.0, 26.0, 28.0]))
+        self.busy_until = 0.0  # no lane command before this time (commands stack)
+        env.vehicle.KP_A = 1 / 0.3  # ego only: SLOWER on the 2 m/s grid brakes at 3-10 m/s^2
+
+    def act(self, now: float, changing: bool) -> tuple[str, str]:
+        """(meta action, reason) for the current state."""
+        ego, road = self.env.vehicle, self.env.road
+        others = [v for v in road.vehicles if v is not ego] + list(road.objects)
+        seen = [v for v in others if self.camera.visible(v.position)]
+        if self.scenario in STRAIGHT:
+            return self._straight(seen, now, changing)
+        return self._generic(seen)
+
+    def _speed(self, want: float) -> str:
+        speed = self.env.vehicle.speed
+        return "SLOWER" if speed > want + 1.0 else "FASTER" if speed < want - 1.5 else "IDLE"
+
+    def _straight(self, seen: list[Any], now: float, changing: bool) -> tuple[str, str]:
+        ego, x = self.env.vehicle, self.env.vehicle.position[0]
+        lanes = self.env.road.network.graph[ego.lane_index[0]][ego.lane_index[1]]
+        lane_id = (ego.target_lane_index if changing else ego.lane_index)[2]
+        s = lanes[lane_id].local_coordinates(ego.position)[0]
+        centres = {  # lanes we may drive whose centre is in the frame
+            j: float(lane.position(s, 0.0)[1])
+            for j, lane in enumerate(lanes)
+            if not lane.forbidden and self.camera.visible(lane.position(s, 0.0), 0.0, 2.0)
+        }
+
+        def in_lane(j: int) -> list[tuple[float, float]]:
+            near = [v for v in seen if abs(v.position[1] - centres[j]) < LANE_HALF]
+            return sorted((v.position[0] - x, v.speed) for v in near)
+
+        ahead = [v for v in in_lane(lane_id) if v[0] > 0] if lane_id in centres else []
+        leader = ahead[0] if ahead else None
+        gap = leader[0] - ego.LENGTH if leader else math.inf
+        closing = ego.speed - leader[1] if leader else 0.0
+        react = min(REACT_MAX, REACT + max(closing, 0.0))
+        blocked = gap < react and leader[1] < self.cruise - 1.0
+        room = gap - 1.5 * max(closing, 0.0) > 4.0  # the leader stays clear during a change
+        if blocked and room and not changing and now >= self.busy_until:
+
+            def free(j: int) -> bool:
+                for dx, speed in in_lane(j):
+                    rel = ego.speed - speed
+                    if -GAP_BEHIND + 1.5 * min(rel, 0) < dx < GAP_AHEAD + 2 * max(rel, 0):
+                        return False
+                    if 0 < dx < leader[0] + 5.0 and speed < leader[1] + 1.0:  # no better there
+                        return False
+                return True
+
+            options = [j for j in (lane_id - 1, lane_id + 1) if j in centres and free(j)]
+            if options:
+                pick = options[int(self.rng.integers(len(options)))]
+                return ("LANE_LEFT" if pick < lane_id else "LANE_RIGHT"), "pass"
+        if gap < react:  # follow, with hysteresis between safe and safe + 8 m
+            safe = 6.0 + 0.8 * ego.speed
+            want = leader[1] - 1.0 if gap < safe else leader[1] + 1.5 * (gap > safe + 8)
+            return self._speed(min(self.cruise, want)), "leader"
+        right = lane_id + 1
+        settled = not changing and now >= self.busy_until + KEEP_RIGHT_AFTER
+        if settled and right in centres and all(dx < -GAP_BEHIND for dx, _ in in_lane(right)):
+            return "LANE_RIGHT", "keep_right"  # the right lane is visibly empty
+        return self._speed(self.cruise), "cruise"
+
+    def _generic(self, seen: list[Any]) -> tuple[str, str]:
+        """Follow the route; slow for a vehicle on it, wait for one that will cross it."""
+        ego, network = self.env.vehicle, self.env.road.network
+        head = ego.target_lane_index
+        chain = (
+            [network.get_lane(head)]
+            + [  # route lanes, keeping our lane id where it exists
+                network.get_lane((*r[:2], min(head[2], len(network.graph[r[0]][r[1]]) - 1)))
+                for r in ego.route or []
+                if r[:2] != head[:2]
+            ]
+        )
+        times = np.arange(25) * 0.125  # the next 3 s, driven at least at half the cruise speed
+        probe = max(ego.speed, 0.5 * self.cruise)
+        s0 = chain[0].local_coordinates(ego.position)[0]
+        path = np.array([_along(chain, s0 + probe * t) for t in times])
+        forward = np.array([math.cos(ego.heading), math.sin(ego.heading)])
+        want, why = self.cruise, "cruise"
+        for other in seen:
+            if float((other.position - ego.position) @ forward) < 0:
+                continue  # behind
+            near = np.linalg.norm(path - other.position, axis=1) < 2.5
+            if near.any():  # on our path: follow it
+                gap = probe * times[np.argmax(near)] - ego.LENGTH
+                safe = 4.0 + 1.2 * ego.speed
+                if gap < safe + 8.0 and other.speed - (gap < safe) < want:
+                    want, why = other.speed - (gap < safe), "leader"
+            elif (np.linalg.norm(path[1:] - _predict(other, times[1:]), axis=1) < 3.5).any():
+                return self._speed(0.0), "yield"  # it will cross our path: wait
+        return self._speed(max(want, 0.0)), why
+
+
+def _predict(other: Any, times: np.ndarray) -> np.ndarray:
+    """Where a visible vehicle will be: along its lane at constant speed, else straight on."""
+    try:
+        return np.array(other.predict_trajectory_constant_speed(times)[0])
+    except (AttributeError, IndexError, KeyError, ValueError):  # obstacles, odd routes
+        return other.position + np.outer(times, getattr(other, "velocity", np.zeros(2)))
+
+
+def _along(lanes: list[Any], s: float) -> np.ndarray:
+    """Position `s` metres along a chain of lanes (extrapolating the last one)."""
+    for lane in lanes[:-1]:
+        if s <= lane.length:
+            return lane.position(s, 0.0)
+        s -= lane.length
+    return lanes[-1].position(s, 0.0)
+
+
+def _off_road(env: Any) -> bool:
+    """Beside its closest lane, or past the end of a lane that leads nowhere."""
+    ego = env.vehicle
+    s, r = ego.lane.local_coordinates(ego.position)
+    dead_end = not env.road.network.graph.get(ego.lane_index[1])
+    return abs(r) > ego.lane.width_at(s) or (dead_end and s > ego.lane.length)
+
+
+def _runs(index: np.ndarray, gap: int) -> list[np.ndarray]:
+    return np.split(index, np.flatnonzero(np.diff(index) > gap) + 1) if len(index) else []
+
+
+def _speed_events(speed: np.ndarray, reasons: list[str], times: np.ndarray) -> list[Event]:
+    """Brake/yield while the speed drops by >= BRAKE_DROP; stop while it is below STOP_SPEED."""
+    events = []
+    for run in _runs(np.flatnonzero(speed[1:] < speed[:-1] - 0.05), 3):  # k: frame k -> k+1
+        a, b = int(run[0]), int(run[-1]) + 1
+        if speed[a] - speed[b] >= BRAKE_DROP:
+            why = reasons[a:b]
+            kind = "yield" if why.count("yield") > why.count("leader") else "brake"
+            events.append(Event(kind, float(times[a]), float(times[b])))
+    for run in _runs(np.flatnonzero(speed < STOP_SPEED), 1):
+        if len(run) >= 2:
+            events.append(Event("stop", float(times[run[0]]), float(times[run[-1]])))
+    return events
+
+
+def _turn_kind(lane: Any) -> str | None:
+    bend = (lane.heading_at(lane.length) - lane.heading_at(0.0) + np.pi) % (2 * np.pi) - np.pi
+    return "turn_right" if bend > 0.5 else "turn_left" if bend < -0.5 else None  # y points down
+
+
+def _simulate(env: Any, scenario: str, size: tuple[int, int], steps: int, fps: float, seed: int):
+    """One episode: frames, events and ego series from simulator truth, and whether it crashed."""
+    rng = np.random.default_rng(seed)
+    exit_ = {"config": {"destination": f"o{seed % 3 + 1}"}}  # intersection: left/straight/right
+    env.reset(seed=seed, options=exit_ if scenario == "intersection" else None)
+    u = env.unwrapped
+    if scenario == "highway":  # spread traffic speeds: slower cars to pass, faster ones to follow
+        for vehicle in u.road.vehicles[1:]:
+            vehicle.target_speed = float(rng.uniform(*TRAFFIC_SPEEDS))
+    camera = _Camera(u, scenario, size)
+    policy, actions = _Policy(u, scenario, camera, rng), u.action_type.actions_indexes
+    frames, speed, steer, lane, reasons, events = [], [], [], [], [], []
+    pending, turn, crashed, last = None, None, False, False
+    for k in range(steps):
+        ego, now = u.vehicle, k / fps
+        frames.append(camera.render())
+        speed.append(float(ego.speed))
+        steer.append(float(ego.action["steering"]))
+        lane.append(float(ego.lane_index[2]))
+        if pending is not None:  # lane change: from the command until settled in the target lane
+            start, src, dst = pending
+            offset = abs(ego.lane.local_coordinates(ego.position)[1])
+            if (ego.lane_index[2] == dst and offset < 0.4) or now - start >= LANE_CHANGE_MAX:
+                if ego.lane_index[2] == dst:
+                    events.append(Event(_LANE_CHANGE[dst < src], start, now))
+                pending, policy.busy_until = None, now + 1.0
+        in_turn = str(ego.lane_index[0])[:2] == "ir" and str(ego.lane_index[1])[:2] == "il"
+        if in_turn and turn is None:
+            turn = (now, _turn_kind(ego.lane))
+        elif turn and turn[0] is not None and not in_turn:
+            if turn[1] is not None:
+                events.append(Event(turn[1], turn[0], now))
+            turn = (None, None)  # one pass through the intersection
+        if last or k == steps - 1:
+            break
+        name, why = policy.act(now, pending is not None)
+        reasons.append(why)
+        before = ego.target_lane_index
+        truncated = env.step(actions.get(name, actions["IDLE"]))[3]
+        if name.startswith("LANE") and ego.target_lane_index != before:
+            pending = (now, int(lane[-1]), int(ego.target_lane_index[2]))
+        if ego.crashed:  # drop the crash frame itself
+            crashed = True
+            break
+        last = truncated or _off_road(u)  # past any goal the ego drives on to the road's end
+    times = np.arange(len(frames)) / fps
+    end = float(times[-1])
+    if pending is not None and lane[-1] == pending[2] and pending[0] < end:
+        events.append(Event(_LANE_CHANGE[pending[2] < pending[1]], pending[0], end))
+    if turn and turn[0] is not None and turn[1] is not None and turn[0] < end:
+        events.append(Event(turn[1], turn[0], end))
+    speeds = np.array(speed)
+    events += _speed_events(speeds, [*reasons, "cruise"][: len(frames)], times)
+    events = sorted(
+        (Event(e.maneuver, round(e.start, 4), round(e.end, 4)) for e in events),
+        key=lambda e: (e.start, e.maneuver),
+    )
+    accel = np.gradient(speeds, 1 / fps) if len(speeds) > 1 else np.zeros(1)
+    series = dict(time=times, speed=speeds, steering=steer, acceleration=accel, lane=lane)
+    ego_series = {key: [round(float(v), 4) for v in val] for key, val in series.items()}
+    return frames, events, ego_series, crashed
+
+
+def _write_video(path: Path, frames: list[np.ndarray], fps: float, crf: int = 21) -> None:
+    """H.264 (yuv420p) mp4 at exactly `fps`, written to a temp name then renamed."""
+    import av
+
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            stream.height, stream.width = frames[0].shape[:2]
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(crf), "threads": "1"}  # one thread: bit-exact reruns
+            for image in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            container.mux(stream.encode())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check(scenario: str, num: int, fps: float, size: tuple[int, int], seconds: float) -> None:
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    if not isinstance(num, int) or num < 1:
+        raise ValueError(f"num must be an integer >= 1, got {num!r}")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    if not seconds * fps >= 2:
+        raise ValueError(f"seconds * fps must give at least 2 frames, got {seconds} s at {fps}")
+    if len(size) != 2 or min(size) < 32 or any(int(v) != v or v % 2 for v in size):
+        raise ValueError(
+            "size must be (width, height), even integers >= 32 (H.264 yuv420p needs even "
+            f"width and height), got {size!r}"
+        )
+
+
+def make_clips(
+    out: str | Path,
+    num: int,
+    scenario: str = "highway",
+    seed: int = 0,
+    fps: float = 8.0,
+    size: tuple[int, int] = (128, 128),
+    seconds: float = 20.0,
+    progress: bool = False,
+) -> dict:
+    """Simulate `num` videos: out/videos/clip_XXXXX.mp4 + out/annotations/clip_XXXXX.json."""
+    _check(scenario, num, fps, size, seconds)
+    size = (int(size[0]), int(size[1]))
+    if os.environ.get("SDL_VIDEODRIVER", "dummy") == "dummy":  # "dummy" renders black frames
+        os.environ["SDL_VIDEODRIVER"] = "offscreen"
+    import gymnasium as gym
+    import highway_env
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    out = Path(out)
+    for sub in ("videos", "annotations"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    steps = max(2, round(seconds * fps))
+    min_frames = min(steps, round(MIN_SECONDS * fps))
+    idm = {
+        k: getattr(IDMVehicle, k) for k in ("DISTANCE_WANTED", "COMFORT_ACC_MAX", "COMFORT_ACC_MIN")
+    }
+    config = _env_config(scenario, fps, size, seconds)
+    with warnings.catch_warnings():  # "-v0 is out of date": the v0 ids are the documented API
+        warnings.simplefilter("ignore", DeprecationWarning)
+        env = gym.make(
+            SCENARIOS[scenario], render_mode="rgb_array", config=config, disable_env_checker=True
+        )
+    summary: dict[str, Any] = dict(
+        scenario=scenario, seed=seed, fps=fps, size=list(size), seconds=seconds
+    )
+    summary.update(
+        videos=0, frames=0, event_counts={}, event_seconds={}, files=[], crashed=0, retries=0
+    )
+    started = time.perf_counter()
+    try:
+        for i in range(num):
+            for attempt in range(MAX_ATTEMPTS):
+                env_seed = seed + i + attempt * RETRY_STRIDE
+                frames, events, ego, crashed = _simulate(env, scenario, size, steps, fps, env_seed)
+                if len(frames) >= min_frames:
+                    break
+                summary["retries"] += 1
+            else:
+                raise RuntimeError(f"clip {i}: every attempt ended before {min_frames} frames")
+            if not frames[0].any():
+                raise RuntimeError("highway-env rendered black frames (SDL_VIDEODRIVER=dummy?)")
+            name = f"clip_{i:05d}"
+            _write_video(out / "videos" / f"{name}.mp4", frames, fps)
+            source = dict(generator="highway-env", version=highway_env.__version__)
+            source.update(scenario=scenario, env_id=SCENARIOS[scenario], seed=env_seed, fps=fps)
+            source.update(crashed=crashed, policy="visible-rules-v1")
+            write_annotation(out / "annotations" / f"{name}.json", events, ego, source)
+            _tally(summary, events, len(frames) / fps)
+            summary["videos"] += 1
+            summary["frames"] += len(frames)
+            summary["crashed"] += int(crashed)
+            summary["files"].append(f"videos/{name}.mp4")
+            if progress:
+                rate = summary["frames"] / (time.perf_counter() - started)
+                line = f"{name}: {len(frames) / fps:.1f} s, {len(events)} events, {rate:.0f} fps"
+                print(line, file=sys.stderr, flush=True)
+    finally:
+        env.close()
+        for key, value in idm.items():  # intersection-v0 edits these class attributes globally
+            setattr(IDMVehicle, key, value)
+    summary["wall_seconds"] = round(time.perf_counter() - started, 2)
+    return summary
+
+
+def _tally(summary: dict, events: list[Event], duration: float) -> None:
+    counts, secs = summary["event_counts"], summary["event_seconds"]
+    for e in events:
+        counts[e.maneuver] = counts.get(e.maneuver, 0) + 1
+        secs[e.maneuver] = round(secs.get(e.maneuver, 0.0) + e.end - e.start, 3)
+    covered, reach = 0.0, 0.0
+    for e in sorted(events, key=lambda e: e.start):  # time outside every event is keep_lane
+        covered += max(0.0, min(e.end, duration) - max(e.start, reach))
+        reach = max(reach, min(e.end, duration))
+    secs["keep_lane"] = round(secs.get("keep_lane", 0.0) + duration - covered, 3)
+
+
+def format_summary(summary: dict) -> str:
+    """A small class-balance table (events and seconds per maneuver) for a make_clips summary."""
+    secs = summary["event_seconds"]
+    total = sum(secs.values()) or 1.0
+    lines = [
+        f"{summary['videos']} {summary['scenario']} videos, {summary['frames']} frames at "
+        f"{summary['fps']} fps, {summary['size'][0]}x{summary['size'][1]}, "
+        f"{summary.get('crashed', 0)} ended by a crash",
+        f"{'maneuver':<18}{'events':>7}{'seconds':>10}{'share':>8}",
+    ]
+    for name in sorted(secs, key=lambda n: -secs[n]):
+        count = summary["event_counts"].get(name, "-")
+        lines.append(f"{name:<18}{count!s:>7}{secs[name]:>10.1f}{secs[name] / total:>8.1%}")
+    return "\n".join(lines)
