@@ -34,7 +34,8 @@ class Backbone(nn.Module):
     `grid(video)`, `embed_dim`; `predictor(context, context_idx, target_idx, grid, mask_index)`
     returns predictions (B, M, D) for the target indices. The EMA teacher is a copy of `encoder`.
     `pixel_mean` / `pixel_std` are the statistics the encoder expects its [0, 1] pixels
-    normalized with (ImageNet's unless a pretrained processor config says otherwise).
+    normalized with (ImageNet's unless a pretrained processor config says otherwise);
+    `lora_targets` names the Linear layers LoRA adapts by default in each part.
     """
 
     def __init__(
@@ -43,11 +44,17 @@ class Backbone(nn.Module):
         predictor: nn.Module,
         pixel_mean: tuple[float, ...] = IMAGENET_MEAN,
         pixel_std: tuple[float, ...] = IMAGENET_STD,
+        lora_targets: dict[str, tuple[list[str], str]] | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.predictor = predictor
         self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
+        # default LoRA target modules and block-list name per part (backbone.lora)
+        self.lora_targets = lora_targets or {
+            "encoder": (["qkv"], "blocks"),
+            "predictor": (["qkv"], "blocks"),
+        }
 
     @property
     def embed_dim(self) -> int:

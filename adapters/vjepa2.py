@@ -252,7 +252,8 @@ def build_vjepa2(config: TriTemporalConfig) -> Backbone:
     encoder.activation_checkpointing = predictor.activation_checkpointing = (
         b.activation_checkpointing
     )
-    return Backbone(encoder, predictor, mean, std)
+    targets = (["query", "value"], "layer")  # transformers' attention projections
+    return Backbone(encoder, predictor, mean, std, {"encoder": targets, "predictor": targets})
 
 
 @torch.no_grad()

@@ -40,9 +40,10 @@ def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path: Path) -> Non
     assert find_last_checkpoint(run_dir).name == "step_00000006"
 
 
-def test_resume_is_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("extra", [[], ["backbone.lora.r=4"]], ids=["full", "lora"])
+def test_resume_is_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str]) -> None:
     """6 straight steps == 3 steps, a kill, --resume, 3 more steps: identical parameters."""
-    straight = train(tiny_config(f"train.run_dir={tmp_path / 'a'}"))
+    straight = train(tiny_config(*extra, f"train.run_dir={tmp_path / 'a'}"))
 
     real_save = train_module.save_checkpoint
 
@@ -52,7 +53,7 @@ def test_resume_is_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
             raise KeyboardInterrupt
         return path
 
-    config = tiny_config(f"train.run_dir={tmp_path / 'b'}")
+    config = tiny_config(*extra, f"train.run_dir={tmp_path / 'b'}")
     monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(config)

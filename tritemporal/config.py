@@ -21,6 +21,19 @@ POS_EMBEDS = ("rope", "rope-interleaved", "sincos")
 
 
 @dataclass
+class LoraConfig:
+    """LoRA on the backbone (peft): r=0 disables it; base weights then stay frozen."""
+
+    r: int = 0
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: list[str] | None = None  # None: the backbone's attention projections
+    layers: list[int] | None = None  # block indices to adapt; None: every block
+    apply_to: list[str] = field(default_factory=lambda: ["encoder"])  # encoder and/or predictor
+    train_predictor: bool = True  # without predictor LoRA: fine-tune it fully (True) or freeze
+
+
+@dataclass
 class BackboneConfig:
     """Which encoder to build (a key of the backbone registry) and how it encodes positions."""
 
@@ -38,6 +51,7 @@ class BackboneConfig:
     num_heads: int | None = None
     drop_path: float = 0.0
     activation_checkpointing: bool = False  # recompute block activations in backward (memory)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass
@@ -381,6 +395,18 @@ def validate(config: TriTemporalConfig) -> None:
     )
     _check(0 <= b.drop_path < 1, f"backbone.drop_path={b.drop_path} must be in [0, 1)")
     _check(b.teacher in ("ema", "frozen"), f"backbone.teacher={b.teacher!r}: use ema or frozen")
+    lo_ra = b.lora
+    _check(
+        lo_ra.r == 0 or b.teacher_dtype == "float32",
+        "backbone.teacher_dtype=bfloat16 is for full teachers; under backbone.lora the teacher "
+        "already shares the base weights and holds only adapter copies",
+    )
+    _check(lo_ra.r >= 0, f"backbone.lora.r={lo_ra.r} must be >= 0 (0 disables LoRA)")
+    _check(0 <= lo_ra.dropout < 1, f"backbone.lora.dropout={lo_ra.dropout} must be in [0, 1)")
+    _check(
+        bool(lo_ra.apply_to) and set(lo_ra.apply_to) <= {"encoder", "predictor"},
+        f"backbone.lora.apply_to={lo_ra.apply_to}: a non-empty list of encoder, predictor",
+    )
     _check(
         b.teacher_dtype in ("float32", "bfloat16"),
         f"backbone.teacher_dtype={b.teacher_dtype!r}: use float32 or bfloat16",

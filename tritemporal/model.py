@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tritemporal.adapters.lora import SharedBaseTeacher, apply_lora
 from tritemporal.adapters.registry import Backbone, create_backbone
 from tritemporal.config import TriTemporalConfig
 from tritemporal.ema import ema_update
@@ -47,9 +48,13 @@ class TriTemporalModel(nn.Module):
         super().__init__()
         self.config = config
         self.backbone: Backbone = create_backbone(config)
-        self.teacher = copy.deepcopy(self.backbone.encoder).requires_grad_(False)
-        if config.backbone.teacher_dtype == "bfloat16":
-            self.teacher.to(torch.bfloat16)
+        if config.backbone.lora.r > 0:  # teacher shares the frozen base: EMA of adapters only
+            apply_lora(self.backbone, config.backbone.lora)
+            self.teacher = SharedBaseTeacher(self.backbone.encoder)
+        else:
+            self.teacher = copy.deepcopy(self.backbone.encoder).requires_grad_(False)
+            if config.backbone.teacher_dtype == "bfloat16":
+                self.teacher.to(torch.bfloat16)
         dim = self.backbone.embed_dim
         self.outcome = OutcomeAbstractor(dim, config.outcome)
         self.eventually = EventuallyAlignment(dim, config.outcome.out_dim, config.loss)
@@ -87,8 +92,12 @@ class TriTemporalModel(nn.Module):
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
-        """EMA step toward the student encoder (a frozen teacher keeps its pretrained weights)."""
-        if self.config.backbone.teacher == "ema":
+        """EMA step toward the student encoder (a frozen teacher keeps its initial weights)."""
+        if self.config.backbone.teacher == "frozen":
+            return
+        if isinstance(self.teacher, SharedBaseTeacher):
+            self.teacher.update(momentum)
+        else:
             ema_update(self.teacher, self.backbone.encoder, momentum)
 
     def forward(

@@ -118,10 +118,13 @@ def train(config: TriTemporalConfig, resume: bool = False) -> Path:
         logger.info("run already finished (%d/%d steps)", start_step, t.steps)
         return run_dir
 
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    student = [(n, p) for n, p in model.named_parameters() if not n.startswith("teacher.")]
+    trainable = sum(p.numel() for _, p in student if p.requires_grad)
+    total = sum(p.numel() for _, p in student)
     logger.info(
-        "backbone %s | %.2fM trainable params | device %s | %d steps from %d",
-        config.backbone.name, n_params / 1e6, device, t.steps, start_step,
+        "backbone %s | trainable %.2fM / %.2fM params (%.2f%%) | device %s | %d steps from %d",
+        config.backbone.name, trainable / 1e6, total / 1e6, 100 * trainable / total, device,
+        t.steps, start_step,
     )  # fmt: skip
     loader = build_loader(config, dataset, start_step)
     writer = MetricsWriter(run_dir)
