@@ -73,6 +73,7 @@ class VJEPA2Encoder(nn.Module):
     def __init__(self, hf_encoder: nn.Module, hf_config: object) -> None:
         super().__init__()
         self.hf = hf_encoder
+        self.hf_config = hf_config  # kept to write merged weights back as a VJEPA2Model
         self.embed_dim = hf_config.hidden_size
         self.tubelet_t, self.patch = hf_config.tubelet_size, hf_config.patch_size
         self.rope = Rope3D(hf_config.hidden_size // hf_config.num_attention_heads)

@@ -71,6 +71,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batches", type=int, default=20, help="timed batches per setting")
     bench.add_argument("--out", help="also write the JSON here")
 
+    push = sub.add_parser("push", help="upload a run, checkpoint or saved model to the Hub")
+    push.add_argument("source", metavar="RUN_OR_CKPT", help="run dir, checkpoint or saved model")
+    push.add_argument("--repo-id", required=True, help="USER/NAME or ORG/NAME")
+    push.add_argument("--private", action="store_true", help="create the repo as private")
+    push.add_argument("--revision", help="branch to push to (created if needed)")
+
+    merge = sub.add_parser("merge", help="write LoRA-merged weights as a transformers VJEPA2Model")
+    merge.add_argument("source", metavar="RUN_OR_CKPT", help="run dir, checkpoint or saved model")
+    merge.add_argument("out", help="output folder (VJEPA2Model.from_pretrained(OUT))")
+
+    predict = sub.add_parser("predict", help="per-window EVENTUALLY embeddings over a video")
+    predict.add_argument("video", metavar="VIDEO", help="video file (.mp4 .mov .mkv .avi)")
+    predict.add_argument(
+        "--checkpoint", required=True, metavar="RUN_OR_CKPT", help="run dir or checkpoint dir"
+    )
+    predict.add_argument("--out", help="predictions .npz (default: ./VIDEO_NAME.predictions.npz)")
+    predict.add_argument("--plot", metavar="FILE.png", help="also draw a timeline PNG here")
+    predict.add_argument(
+        "--stride-s", "--stride_s", dest="stride_s", type=float,
+        help="seconds between window starts (default: the run's data.stride_s)",
+    )  # fmt: skip
+    predict.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=8)
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+
     convert = sub.add_parser(
         "convert-meta",
         help="convert a checkpoint of Meta's V-JEPA 2 training code into a backbone folder",
@@ -155,11 +179,49 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    """`tritemporal push`: one commit with config, weights, adapter and model card."""
+    from tritemporal.hub import push_to_hub
+
+    url = push_to_hub(args.source, args.repo_id, private=args.private, revision=args.revision)
+    logger.info("pushed %s to %s", args.source, url)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """`tritemporal merge`: fold LoRA into the base and save in transformers' format."""
+    from tritemporal.hub import merge_to_transformers
+
+    logger.info("wrote %s", merge_to_transformers(args.source, args.out))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """`tritemporal predict`: slide a trained model over a video, save .npz (and a PNG)."""
+    from pathlib import Path
+
+    from tritemporal.hub import load_model
+    from tritemporal.predict import plot_timeline, predict_video, save_predictions
+    from tritemporal.train import resolve_device
+
+    device = resolve_device(args.device)
+    model = load_model(args.checkpoint, device)
+    result = predict_video(model, args.video, args.stride_s, args.batch_size, device)
+    out = save_predictions(result, args.out or f"{Path(args.video).stem}.predictions.npz")
+    print(f"wrote {out} ({len(result['time'])} windows)")
+    if args.plot:
+        print(f"wrote {plot_timeline(result, args.plot)}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "make-clips": cmd_make_clips,
     "bench": cmd_bench,
     "convert-meta": cmd_convert_meta,
+    "push": cmd_push,
+    "merge": cmd_merge,
+    "predict": cmd_predict,
 }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -141,17 +142,68 @@ class TriTemporalModel(nn.Module):
         return StepOutput(loss=loss, metrics=metrics)
 
     @torch.no_grad()
-    def encode(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
+    def encode(
+        self, video: torch.Tensor | str | Path, stride_s: float | None = None, batch_size: int = 8
+    ) -> dict[str, torch.Tensor]:
         """NOW tokens, SOON forecast and EVENTUALLY embedding of clips (B, C, T, H, W).
 
-        Clips are uint8 (0-255) or float in [0, 1]; normalization happens here.
+        Clips are uint8 (0-255) or float in [0, 1]; normalization happens here. A video path is
+        cut into windows as training cuts it (centre crop, stride `stride_s` or data.stride_s,
+        encoded `batch_size` at a time): the same dict with windows leading, plus "time" (W,),
+        each window's start in seconds.
         """
+        if isinstance(video, (str, Path)):
+            from tritemporal.predict import encode_video
+
+            return encode_video(self, video, stride_s, batch_size)
         video = self.normalize(video)
         grid = self.config.clip.grid
         b = video.shape[0]
         now = self.backbone.encoder(video, keep=self.now_idx.expand(b, -1))
         soon = soon_forecast(self.backbone, now, self.now_idx, self.soon_idx, grid)
         return {"now": now, "soon": soon, "eventually": self.outcome(now)}
+
+    @torch.no_grad()
+    def sync_teacher(self) -> None:
+        """Make the teacher equal to the student encoder (after loading student-only weights)."""
+        if isinstance(self.teacher, SharedBaseTeacher):
+            params = dict(self.backbone.encoder.named_parameters())
+            for name, ema in zip(self.teacher.names, self.teacher.ema_tensors(), strict=True):
+                ema.copy_(params[name])
+        else:
+            self.teacher.load_state_dict(self.backbone.encoder.state_dict())
+
+    def save_pretrained(self, out_dir: str | Path, card_extras: dict | None = None) -> Path:
+        """Write a Hub-ready folder: config, weights, LoRA adapter (peft format), model card."""
+        from tritemporal.hub import save_pretrained
+
+        return save_pretrained(self, out_dir, card_extras)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | Path,
+        revision: str | None = None,
+        cache_dir: str | None = None,
+        token: str | None = None,
+        local_files_only: bool = False,
+    ) -> TriTemporalModel:
+        """Load a folder written by save_pretrained, or a Hub repo id."""
+        from tritemporal.hub import from_pretrained
+
+        return from_pretrained(source, revision, cache_dir, token, local_files_only)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: bool = False,
+        revision: str | None = None,
+        token: str | None = None,
+    ) -> str:
+        """save_pretrained into a temporary folder and upload it as one commit; returns the URL."""
+        from tritemporal.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, private, revision, token)
 
     def _check_clip(self, video: torch.Tensor) -> None:
         """Clear error when a clip does not have the configured shape."""

@@ -1,0 +1,175 @@
+"""Hub-ready folders: save/load round trips, peft adapter format, merge, push (network faked)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import VJEPA2Model
+
+from tests.conftest import tiny_config, vjepa2_overrides
+from tritemporal.cli import main
+from tritemporal.hub import (
+    ADAPTER_DIR,
+    HUB_CONFIG,
+    HUB_WEIGHTS,
+    MODEL_CARD,
+    merge_to_transformers,
+    push_to_hub,
+)
+from tritemporal.model import TriTemporalModel
+from tritemporal.train import train
+
+LORA = ["backbone.lora.r=4", "backbone.lora.alpha=8", "backbone.lora.apply_to=[encoder, predictor]"]
+
+
+def _video(config, batch: int = 2) -> torch.Tensor:
+    torch.manual_seed(3)
+    return torch.randint(
+        0, 256, (batch, 3, config.clip.total_frames, *config.clip.hw), dtype=torch.uint8
+    )
+
+
+def _perturb(model: TriTemporalModel) -> None:
+    """Move every trainable tensor (LoRA B starts at zero) so round trips test real values."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+
+
+def test_builtin_round_trip_is_exact(tmp_path: Path) -> None:
+    config = tiny_config()
+    model = TriTemporalModel(config).eval()
+    _perturb(model)
+    folder = model.save_pretrained(tmp_path / "saved")
+    assert {HUB_CONFIG, HUB_WEIGHTS, MODEL_CARD} <= {p.name for p in folder.iterdir()}
+    assert not any(k.startswith("teacher.") for k in load_file(folder / HUB_WEIGHTS))
+    loaded = TriTemporalModel.from_pretrained(folder)
+    video = _video(config)
+    a, b = model.encode(video), loaded.encode(video)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    card = (folder / MODEL_CARD).read_text()
+    assert "not a driving policy" in card and "vit-debug" in card
+
+
+def test_lora_round_trip_keeps_base_by_reference(vjepa2_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config(*vjepa2_overrides(vjepa2_dir, *LORA))
+    model = TriTemporalModel(config).eval()
+    _perturb(model)
+    folder = model.save_pretrained(tmp_path / "saved", {"step": 123})
+    meta = json.loads((folder / HUB_CONFIG).read_text())
+    assert meta["base_model"] == {"id": str(vjepa2_dir), "revision": None}
+    weights = load_file(folder / HUB_WEIGHTS)
+    assert "backbone.encoder.hf.layer.0.attention.query.base_layer.weight" not in weights
+    assert "outcome.head.weight" in weights
+    assert (folder / ADAPTER_DIR / "adapter_config.json").is_file()
+    loaded = TriTemporalModel.from_pretrained(folder)
+    video = _video(config)
+    a, b = model.encode(video), loaded.encode(video)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert "Steps: 123" in (folder / MODEL_CARD).read_text()
+
+
+def test_adapter_loads_with_peft_on_the_base_model(vjepa2_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config(*vjepa2_overrides(vjepa2_dir, *LORA))
+    model = TriTemporalModel(config).eval()
+    _perturb(model)
+    folder = model.save_pretrained(tmp_path / "saved")
+    peft_model = PeftModel.from_pretrained(
+        VJEPA2Model.from_pretrained(vjepa2_dir), folder / ADAPTER_DIR
+    ).eval()
+    video = model.normalize(_video(config))
+    with torch.no_grad():
+        expected = peft_model.base_model.model.get_vision_features(video.permute(0, 2, 1, 3, 4))
+        ours = model.backbone.encoder(video)
+    assert (ours - expected).abs().max() <= 1e-5
+
+
+def test_merge_matches_unmerged_outputs(vjepa2_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config(*vjepa2_overrides(vjepa2_dir, *LORA))
+    model = TriTemporalModel(config).eval()
+    _perturb(model)
+    folder = model.save_pretrained(tmp_path / "saved")
+    out = merge_to_transformers(folder, tmp_path / "merged")
+    merged = VJEPA2Model.from_pretrained(out).eval()
+    video = model.normalize(_video(config))
+    with torch.no_grad():
+        full = merged.get_vision_features(video.permute(0, 2, 1, 3, 4))
+        assert (model.backbone.encoder(video) - full).abs().max() <= 1e-5
+        ctx, tgt = torch.tensor([[0, 1, 2, 3]] * 2), torch.tensor([[9, 10]] * 2)
+        ours = model.backbone.predictor(full[:, :4], ctx, tgt, config.clip.grid, mask_index=1)
+        theirs = merged.predictor(full, [ctx], [tgt]).last_hidden_state
+        assert (ours - theirs).abs().max() <= 1e-5
+    with pytest.raises(ValueError, match="needs a vjepa2"):
+        merge_to_transformers(
+            TriTemporalModel(tiny_config()).save_pretrained(tmp_path / "b"), tmp_path / "m"
+        )
+
+
+class FakeHub:
+    """Stands in for HfApi's network calls and keeps what would have been uploaded."""
+
+    calls: ClassVar[list] = []
+    keep: ClassVar[Path]
+
+    def __init__(self, token: str | None = None) -> None:
+        self.token = token
+
+    def create_repo(self, repo_id: str, private: bool = False, exist_ok: bool = False) -> None:
+        FakeHub.calls.append(("create_repo", repo_id, private, exist_ok))
+
+    def create_branch(self, repo_id: str, branch: str, exist_ok: bool = False) -> None:
+        FakeHub.calls.append(("create_branch", repo_id, branch))
+
+    def upload_folder(self, repo_id: str, folder_path: str, revision=None, commit_message=None):
+        kept = Path(FakeHub.keep) / "uploaded"
+        shutil.copytree(folder_path, kept)
+        FakeHub.calls.append(("upload_folder", repo_id, revision, commit_message))
+        return "https://huggingface.co/fake/commit/1"
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> type[FakeHub]:
+    import huggingface_hub
+
+    FakeHub.calls, FakeHub.keep = [], tmp_path
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_fake")
+    return FakeHub
+
+
+def test_push_a_run_builds_the_folder_and_makes_one_commit(fake_hub, tmp_path: Path) -> None:
+    run = train(tiny_config(f"train.run_dir={tmp_path / 'run'}", "train.steps=2"))
+    code = main(["push", str(run), "--repo-id", "me/tiny", "--private", "--revision", "exp1"])
+    assert code == 0
+    names = [c[0] for c in fake_hub.calls]
+    assert names == ["create_repo", "create_branch", "upload_folder"]
+    assert fake_hub.calls[0] == ("create_repo", "me/tiny", True, True)
+    uploaded = tmp_path / "uploaded"
+    assert {HUB_CONFIG, HUB_WEIGHTS, MODEL_CARD} <= {p.name for p in uploaded.iterdir()}
+    TriTemporalModel.from_pretrained(uploaded)
+
+
+def test_push_errors(fake_hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = TriTemporalModel(tiny_config())
+    with pytest.raises(ValueError, match="not USER/NAME"):
+        push_to_hub(model, "no-slash")
+    with pytest.raises(ValueError, match="not USER/NAME"):
+        push_to_hub(model, "a/b/c")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / HUB_CONFIG).write_text("{}")
+    with pytest.raises(FileNotFoundError, match="not a complete tritemporal model folder"):
+        push_to_hub(tmp_path / "half", "me/x")
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    with pytest.raises(ValueError, match="no Hugging Face token"):
+        push_to_hub(model, "me/x")
+    assert fake_hub.calls == []
