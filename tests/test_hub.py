@@ -155,6 +155,7 @@ def test_push_a_run_builds_the_folder_and_makes_one_commit(fake_hub, tmp_path: P
     uploaded = tmp_path / "uploaded"
     assert {HUB_CONFIG, HUB_WEIGHTS, MODEL_CARD} <= {p.name for p in uploaded.iterdir()}
     TriTemporalModel.from_pretrained(uploaded)
+    assert "Steps: 2" in (uploaded / MODEL_CARD).read_text()
 
 
 def test_push_errors(fake_hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

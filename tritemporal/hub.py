@@ -212,6 +212,19 @@ def _adapter_to_model_keys(model: TriTemporalModel, state: dict) -> dict[str, to
     return out
 
 
+def run_card_extras(checkpoint: Path) -> dict:
+    """Model-card facts from a training run: its step and the data summary it wrote."""
+    extras = {"step": json.loads((checkpoint / STATE_FILE).read_text())["step"]}
+    summary = checkpoint.parent.parent / "data_summary.json"  # run_dir/checkpoints/step_X
+    if summary.is_file():
+        data = json.loads(summary.read_text())
+        labels = ", ".join(f"{k} {v}" for k, v in data.get("label_counts", {}).items() if v)
+        extras["data"] = (
+            f"{data.get('videos_used')} videos, {data.get('samples')} windows ({labels})"
+        )
+    return extras
+
+
 def push_to_hub(
     model_or_path: TriTemporalModel | str | Path,
     repo_id: str,
@@ -244,8 +257,7 @@ def push_to_hub(
             folder = Path(model_or_path)
         else:
             checkpoint = resolve_checkpoint(model_or_path)
-            step = json.loads((checkpoint / STATE_FILE).read_text())["step"]
-            folder = save_pretrained(load_model(checkpoint), tmp, {"step": step})
+            folder = save_pretrained(load_model(checkpoint), tmp, run_card_extras(checkpoint))
         check_model_folder(folder)
         api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True)
