@@ -1,0 +1,143 @@
+"""Inference over whole videos: windows cut as in training, arrays, files and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import tiny_config
+from tests.test_videos import write_video
+from tritemporal.cli import main
+from tritemporal.data.videos import VideoClips
+from tritemporal.model import TriTemporalModel
+from tritemporal.predict import plot_timeline, predict_video, read_meta, save_predictions
+
+# Tiny clip: 4 + 2 + 2 frames at data.fps=4 -> one window spans 2 s; a 6 s video at 8 fps
+# (48 frames) holds windows starting at 0, 1, 2, 3, 4 s with the default stride of 1 s.
+FPS_OVERRIDES = ("data.fps=4", "data.stride_s=1.0")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 6 s, 8 fps, 32 x 64 numbered video under ROOT/videos/ (non-square: crop matters)."""
+    root = tmp_path_factory.mktemp("drive")
+    return write_video(root / "videos" / "drive.mp4", frames=48, fps=8, size=(32, 64))
+
+
+@pytest.fixture(scope="module")
+def model() -> TriTemporalModel:
+    """A tiny random model in eval mode."""
+    torch.manual_seed(0)
+    return TriTemporalModel(tiny_config(*FPS_OVERRIDES)).eval()
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_encode_path_matches_training_windows(video: Path, backend: str) -> None:
+    torch.manual_seed(0)
+    config = tiny_config(*FPS_OVERRIDES, f"data.backend={backend}")
+    model = TriTemporalModel(config).eval()
+    out = model.encode(video, batch_size=2)  # batches of 2: 3 batches, the last one partial
+    dataset = VideoClips(config, train=False, root=video.parents[1])  # the evaluation view
+    clips = torch.stack([dataset[i]["video"] for i in range(len(dataset))])
+    direct = model.encode(clips)
+
+    assert len(dataset) == 5
+    assert out["time"].tolist() == [dataset[i]["time"] for i in range(5)] == [0, 1, 2, 3, 4]
+    for key in ("now", "soon", "eventually"):
+        assert out[key].shape == direct[key].shape
+        assert out[key].shape[0] == 5
+        torch.testing.assert_close(out[key], direct[key], rtol=1e-4, atol=1e-5)
+
+
+def test_encode_path_stride_and_tensor_path_unchanged(model: TriTemporalModel, video: Path) -> None:
+    out = model.encode(str(video), stride_s=0.5)
+    assert out["time"].tolist() == [0.5 * k for k in range(9)]
+    assert torch.all(out["time"].diff() > 0)
+    c = model.config
+    clips = torch.randint(0, 256, (2, 3, c.clip.total_frames, 32, 32), dtype=torch.uint8)
+    plain = model.encode(clips)
+    assert set(plain) == {"now", "soon", "eventually"}
+    assert plain["eventually"].shape == (2, c.outcome.out_dim)
+
+
+def test_predict_video_arrays(model: TriTemporalModel, video: Path) -> None:
+    result = predict_video(model, video, batch_size=3)
+    w, e, d = 5, model.config.outcome.out_dim, model.backbone.embed_dim
+    assert result["time"].tolist() == [0, 1, 2, 3, 4]
+    assert result["eventually"].shape == (w, e)
+    assert result["now_mean"].shape == (w, d)
+    assert result["soon_norm"].shape == (w,)
+    assert result["outcome_similarity"].shape == (w - 1,)
+    assert "probs" not in result and "label_names" not in result
+    for key in ("eventually", "now_mean", "soon_norm", "outcome_similarity"):
+        assert np.isfinite(result[key]).all(), key
+    assert np.all(np.abs(result["outcome_similarity"]) <= 1 + 1e-5)
+    direct = model.encode(video)
+    np.testing.assert_allclose(result["eventually"], direct["eventually"].numpy(), atol=1e-5)
+    meta = read_meta(result)
+    assert meta["video"] == str(video) and meta["windows"] == w and meta["fps"] == 4
+
+
+def test_save_and_plot(model: TriTemporalModel, video: Path, tmp_path: Path) -> None:
+    result = predict_video(model, video, stride_s=0.5)
+    path = save_predictions(result, tmp_path / "out" / "drive.npz")
+    with np.load(path, allow_pickle=False) as loaded:
+        assert set(loaded.files) == set(result)
+        for key, value in result.items():
+            np.testing.assert_array_equal(loaded[key], value)
+        meta = json.loads(str(loaded["meta"]))
+    assert meta["windows"] == 9 and meta["stride_s"] == 0.5 and meta["model"] == "vit-debug"
+    png = plot_timeline(result, tmp_path / "timeline.png")
+    assert png.stat().st_size > 1000 and png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_probe_adds_probabilities(video: Path, tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = TriTemporalModel(tiny_config(*FPS_OVERRIDES))
+    names = ["keep_lane", "lane_change_left", "brake"]
+    model.probe = nn.Linear(model.config.outcome.out_dim, len(names))
+    model.label_names = names
+    result = predict_video(model, video)
+    assert result["probs"].shape == (5, 3)
+    np.testing.assert_allclose(result["probs"].sum(axis=1), 1.0, rtol=1e-5)
+    assert result["label_names"].tolist() == names
+    png = plot_timeline(result, tmp_path / "probs.png")
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    with np.load(save_predictions(result, tmp_path / "p.npz")) as loaded:
+        assert loaded["label_names"].tolist() == names
+
+
+def test_errors_name_the_file_and_the_span(model: TriTemporalModel, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.mp4"
+    with pytest.raises(FileNotFoundError, match=r"nope\.mp4 does not exist"):
+        predict_video(model, missing)
+    short = write_video(tmp_path / "short.mp4", frames=8, fps=8, size=(32, 32))  # 1 s < 2 s
+    with pytest.raises(ValueError, match=r"short\.mp4 is too short: 1\.00 s .* spans 2\.00 s"):
+        model.encode(short)
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(ValueError, match=r"garbage\.mp4 is unreadable"):
+        predict_video(model, garbage)
+    with pytest.raises(ValueError, match="stride_s"):
+        predict_video(model, short, stride_s=0)
+
+
+def test_cli_predict(video: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tritemporal.train import train
+
+    run_dir = train(tiny_config(f"train.run_dir={tmp_path / 'run'}", "train.steps=1"))
+    out, plot = tmp_path / "pred.npz", tmp_path / "pred.png"
+    args = ["predict", str(video), "--checkpoint", str(run_dir), "--device", "cpu"]
+    assert main([*args, "--out", str(out), "--plot", str(plot), "--batch-size", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed and str(plot) in printed
+    with np.load(out) as loaded:
+        assert loaded["time"].tolist() == [0, 1, 2, 3, 4, 5]  # the run's data.fps=8: 1 s spans
+    assert plot.read_bytes()[:8] == PNG_MAGIC
+    assert main(["predict", str(tmp_path / "missing.mp4"), "--checkpoint", str(run_dir)]) == 2
