@@ -139,7 +139,9 @@ def read_frames(path: str | Path, indices: Sequence[int], backend: str = "decord
         _handles.drop(backend, path)
         raise VideoDecodeError(
             f"video {path}: cannot decode frames {unique[0]}..{unique[-1]} with {backend} "
-            f"({_short(exc)}); the file is corrupt or changed after it was indexed"
+            f"({_short(exc)}); the file is corrupt or changed after it was indexed, or {backend} "
+            f"cannot decode this stream (decord fails on some frame widths: try "
+            f"data.backend={'pyav' if backend == 'decord' else 'decord'})"
         ) from exc
     return torch.from_numpy(np.ascontiguousarray(frames[inverse.reshape(-1)]))
 
