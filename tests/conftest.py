@@ -107,3 +107,16 @@ def scramble_tokens(
             noise = torch.rand(c.channels, c.tubelet_t, c.patch, c.patch)
             out[b, :, ts : ts + c.tubelet_t, hs : hs + c.patch, ws : ws + c.patch] = noise
     return out
+
+
+@pytest.fixture(scope="session")
+def eval_clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three short labelled highway-env videos (64 x 64, 4 fps) for evaluation tests."""
+    from tritemporal.data.highway import make_clips
+
+    folder = tmp_path_factory.mktemp("eval-clips")
+    make_clips(folder, 3, "highway", seed=2, fps=4.0, size=(64, 64), seconds=8.0)
+    return folder
+
+
+EVAL = ["data.fps=4", "data.stride_s=0.25", "clip.image_size=32"]

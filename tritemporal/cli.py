@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batches", type=int, default=20, help="timed batches per setting")
     bench.add_argument("--out", help="also write the JSON here")
 
+    ev = sub.add_parser("eval", help="probe NOW, SOON and EVENTUALLY on held-out clips")
+    ev.add_argument("--checkpoint", required=True, help="run dir, checkpoint or saved model")
+    ev.add_argument("--data", required=True, help="held-out videos folder (+ annotations/)")
+    ev.add_argument("--out", help="report folder (report.json + PNG plots)")
+    ev.add_argument("--seed", type=int, default=0, help="probe folds and random-init baseline")
+    ev.add_argument("--batch-size", type=int, default=16)
+    ev.add_argument("--max-samples", type=int, default=0, help="evaluate at most N windows")
+    ev.add_argument("--device", default="auto")
+
     push = sub.add_parser("push", help="upload a run, checkpoint or saved model to the Hub")
     push.add_argument("source", metavar="RUN_OR_CKPT", help="run dir, checkpoint or saved model")
     push.add_argument("--repo-id", required=True, help="USER/NAME or ORG/NAME")
@@ -179,6 +188,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """`tritemporal eval`: report.json + plots for a checkpoint on held-out clips."""
+    import json
+    from pathlib import Path
+
+    from tritemporal.eval.report import evaluate
+    from tritemporal.hub import HUB_CONFIG, from_pretrained, load_model
+    from tritemporal.train import resolve_device
+
+    device = resolve_device(args.device)
+    source = Path(args.checkpoint)
+    model = from_pretrained(source) if (source / HUB_CONFIG).is_file() else load_model(source)
+    out = args.out or str(source / "eval")
+    report = evaluate(
+        model.to(device), args.data, out, args.seed, args.batch_size, args.max_samples
+    )
+    print(json.dumps({k: report[k] for k in ("samples", "label_counts")}, indent=1))
+    logger.info("wrote %s/report.json and plots", out)
+    return 0
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     """`tritemporal push`: one commit with config, weights, adapter and model card."""
     from tritemporal.hub import push_to_hub
@@ -220,6 +250,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "convert-meta": cmd_convert_meta,
     "push": cmd_push,
+    "eval": cmd_eval,
     "merge": cmd_merge,
     "predict": cmd_predict,
 }

@@ -206,6 +206,15 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    """The evaluation hook during training: probes and forecast errors on held-out clips."""
+
+    every: int = 0  # run every N steps (0: never)
+    data: str | None = None  # held-out videos folder (videos/ + annotations/)
+    max_samples: int = 256  # windows evaluated per hook (0: all)
+
+
+@dataclass
 class TriTemporalConfig:
     """The whole configuration of a tri-temporal V-JEPA run."""
 
@@ -218,6 +227,7 @@ class TriTemporalConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict for artifacts (YAML/JSON ready); a Hub token is never included."""
@@ -493,6 +503,13 @@ def validate(config: TriTemporalConfig) -> None:
         f"loss.temperature_max] = [{lo.temperature_min}, {lo.temperature_max}]",
     )
 
+    e = config.eval
+    _check(e.every >= 0, f"eval.every={e.every} must be >= 0 (0 disables the hook)")
+    _check(
+        e.every == 0 or e.data is not None,
+        "eval.every is set but eval.data is not: give a held-out videos folder "
+        "(e.g. tritemporal make-clips --out eval_clips --seed 1000)",
+    )
     t = config.train
     _check(t.steps >= 1, f"train.steps={t.steps} must be >= 1")
     _check(

@@ -38,7 +38,8 @@ class MetricsWriter:
             step = record["step"]
             for key, value in record.items():
                 if key != "step" and isinstance(value, int | float):
-                    self._tb.add_scalar(f"train/{key}", value, step)
+                    tag = key if "/" in key else f"train/{key}"
+                    self._tb.add_scalar(tag, value, step)
 
     def close(self) -> None:
         """Flush and close the files."""

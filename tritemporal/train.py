@@ -105,6 +105,11 @@ def train(config: TriTemporalConfig, resume: bool = False) -> Path:
     if summary is not None:
         logger.info("data: %s", summary.format())
         (run_dir / DATA_SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=1))
+    eval_data = None
+    if config.eval.every:  # built now so a bad eval folder fails before training starts
+        from tritemporal.eval.report import eval_dataset
+
+        eval_data = eval_dataset(config, config.eval.data)
     model = TriTemporalModel(config).to(device)
     optimizer = build_optimizer(model, config)
 
@@ -154,12 +159,15 @@ def train(config: TriTemporalConfig, resume: bool = False) -> Path:
             window_clips += batch.video.shape[0]
             bar.update(1)
 
-            if step % t.log_every == 0 or step == t.steps:
+            evaluating = eval_data is not None and step % config.eval.every == 0
+            if step % t.log_every == 0 or step == t.steps or evaluating:
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 speed = window_clips / (time.perf_counter() - window_start)
                 record = {"step": step, **{k: float(v) for k, v in out.metrics.items()}}
                 record.update({k: float(v) for k, v in scalars.items()}, clips_per_s=speed)
+                if evaluating:
+                    record.update(run_eval_hook(model, eval_data, config))
                 writer.write(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
                 if not show_bar:
@@ -175,6 +183,18 @@ def train(config: TriTemporalConfig, resume: bool = False) -> Path:
         bar.close()
         writer.close()
     return run_dir
+
+
+def run_eval_hook(model: TriTemporalModel, data: object, config: TriTemporalConfig) -> dict:
+    """The fast evaluation (EVENTUALLY probes, SOON error, collapse) on the held-out clips."""
+    from tritemporal.eval.report import evaluate, hook_scalars
+
+    model.eval()
+    try:
+        report = evaluate(model, data, max_samples=config.eval.max_samples, full=False)
+    finally:
+        model.train()
+    return hook_scalars(report)
 
 
 def apply_schedules(optimizer: torch.optim.Optimizer, step: int, config: TriTemporalConfig) -> dict:

@@ -1,0 +1,93 @@
+"""`tritemporal eval` end to end on tiny models and short highway-env clips, and the hook."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import EVAL, tiny_config
+from tritemporal.cli import main
+from tritemporal.eval.report import REPORT_FILE, evaluate, random_init_copy
+from tritemporal.metrics import read_metrics
+from tritemporal.model import TriTemporalModel
+from tritemporal.train import train
+
+PNG = b"\x89PNG"
+
+
+def _model() -> TriTemporalModel:
+    torch.manual_seed(0)
+    return TriTemporalModel(tiny_config(*EVAL)).eval()
+
+
+def test_report_has_every_part_and_is_deterministic(eval_clips: Path, tmp_path: Path) -> None:
+    model = _model()
+    report = evaluate(model, eval_clips, tmp_path / "a", seed=1)
+    assert report["samples"] > 20 and len(report["label_counts"]) >= 2
+    ev = report["eventually"]
+    assert set(ev) == {"outcome", "now_mean", "random_init_outcome", "random_init_now_mean"}
+    for probes in ev.values():
+        assert 0 <= probes["linear"]["accuracy"] <= 1 and 0 <= probes["knn"]["macro_f1"] <= 1
+    soon = report["soon"]
+    assert soon["horizon_s"] == [0.25]  # one SOON tubelet of 2 frames at 4 fps
+    assert set(soon) == {"horizon_s", "model", "copy", "mean"}
+    assert "ego_lane" in report["now"] or "ego_speed_tertile" in report["now"]
+    assert {"now", "outcome", "random_init_outcome"} <= set(report["collapse"])
+    written = json.loads((tmp_path / "a" / REPORT_FILE).read_text())
+    assert written == json.loads(json.dumps(report))
+    for name in ("eventually_confusion", "eventually_projection", "soon_error"):
+        assert (tmp_path / "a" / f"{name}.png").read_bytes().startswith(PNG)
+    again = evaluate(_model(), eval_clips, tmp_path / "b", seed=1)
+    assert json.dumps(again, sort_keys=True) == json.dumps(report, sort_keys=True)
+
+
+def test_soon_errors_against_a_direct_computation(eval_clips: Path) -> None:
+    from tritemporal.eval.report import eval_dataset, extract
+
+    model = _model()
+    sample = eval_dataset(model.config, eval_clips)[0]
+    features = extract(model, [sample], batch_size=1)
+    video = sample["video"][None]
+    with torch.no_grad():
+        forecast = model.encode(video)["soon"]
+        targets = model.teacher_targets(model.normalize(video))
+    soon_t = targets[:, model.soon_idx[0]]
+    last_now = targets[:, model.now_idx[0]][:, -soon_t.shape[1] :]  # the last NOW tubelet step
+    expected = {
+        "model_l1": (forecast - soon_t).abs().mean(),
+        "copy_l1": (last_now - soon_t).abs().mean(),
+    }
+    for key, value in expected.items():
+        assert features.soon[key].shape == (1,)
+        assert abs(float(features.soon[key][0]) - float(value)) < 1e-5, key
+
+
+def test_random_init_copy_changes_weights_but_not_the_original() -> None:
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fresh = random_init_copy(model, seed=3)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    changed = [k for k, v in fresh.state_dict().items() if not torch.equal(before[k], v)]
+    assert any("backbone.encoder.blocks.0.attn.qkv.weight" in k for k in changed)
+
+
+def test_eval_command_and_training_hook(eval_clips: Path, tmp_path: Path) -> None:
+    overrides = [*EVAL, "data.source=synthetic", f"train.run_dir={tmp_path / 'run'}"]
+    overrides += ["train.steps=2", "eval.every=2", f"eval.data={eval_clips}", "eval.max_samples=0"]
+    run = train(tiny_config(*overrides))
+    record = read_metrics(run)[-1]
+    assert record["step"] == 2 and 0 <= record["eval/outcome_linear_acc"] <= 1
+    assert record["eval/soon_l1"] > 0 and "eval/outcome_rankme" in record
+    out = tmp_path / "report"
+    assert (
+        main(["eval", "--checkpoint", str(run), "--data", str(eval_clips), "--out", str(out)]) == 0
+    )
+    assert (out / REPORT_FILE).is_file()
+
+
+def test_eval_hook_needs_data() -> None:
+    with pytest.raises(ValueError, match=r"eval.every is set but eval.data is not"):
+        tiny_config("eval.every=5")

@@ -1,0 +1,1 @@
+"""Evaluation toolkit: classification metrics, feature-collapse statistics, CV probes and plots."""

@@ -1,0 +1,191 @@
+"""Cross-validated probes that ask how much outcome information frozen features carry.
+
+Every probe scores out-of-fold predictions over the same seeded StratifiedKFold split (the split
+depends only on the labels and the seed), so linear, kNN and attentive numbers on one label set
+are comparable, and the same seed gives bit-identical results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tritemporal.eval.metrics import as_features, as_labels, classification_metrics, to_numpy
+from tritemporal.heads.attentive import AttentivePooler
+
+
+def usable_classes(y: Any, min_count: int) -> np.ndarray:
+    """Boolean mask of samples whose class has at least `min_count` members."""
+    labels = to_numpy(y)
+    if labels.ndim != 1:
+        raise ValueError(f"y must be 1-D, got shape {labels.shape}")
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return counts[inverse.reshape(-1)] >= min_count
+
+
+def _folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Seeded stratified (train, test) index pairs, k = min(folds, smallest class count)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"need >= 2 classes to probe, got {len(classes)} over {len(y)} samples "
+            f"(class ids {classes.tolist()})"
+        )
+    k = min(folds, int(counts.min()))
+    if k < 2:
+        rare = classes[counts < 2].tolist()
+        raise ValueError(
+            f"too few samples for 2 folds: class ids {rare} have a single sample; "
+            "drop them first with y[usable_classes(y, 2)]"
+        )
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros((len(y), 1)), y))
+
+
+def _check(n_x: int, y: Any, label_names: list[str]) -> np.ndarray:
+    """Class ids matching `n_x` samples, or a ValueError."""
+    if len(label_names) == 0:
+        raise ValueError("label_names is empty")
+    labels = as_labels(y, len(label_names))
+    if len(labels) != n_x:
+        raise ValueError(f"features have {n_x} samples but y has {len(labels)} labels")
+    return labels
+
+
+def _result(labels: np.ndarray, pred: np.ndarray, label_names: list[str], k: int) -> dict:
+    """classification_metrics of out-of-fold predictions plus the fold count and sample count."""
+    return {**classification_metrics(labels, pred, label_names), "folds": k, "n": len(labels)}
+
+
+def linear_probe_cv(x: Any, y: Any, label_names: list[str], folds: int = 5, seed: int = 0) -> dict:
+    """Out-of-fold StandardScaler + LogisticRegression(C=1) probe of features x (N, D)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    feats = as_features(x)
+    labels = _check(len(feats), y, label_names)
+    splits = _folds(labels, folds, seed)
+    pred = np.empty_like(labels)
+    for train, test in splits:
+        model = make_pipeline(
+            StandardScaler(), LogisticRegression(max_iter=2000, C=1.0, random_state=seed)
+        )
+        model.fit(feats[train], labels[train])
+        pred[test] = model.predict(feats[test])
+    return _result(labels, pred, label_names, len(splits))
+
+
+def _knn_predict(train: np.ndarray, train_y: np.ndarray, test: np.ndarray, k: int) -> np.ndarray:
+    """Cosine kNN majority vote; a tied vote goes to the tied class of the nearest neighbour."""
+    unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    sim = unit(test) @ unit(train).T  # (n_test, n_train)
+    k = min(k, len(train))
+    order = np.argsort(-sim, axis=1, kind="stable")[:, :k]  # nearest first; ties by index
+    votes_of = train_y[order]  # (n_test, k) neighbour classes, nearest first
+    num_classes = int(train_y.max()) + 1
+    votes = np.zeros((len(test), num_classes), dtype=np.int64)
+    np.add.at(votes, (np.arange(len(test))[:, None], votes_of), 1)
+    tied = votes == votes.max(axis=1, keepdims=True)  # (n_test, C)
+    first = np.take_along_axis(tied, votes_of, axis=1).argmax(axis=1)  # nearest tied neighbour
+    return votes_of[np.arange(len(test)), first]
+
+
+def knn_probe_cv(
+    x: Any, y: Any, label_names: list[str], k: int = 20, folds: int = 5, seed: int = 0
+) -> dict:
+    """Out-of-fold cosine kNN probe of features x (N, D), k = min(k, train size)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    feats = as_features(x)
+    labels = _check(len(feats), y, label_names)
+    splits = _folds(labels, folds, seed)
+    pred = np.empty_like(labels)
+    for train, test in splits:
+        pred[test] = _knn_predict(feats[train], labels[train], feats[test], k)
+    return _result(labels, pred, label_names, len(splits))
+
+
+def attentive_probe_cv(
+    tokens: Any,
+    y: Any,
+    label_names: list[str],
+    folds: int = 5,
+    seed: int = 0,
+    epochs: int = 30,
+    num_queries: int = 1,
+    dim: int = 64,
+    lr: float = 1e-3,
+    num_heads: int = 4,
+    weight_decay: float = 0.01,
+    batch_size: int = 64,
+) -> dict:
+    """Out-of-fold V-JEPA 2-style attentive probe (queries cross-attend) of tokens (N, T, D)."""
+    arr = to_numpy(tokens).astype(np.float32)
+    if arr.ndim != 3 or 0 in arr.shape:
+        raise ValueError(f"tokens must be non-empty (N, T, D), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("tokens hold non-finite values")
+    if dim % num_heads:
+        raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    labels = _check(len(arr), y, label_names)
+    splits = _folds(labels, folds, seed)
+    classes, dense = np.unique(labels, return_inverse=True)  # train only on classes present
+    x_all = torch.from_numpy(arr)
+    y_all = torch.from_numpy(dense.reshape(-1).astype(np.int64))
+    pred = np.empty_like(labels)
+    with torch.random.fork_rng(devices=[]):  # the caller's CPU RNG state comes back untouched
+        for fold, (train, test) in enumerate(splits):
+            torch.manual_seed(seed * 1000 + fold)  # module init draws from the global RNG
+            generator = torch.Generator().manual_seed(seed * 1000 + fold)
+            probe = _AttentiveProbe(arr.shape[2], dim, num_queries, num_heads, len(classes))
+            _fit(probe, x_all[train], y_all[train], epochs, lr, weight_decay, batch_size, generator)
+            probe.eval()
+            with torch.no_grad():
+                logits = torch.cat([probe(chunk) for chunk in x_all[test].split(256)])
+            pred[test] = classes[logits.argmax(dim=1).numpy()]
+    return _result(labels, pred, label_names, len(splits))
+
+
+class _AttentiveProbe(nn.Module):
+    """AttentivePooler (N, T, D) -> (N, Q, dim), then a linear head on the flattened queries."""
+
+    def __init__(self, in_dim: int, dim: int, queries: int, heads: int, classes: int) -> None:
+        super().__init__()
+        self.pool = AttentivePooler(in_dim, dim, queries, heads)
+        self.head = nn.Linear(queries * dim, classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Class logits (N, classes)."""
+        return self.head(self.pool(tokens).flatten(1))
+
+
+def _fit(
+    probe: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    generator: torch.Generator,
+) -> None:
+    """AdamW + cross-entropy over seeded shuffled minibatches."""
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
+    probe.train()
+    for _ in range(epochs):
+        for batch in torch.randperm(len(x), generator=generator).split(batch_size):
+            loss = F.cross_entropy(probe(x[batch]), y[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()

@@ -1,0 +1,265 @@
+"""`tritemporal eval`: does the model see NOW, foresee SOON and sense EVENTUALLY?
+
+On held-out clips (a videos folder with annotations), with every network frozen:
+
+- EVENTUALLY: the outcome embedding -> eventual maneuver, by a cross-validated linear probe and
+  a cosine kNN (k=20); compared with the same probes on mean-pooled NOW features of the same
+  checkpoint and on a randomly initialised model of the same architecture.
+- SOON: L1 and cosine distance of the predictor's forecast to the teacher's layer-normed SOON
+  tokens per future tubelet step, against copying the last NOW step forward and against the
+  mean NOW token (both taken from the teacher's own view of NOW).
+- NOW: an attentive probe (learned queries, cross-attention, linear head) on the frozen NOW
+  tokens for present-state labels from the annotations (ego speed tertile, ego lane).
+- Collapse: RankMe and per-dimension std of NOW features and outcome embeddings.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tritemporal.config import TriTemporalConfig
+from tritemporal.data.common import UNLABELLED
+from tritemporal.data.videos import VideoClips
+from tritemporal.model import TriTemporalModel
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "report.json"
+
+
+@dataclasses.dataclass
+class Features:
+    """Frozen features of every evaluation window."""
+
+    outcome: np.ndarray  # (N, E)
+    now_mean: np.ndarray  # (N, D)
+    now_tokens: np.ndarray  # (N, T_now, D): NOW tokens averaged over space per tubelet step
+    labels: np.ndarray  # (N,) eventual maneuver ids, -1 unlabelled
+    signals: dict[str, np.ndarray]  # name -> (N,) value at the last NOW frame
+    soon: dict[str, np.ndarray]  # "model_l1", "copy_l1", ... -> (S,) summed over windows
+
+
+def eval_dataset(config: TriTemporalConfig, data: str | Path) -> VideoClips:
+    """Held-out windows of a videos folder, cut like training, evaluation view (centre crop)."""
+    data_config = dataclasses.replace(config.data, source="videos", root=str(data), hflip=False)
+    return VideoClips(dataclasses.replace(config, data=data_config), train=False)
+
+
+@torch.no_grad()
+def extract(
+    model: TriTemporalModel, dataset, batch_size: int = 16, max_samples: int = 0
+) -> Features:
+    """Run the frozen model over the dataset once, keeping features and SOON errors."""
+    c = model.config.clip
+    grid = c.grid
+    now_steps, soon_steps, _ = c.slices
+    hw = grid[1] * grid[2]
+    n = len(dataset) if max_samples <= 0 else min(max_samples, len(dataset))
+    device = next(model.parameters()).device
+    parts: dict[str, list] = {"outcome": [], "now_mean": [], "now_tokens": [], "labels": []}
+    signals: dict[str, list[float]] = {}
+    soon = {k: np.zeros(soon_steps) for k in ("model_l1", "model_cos", "copy_l1", "copy_cos")}
+    soon |= {"mean_l1": np.zeros(soon_steps), "mean_cos": np.zeros(soon_steps)}
+    for start in range(0, n, batch_size):
+        samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
+        video = torch.stack([s["video"] for s in samples]).to(device)
+        out = model.encode(video)
+        targets = model.teacher_targets(model.normalize(video))  # (B, N, D)
+        b, d = video.shape[0], targets.shape[-1]
+        now_t = targets[:, model.now_idx[0]].view(b, now_steps, hw, d)
+        soon_t = targets[:, model.soon_idx[0]].view(b, soon_steps, hw, d)
+        guesses = {
+            "model": out["soon"].float().view(b, soon_steps, hw, d),
+            "copy": now_t[:, -1:].expand_as(soon_t),
+            "mean": now_t.mean(dim=(1, 2), keepdim=True).expand_as(soon_t),
+        }
+        for name, guess in guesses.items():
+            soon[f"{name}_l1"] += (guess - soon_t).abs().mean(dim=(2, 3)).sum(0).cpu().numpy()
+            cos = 1 - F.cosine_similarity(guess, soon_t, dim=-1)  # (B, S, HW)
+            soon[f"{name}_cos"] += cos.mean(dim=2).sum(0).cpu().numpy()
+        now = out["now"].float()
+        parts["outcome"].append(out["eventually"].float().cpu().numpy())
+        parts["now_mean"].append(now.mean(dim=1).cpu().numpy())
+        parts["now_tokens"].append(now.view(b, now_steps, hw, -1).mean(dim=2).cpu().numpy())
+        parts["labels"].append(np.array([int(s["label"]) for s in samples]))
+        last_now = c.now_frames - 1
+        for s in samples:
+            for key, series in s.get("signals", {}).items():
+                signals.setdefault(key, []).append(float(series[last_now]))
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    complete = {k: np.array(v) for k, v in signals.items() if len(v) == n}
+    return Features(soon={k: v / n for k, v in soon.items()}, signals=complete, **arrays)
+
+
+def random_init_copy(model: TriTemporalModel, seed: int) -> TriTemporalModel:
+    """The same architecture with every parameter re-initialised (pretrained weights dropped)."""
+    fresh = copy.deepcopy(model)
+    torch.manual_seed(seed)
+    for module in fresh.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    fresh.sync_teacher()
+    return fresh.eval()
+
+
+def _probes(x: np.ndarray, y: np.ndarray, names: list[str], seed: int) -> dict:
+    from tritemporal.eval.probes import knn_probe_cv, linear_probe_cv
+
+    if len(set(y.tolist())) < 2:
+        return {"skipped": "fewer than two maneuver classes with at least two windows"}
+    return {
+        "linear": linear_probe_cv(x, y, names, seed=seed),
+        "knn": knn_probe_cv(x, y, names, k=20, seed=seed),
+    }
+
+
+def eventually_report(features: Features, random: Features, names: list[str], seed: int) -> dict:
+    """Outcome embeddings vs mean NOW features vs a random-init model, with the same probes."""
+    from tritemporal.eval.probes import usable_classes
+
+    keep = (features.labels != UNLABELLED) & usable_classes(features.labels, 2)
+    y = features.labels[keep]
+    return {
+        "outcome": _probes(features.outcome[keep], y, names, seed),
+        "now_mean": _probes(features.now_mean[keep], y, names, seed),
+        "random_init_outcome": _probes(random.outcome[keep], y, names, seed),
+        "random_init_now_mean": _probes(random.now_mean[keep], y, names, seed),
+    }
+
+
+def now_report(features: Features, seed: int) -> dict:
+    """Attentive probes for present-state labels found in the annotations."""
+    from tritemporal.eval.probes import attentive_probe_cv, usable_classes
+
+    tasks = {}
+    if "speed" in features.signals:
+        speed = features.signals["speed"]
+        edges = np.quantile(speed, [1 / 3, 2 / 3])
+        tasks["ego_speed_tertile"] = (np.digitize(speed, edges), ["slow", "medium", "fast"])
+    if "lane" in features.signals:
+        lane = np.round(features.signals["lane"]).astype(int)
+        values = sorted(set(lane.tolist()))
+        tasks["ego_lane"] = (np.searchsorted(values, lane), [f"lane_{v}" for v in values])
+    report = {}
+    for name, (y, labels) in tasks.items():
+        keep = usable_classes(y, 2)
+        if len(set(y[keep].tolist())) < 2:
+            continue
+        tokens = features.now_tokens[keep]
+        report[name] = attentive_probe_cv(tokens, y[keep], labels, seed=seed, lr=5e-3, epochs=20)
+    return report
+
+
+def soon_report(features: Features, config: TriTemporalConfig) -> dict:
+    """Forecast error per SOON step (seconds after NOW ends) for the model and both baselines."""
+    c, fps = config.clip, config.data.fps
+    steps = len(features.soon["model_l1"])
+    horizon = [round((k + 0.5) * c.tubelet_t / fps, 3) for k in range(steps)]
+    pick = lambda key: [round(float(v), 5) for v in features.soon[key]]  # noqa: E731
+    return {
+        "horizon_s": horizon,
+        **{name: {"l1": pick(f"{name}_l1"), "cosine_distance": pick(f"{name}_cos")}
+           for name in ("model", "copy", "mean")},
+    }  # fmt: skip
+
+
+def evaluate(
+    model: TriTemporalModel,
+    data: str | Path | VideoClips,
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    max_samples: int = 0,
+    full: bool = True,
+) -> dict:
+    """The whole report (and its PNG plots when `out_dir` is given); `full=False` skips the
+    random-init baseline and the NOW attentive probes (the fast training-time hook)."""
+    from tritemporal.eval.metrics import feature_stats
+
+    dataset = eval_dataset(model.config, data) if isinstance(data, str | Path) else data
+    names = list(dataset.label_names)
+    features = extract(model, dataset, batch_size, max_samples)
+    report = {
+        "data": str(getattr(data, "root", data)),
+        "samples": len(features.labels),
+        "label_counts": {
+            n: int((features.labels == i).sum())
+            for i, n in enumerate(names)
+            if (features.labels == i).any()
+        },
+        "soon": soon_report(features, model.config),
+        "collapse": {
+            "now": feature_stats(features.now_mean),
+            "outcome": feature_stats(features.outcome),
+        },
+    }
+    if full:
+        random = extract(random_init_copy(model, seed), dataset, batch_size, max_samples)
+        report["eventually"] = eventually_report(features, random, names, seed)
+        report["now"] = now_report(features, seed)
+        report["collapse"]["random_init_outcome"] = feature_stats(random.outcome)
+    else:
+        from tritemporal.eval.probes import usable_classes
+
+        keep = (features.labels != UNLABELLED) & usable_classes(features.labels, 2)
+        y = features.labels[keep]
+        report["eventually"] = {"outcome": _probes(features.outcome[keep], y, names, seed)}
+    if out_dir is not None:
+        write_report(report, features, names, Path(out_dir))
+    return report
+
+
+def write_report(report: dict, features: Features, names: list[str], out: Path) -> None:
+    """report.json and the plots: confusion, 2-D projection, SOON error vs horizon, summary."""
+    from tritemporal.eval.plots import plot_bars, plot_confusion, plot_horizon, plot_projection
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_FILE).write_text(json.dumps(report, indent=1))
+    ev = {k: v for k, v in report["eventually"].items() if "linear" in v}
+    if "outcome" not in ev:
+        return
+    plot_confusion(
+        ev["outcome"]["linear"]["confusion"], names, out / "eventually_confusion.png",
+        "EVENTUALLY: linear probe on the outcome embedding (out-of-fold)",
+    )  # fmt: skip
+    labelled = features.labels != UNLABELLED
+    plot_projection(
+        features.outcome[labelled], features.labels[labelled], names,
+        out / "eventually_projection.png", "Outcome embeddings (PCA) by eventual maneuver",
+    )  # fmt: skip
+    soon = report["soon"]
+    series = {f"{k} (L1)": soon[k]["l1"] for k in ("model", "copy", "mean")}
+    plot_horizon(
+        soon["horizon_s"], series, out / "soon_error.png",
+        "SOON: forecast error vs horizon", "L1 to teacher targets",
+    )  # fmt: skip
+    bars = {name: {p: ev[name][p]["accuracy"] for p in ev[name]} for name in ev}
+    plot_bars(bars, out / "eventually_accuracy.png", "EVENTUALLY probe accuracy", "accuracy")
+
+
+def hook_scalars(report: dict) -> dict[str, float]:
+    """The few numbers the training-time hook logs (metrics.jsonl and TensorBoard)."""
+    outcome = report["eventually"]["outcome"]
+    soon, collapse = report["soon"], report["collapse"]
+    scalars = {}
+    if "linear" in outcome:
+        scalars = {
+            "eval/outcome_linear_acc": outcome["linear"]["accuracy"],
+            "eval/outcome_linear_macro_f1": outcome["linear"]["macro_f1"],
+            "eval/outcome_knn_acc": outcome["knn"]["accuracy"],
+            "eval/chance": outcome["linear"]["chance"],
+        }
+    return scalars | {
+        "eval/soon_l1": float(np.mean(soon["model"]["l1"])),
+        "eval/soon_l1_copy_last": float(np.mean(soon["copy"]["l1"])),
+        "eval/outcome_rankme": collapse["outcome"]["rankme"],
+        "eval/now_rankme": collapse["now"]["rankme"],
+    }
