@@ -163,7 +163,10 @@ def soon_report(features: Features, config: TriTemporalConfig) -> dict:
     c, fps = config.clip, config.data.fps
     steps = len(features.soon["model_l1"])
     horizon = [round((k + 0.5) * c.tubelet_t / fps, 3) for k in range(steps)]
-    pick = lambda key: [round(float(v), 5) for v in features.soon[key]]  # noqa: E731
+
+    def pick(key: str) -> list[float]:
+        return [round(float(v), 5) for v in features.soon[key]]
+
     return {
         "horizon_s": horizon,
         **{name: {"l1": pick(f"{name}_l1"), "cosine_distance": pick(f"{name}_cos")}
