@@ -38,6 +38,17 @@ def grid_coords(grid: tuple[int, int, int], device: torch.device | None = None) 
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
 
 
+def token_coords(
+    grid: tuple[int, int, int], index: torch.Tensor | None, device: torch.device
+) -> torch.Tensor:
+    """(t, h, w) of the tokens at `index` (B, K) -> (B, K, 3); of every token (1, N, 3) if None.
+
+    Positions always come from the kept indices, never from where a token sits after a gather.
+    """
+    coords = grid_coords(grid, device=device).unsqueeze(0)  # (1, N, 3)
+    return coords if index is None else gather_tokens(coords, index)
+
+
 def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Select tokens per sample: x (B, N, ...) and index (B, K) -> (B, K, ...).
 

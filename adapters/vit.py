@@ -23,6 +23,7 @@ from tritemporal.adapters.tokens import (
     gather_tokens,
     grid_coords,
     sincos_3d,
+    token_coords,
 )
 
 RopeTables = tuple[torch.Tensor, torch.Tensor]
@@ -168,10 +169,9 @@ class VideoViT(nn.Module):
         self, tokens: torch.Tensor, grid: tuple[int, int, int], keep: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Encode embedded tokens (B, N, D); with `keep` (B, K) only those tokens -> (B, K, D)."""
-        coords = grid_coords(grid, device=tokens.device).unsqueeze(0)  # (1, N, 3)
+        coords = token_coords(grid, keep, tokens.device)  # (B, K, 3) or (1, N, 3)
         if keep is not None:
             tokens = gather_tokens(tokens, keep)  # (B, K, D)
-            coords = gather_tokens(coords, keep)  # (B, K, 3)
         rope = self.rope.angles(coords) if self.rope is not None else None
         x = run_blocks(self.blocks, tokens, rope, self.activation_checkpointing)
         return self.norm(x)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tritemporal.adapters.registry import Backbone, register_backbone
-from tritemporal.adapters.tokens import Rope3D, apply_rope, gather_tokens, grid_coords
+from tritemporal.adapters.tokens import Rope3D, apply_rope, gather_tokens, token_coords
 from tritemporal.adapters.vit import RopeTables, run_blocks
 from tritemporal.config import BackboneConfig, TriTemporalConfig
 from tritemporal.data.common import IMAGENET_MEAN, IMAGENET_STD
@@ -97,9 +97,9 @@ class VJEPA2Encoder(nn.Module):
         self, tokens: torch.Tensor, grid: tuple[int, int, int], keep: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Encode embedded tokens; with `keep` (B, K) only those tokens -> (B, K, D)."""
-        coords = grid_coords(grid, device=tokens.device).unsqueeze(0)  # (1, N, 3)
+        coords = token_coords(grid, keep, tokens.device)
         if keep is not None:
-            tokens, coords = gather_tokens(tokens, keep), gather_tokens(coords, keep)
+            tokens = gather_tokens(tokens, keep)
         rope = self.rope.angles(coords)
         x = run_blocks(
             self.hf.layer, tokens, rope, self.activation_checkpointing, forward=hf_layer_forward
@@ -136,8 +136,8 @@ class VJEPA2Predictor(nn.Module):
         tokens = emb.mask_tokens  # (num_mask_tokens, 1, 1, P)
         mask_token = tokens[mask_index % tokens.shape[0]].view(1, 1, -1)
         x = torch.cat([emb.predictor_embeddings(context), mask_token.expand(b, m, -1)], dim=1)
-        coords = grid_coords(grid, device=context.device).unsqueeze(0)
-        coords = gather_tokens(coords, torch.cat([context_idx, target_idx], dim=1))  # (B, K+M, 3)
+        index = torch.cat([context_idx, target_idx], dim=1)  # (B, K + M)
+        coords = token_coords(grid, index, context.device)
         rope = self.rope.angles(coords)
         x = run_blocks(self.hf.layer, x, rope, self.activation_checkpointing, hf_layer_forward)
         return self.hf.proj(self.hf.layernorm(x[:, k:]))  # (B, M, D)
@@ -151,7 +151,7 @@ def split_revision(spec: str) -> tuple[str, str | None]:
     return repo, revision or None
 
 
-def _source(b: BackboneConfig) -> tuple[str, str | None]:
+def pretrained_source(b: BackboneConfig) -> tuple[str, str | None]:
     """Where to load from: `backbone.pretrained` or the registered Hub id, and the revision."""
     if b.pretrained is None:
         if b.name not in HUB_IDS:
@@ -174,7 +174,7 @@ def load_hf_vjepa2(b: BackboneConfig) -> VJEPA2Model:
     from huggingface_hub.utils import HFValidationError
     from transformers import VJEPA2Model
 
-    source, revision = _source(b)
+    source, revision = pretrained_source(b)
     try:
         model = VJEPA2Model.from_pretrained(
             source,
@@ -208,7 +208,7 @@ def pixel_stats(b: BackboneConfig) -> tuple[tuple[float, ...], tuple[float, ...]
     from huggingface_hub import hf_hub_download
     from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
 
-    source, revision = _source(b)
+    source, revision = pretrained_source(b)
     for name in PROCESSOR_FILES:
         if os.path.isdir(source):
             path = Path(source) / name

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tritemporal.adapters.tokens import Rope3D, gather_tokens, grid_coords, sincos_3d
+from tritemporal.adapters.tokens import Rope3D, sincos_3d, token_coords
 from tritemporal.adapters.vit import Block, init_weights, run_blocks
 from tritemporal.config import PredictorConfig
 
@@ -51,9 +51,8 @@ class MaskedPredictor(nn.Module):
         """Predict encoder-width embeddings (B, M, D) of the `target_idx` (B, M) tokens."""
         b, k = context_idx.shape
         m = target_idx.shape[1]
-        coords = grid_coords(grid, device=context.device).unsqueeze(0)  # (1, N, 3)
         index = torch.cat([context_idx, target_idx], dim=1)  # (B, K + M)
-        coords = gather_tokens(coords, index)  # (B, K + M, 3)
+        coords = token_coords(grid, index, context.device)  # (B, K + M, 3)
 
         mask_token = self.mask_tokens[mask_index % self.mask_tokens.shape[0]]
         x = torch.cat([self.embed(context), mask_token.expand(b, m, -1)], dim=1)  # (B, K+M, P)

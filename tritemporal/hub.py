@@ -58,12 +58,12 @@ MODEL_CARD = "README.md"
 
 def _base_model(config: TriTemporalConfig) -> dict | None:
     """The pretrained base a model builds on (Hub id + revision), or None for built-in ViTs."""
-    from tritemporal.adapters.vjepa2 import HUB_IDS, _source
+    from tritemporal.adapters.vjepa2 import HUB_IDS, pretrained_source
 
     b = config.backbone
     if b.name != "vjepa2" and b.name not in HUB_IDS:
         return None
-    source, revision = _source(b)
+    source, revision = pretrained_source(b)
     return {"id": source, "revision": revision}
 
 
