@@ -9,6 +9,7 @@ import torch
 from tritemporal.eval.metrics import classification_metrics, feature_stats, rankme
 from tritemporal.eval.plots import plot_bars, plot_confusion, plot_horizon, plot_projection
 from tritemporal.eval.probes import (
+    _folds,
     _knn_predict,
     attentive_probe_cv,
     knn_probe_cv,
@@ -53,6 +54,8 @@ def test_classification_metrics_by_hand() -> None:
     assert m["chance"] == pytest.approx(0.5)
     # precision a 1, b 1/2, c 1/2; F1 a 0.8, b 0.5, c 2/3; "d" is absent from y_true
     assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 0.5 + 1.0) / 3)
+    assert m["chance_balanced"] == pytest.approx(1 / 3)  # "d" has no windows
     assert all(type(v) is float for v in (m["accuracy"], m["macro_f1"], m["chance"]))
 
 
@@ -128,6 +131,27 @@ def test_knn_ties_go_to_the_nearest_neighbour() -> None:
     assert _knn_predict(train, train_y, test, k=3).tolist() == [0]  # 2 votes to 1
     assert _knn_predict(train, train_y, test, k=4).tolist() == [1]  # 2-2 tie: nearest wins
     assert _knn_predict(train, train_y, test, k=99).tolist() == [1]  # k capped at train size
+
+
+def test_folds_by_video_keep_each_video_whole_and_defeat_leakage() -> None:
+    """Windows of one video share a look and a label: a plain split lets kNN recognise the video;
+    folds by video leave it nothing to recognise, so it falls to chance."""
+    rng = np.random.default_rng(0)
+    videos = np.repeat(np.arange(20), 10)  # 20 videos x 10 overlapping windows
+    look = rng.normal(size=(20, 16)) * 3.0  # per-video appearance, unrelated to the maneuver
+    y = np.repeat(rng.permutation(np.arange(20) % 2), 10)  # one maneuver per video, at random
+    x = look[videos] + rng.normal(size=(200, 16))
+    leaky = knn_probe_cv(x, y, NAMES, k=5)
+    held_out = knn_probe_cv(x, y, NAMES, k=5, groups=videos)
+    assert leaky["accuracy"] > 0.95
+    assert held_out["accuracy"] < 0.7
+    for train, test in _folds(y, 5, 0, videos):
+        assert not set(videos[train]) & set(videos[test])
+    assert linear_probe_cv(x, y, NAMES, groups=videos)["n"] == 200
+    with pytest.raises(ValueError, match="single group"):
+        linear_probe_cv(x, y, NAMES, groups=np.zeros(200, dtype=int))
+    with pytest.raises(ValueError, match="groups has 199 entries"):
+        knn_probe_cv(x, y, NAMES, groups=videos[:199])
 
 
 def test_probe_fold_count_and_edge_cases() -> None:

@@ -27,6 +27,7 @@ def test_report_has_every_part_and_is_deterministic(eval_clips: Path, tmp_path: 
     model = _model()
     report = evaluate(model, eval_clips, tmp_path / "a", seed=1)
     assert report["samples"] > 20 and len(report["label_counts"]) >= 2
+    assert report["split"] == "stratified folds by video"
     ev = report["eventually"]
     assert set(ev) == {"outcome", "now_mean", "random_init_outcome", "random_init_now_mean"}
     for probes in ev.values():

@@ -255,6 +255,11 @@ class VideoClips(torch.utils.data.Dataset):
         """Number of samples (windows over all usable videos)."""
         return len(self._step)
 
+    @property
+    def video_ids(self) -> np.ndarray:
+        """(len(self),) index of the video each window comes from: the groups of held-out probes."""
+        return self._video_of
+
     def __getitem__(self, index: int) -> dict:
         """The deterministic evaluation view of sample `index` (centre crop, no flip)."""
         return self.sample(index, None)

@@ -54,7 +54,7 @@ def as_features(x: Any, name: str = "x") -> np.ndarray:
 
 
 def classification_metrics(y_true: Any, y_pred: Any, label_names: list[str]) -> dict:
-    """Accuracy, macro-F1, per-class recall, confusion, support and chance of integer labels."""
+    """Accuracy, balanced accuracy, macro-F1, recall per class, confusion, support, chance."""
     names = [str(n) for n in label_names]
     c = len(names)
     if c == 0:
@@ -80,11 +80,13 @@ def classification_metrics(y_true: Any, y_pred: Any, label_names: list[str]) -> 
     n = len(true)
     return {
         "accuracy": float(hits.sum() / n),
+        "balanced_accuracy": float(recall.mean()),
         "macro_f1": float(f1.mean()),
         "per_class_recall": {names[i]: float(r) for i, r in zip(present, recall, strict=True)},
         "confusion": confusion.tolist(),
         "support": {name: int(s) for name, s in zip(names, support, strict=True)},
         "chance": float(support.max() / n),
+        "chance_balanced": float(1 / len(present)),
     }
 
 

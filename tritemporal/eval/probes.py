@@ -1,8 +1,13 @@
 """Cross-validated probes that ask how much outcome information frozen features carry.
 
-Every probe scores out-of-fold predictions over the same seeded StratifiedKFold split (the split
-depends only on the labels and the seed), so linear, kNN and attentive numbers on one label set
-are comparable, and the same seed gives bit-identical results.
+Every probe scores out-of-fold predictions over the same seeded split (it depends only on the
+labels, the groups and the seed), so linear, kNN and attentive numbers on one label set are
+comparable, and the same seed gives bit-identical results.
+
+Why groups: windows cut from one video at a 0.5 s stride overlap and look alike, so a plain
+stratified split lets a probe (a kNN above all) score by recognising the neighbouring window of
+the same video. `groups` (the video of each window) keeps every video whole on one side of each
+split: the probe must generalise to unseen videos, as a user's model must.
 """
 
 from __future__ import annotations
@@ -27,9 +32,12 @@ def usable_classes(y: Any, min_count: int) -> np.ndarray:
     return counts[inverse.reshape(-1)] >= min_count
 
 
-def _folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Seeded stratified (train, test) index pairs, k = min(folds, smallest class count)."""
-    from sklearn.model_selection import StratifiedKFold
+def _folds(
+    y: np.ndarray, folds: int, seed: int, groups: Any | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Seeded stratified (train, test) index pairs, k = min(folds, smallest class count), whole
+    groups on one side when `groups` is given (k then also at most the number of groups)."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
@@ -46,8 +54,17 @@ def _folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.nd
             f"too few samples for 2 folds: class ids {rare} have a single sample; "
             "drop them first with y[usable_classes(y, 2)]"
         )
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros((len(y), 1)), y))
+    if groups is None:
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        return list(splitter.split(np.zeros((len(y), 1)), y))
+    group_ids = to_numpy(groups).reshape(-1)
+    if len(group_ids) != len(y):
+        raise ValueError(f"groups has {len(group_ids)} entries but y has {len(y)} labels")
+    k = min(k, len(np.unique(group_ids)))
+    if k < 2:
+        raise ValueError("groups holds a single group: held-out folds need windows of 2+ videos")
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros((len(y), 1)), y, group_ids))
 
 
 def _check(n_x: int, y: Any, label_names: list[str]) -> np.ndarray:
@@ -65,19 +82,35 @@ def _result(labels: np.ndarray, pred: np.ndarray, label_names: list[str], k: int
     return {**classification_metrics(labels, pred, label_names), "folds": k, "n": len(labels)}
 
 
-def linear_probe_cv(x: Any, y: Any, label_names: list[str], folds: int = 5, seed: int = 0) -> dict:
-    """Out-of-fold StandardScaler + LogisticRegression(C=1) probe of features x (N, D)."""
+def linear_probe_cv(
+    x: Any,
+    y: Any,
+    label_names: list[str],
+    folds: int = 5,
+    seed: int = 0,
+    groups: Any | None = None,
+) -> dict:
+    """Out-of-fold StandardScaler + class-balanced LogisticRegression(C=1) probe of x (N, D).
+
+    Balanced class weights: with 2/3 of windows in keep_lane, an unweighted probe learns to say
+    keep_lane and its accuracy only restates the class share; weighted, it must separate the
+    maneuvers, and balanced accuracy (chance 1/classes) measures how well it does.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     feats = as_features(x)
     labels = _check(len(feats), y, label_names)
-    splits = _folds(labels, folds, seed)
+    splits = _folds(labels, folds, seed, groups)
     pred = np.empty_like(labels)
     for train, test in splits:
+        if len(np.unique(labels[train])) == 1:  # a video-held-out fold may see a single class
+            pred[test] = labels[train][0]
+            continue
         model = make_pipeline(
-            StandardScaler(), LogisticRegression(max_iter=2000, C=1.0, random_state=seed)
+            StandardScaler(),
+            LogisticRegression(max_iter=2000, C=1.0, class_weight="balanced", random_state=seed),
         )
         model.fit(feats[train], labels[train])
         pred[test] = model.predict(feats[test])
@@ -100,14 +133,20 @@ def _knn_predict(train: np.ndarray, train_y: np.ndarray, test: np.ndarray, k: in
 
 
 def knn_probe_cv(
-    x: Any, y: Any, label_names: list[str], k: int = 20, folds: int = 5, seed: int = 0
+    x: Any,
+    y: Any,
+    label_names: list[str],
+    k: int = 20,
+    folds: int = 5,
+    seed: int = 0,
+    groups: Any | None = None,
 ) -> dict:
     """Out-of-fold cosine kNN probe of features x (N, D), k = min(k, train size)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     feats = as_features(x)
     labels = _check(len(feats), y, label_names)
-    splits = _folds(labels, folds, seed)
+    splits = _folds(labels, folds, seed, groups)
     pred = np.empty_like(labels)
     for train, test in splits:
         pred[test] = _knn_predict(feats[train], labels[train], feats[test], k)
@@ -127,6 +166,7 @@ def attentive_probe_cv(
     num_heads: int = 4,
     weight_decay: float = 0.01,
     batch_size: int = 64,
+    groups: Any | None = None,
 ) -> dict:
     """Out-of-fold V-JEPA 2-style attentive probe (queries cross-attend) of tokens (N, T, D)."""
     arr = to_numpy(tokens).astype(np.float32)
@@ -139,7 +179,7 @@ def attentive_probe_cv(
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
     labels = _check(len(arr), y, label_names)
-    splits = _folds(labels, folds, seed)
+    splits = _folds(labels, folds, seed, groups)
     classes, dense = np.unique(labels, return_inverse=True)  # train only on classes present
     x_all = torch.from_numpy(arr)
     y_all = torch.from_numpy(dense.reshape(-1).astype(np.int64))

@@ -43,6 +43,7 @@ class Features:
     now_mean: np.ndarray  # (N, D)
     now_tokens: np.ndarray  # (N, T_now, D): NOW tokens averaged over space per tubelet step
     labels: np.ndarray  # (N,) eventual maneuver ids, -1 unlabelled
+    groups: np.ndarray | None  # (N,) video of each window: probes hold whole videos out
     signals: dict[str, np.ndarray]  # name -> (N,) value at the last NOW frame
     soon: dict[str, np.ndarray]  # "model_l1", "copy_l1", ... -> (S,) summed over windows
 
@@ -96,7 +97,10 @@ def extract(
                 signals.setdefault(key, []).append(float(series[last_now]))
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     complete = {k: np.array(v) for k, v in signals.items() if len(v) == n}
-    return Features(soon={k: v / n for k, v in soon.items()}, signals=complete, **arrays)
+    video_ids = getattr(dataset, "video_ids", None)
+    groups = None if video_ids is None else np.asarray(video_ids)[:n]
+    soon = {k: v / n for k, v in soon.items()}
+    return Features(soon=soon, signals=complete, groups=groups, **arrays)
 
 
 def random_init_copy(model: TriTemporalModel, seed: int) -> TriTemporalModel:
@@ -110,28 +114,36 @@ def random_init_copy(model: TriTemporalModel, seed: int) -> TriTemporalModel:
     return fresh.eval()
 
 
-def _probes(x: np.ndarray, y: np.ndarray, names: list[str], seed: int) -> dict:
+def _probes(
+    x: np.ndarray, y: np.ndarray, names: list[str], seed: int, groups: np.ndarray | None
+) -> dict:
     from tritemporal.eval.probes import knn_probe_cv, linear_probe_cv
 
     if len(set(y.tolist())) < 2:
         return {"skipped": "fewer than two maneuver classes with at least two windows"}
     return {
-        "linear": linear_probe_cv(x, y, names, seed=seed),
-        "knn": knn_probe_cv(x, y, names, k=20, seed=seed),
+        "linear": linear_probe_cv(x, y, names, seed=seed, groups=groups),
+        "knn": knn_probe_cv(x, y, names, k=20, seed=seed, groups=groups),
     }
+
+
+def _labelled(features: Features) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Mask of windows with a maneuver whose class has 2+ windows, their labels and groups."""
+    from tritemporal.eval.probes import usable_classes
+
+    keep = (features.labels != UNLABELLED) & usable_classes(features.labels, 2)
+    groups = None if features.groups is None else features.groups[keep]
+    return keep, features.labels[keep], groups
 
 
 def eventually_report(features: Features, random: Features, names: list[str], seed: int) -> dict:
     """Outcome embeddings vs mean NOW features vs a random-init model, with the same probes."""
-    from tritemporal.eval.probes import usable_classes
-
-    keep = (features.labels != UNLABELLED) & usable_classes(features.labels, 2)
-    y = features.labels[keep]
+    keep, y, groups = _labelled(features)
     return {
-        "outcome": _probes(features.outcome[keep], y, names, seed),
-        "now_mean": _probes(features.now_mean[keep], y, names, seed),
-        "random_init_outcome": _probes(random.outcome[keep], y, names, seed),
-        "random_init_now_mean": _probes(random.now_mean[keep], y, names, seed),
+        "outcome": _probes(features.outcome[keep], y, names, seed, groups),
+        "now_mean": _probes(features.now_mean[keep], y, names, seed, groups),
+        "random_init_outcome": _probes(random.outcome[keep], y, names, seed, groups),
+        "random_init_now_mean": _probes(random.now_mean[keep], y, names, seed, groups),
     }
 
 
@@ -154,7 +166,10 @@ def now_report(features: Features, seed: int) -> dict:
         if len(set(y[keep].tolist())) < 2:
             continue
         tokens = features.now_tokens[keep]
-        report[name] = attentive_probe_cv(tokens, y[keep], labels, seed=seed, lr=5e-3, epochs=20)
+        groups = None if features.groups is None else features.groups[keep]
+        report[name] = attentive_probe_cv(
+            tokens, y[keep], labels, seed=seed, lr=5e-3, epochs=20, groups=groups
+        )
     return report
 
 
@@ -193,6 +208,7 @@ def evaluate(
     report = {
         "data": str(getattr(data, "root", data)),
         "samples": len(features.labels),
+        "split": "stratified folds" if features.groups is None else "stratified folds by video",
         "label_counts": {
             n: int((features.labels == i).sum())
             for i, n in enumerate(names)
@@ -210,11 +226,8 @@ def evaluate(
         report["now"] = now_report(features, seed)
         report["collapse"]["random_init_outcome"] = feature_stats(random.outcome)
     else:
-        from tritemporal.eval.probes import usable_classes
-
-        keep = (features.labels != UNLABELLED) & usable_classes(features.labels, 2)
-        y = features.labels[keep]
-        report["eventually"] = {"outcome": _probes(features.outcome[keep], y, names, seed)}
+        keep, y, groups = _labelled(features)
+        report["eventually"] = {"outcome": _probes(features.outcome[keep], y, names, seed, groups)}
     if out_dir is not None:
         write_report(report, features, names, Path(out_dir))
     return report
@@ -244,8 +257,10 @@ def write_report(report: dict, features: Features, names: list[str], out: Path) 
         soon["horizon_s"], series, out / "soon_error.png",
         "SOON: forecast error vs horizon", "L1 to teacher targets",
     )  # fmt: skip
-    bars = {name: {p: ev[name][p]["accuracy"] for p in ev[name]} for name in ev}
-    plot_bars(bars, out / "eventually_accuracy.png", "EVENTUALLY probe accuracy", "accuracy")
+    bars = {name: {p: ev[name][p]["balanced_accuracy"] for p in ev[name]} for name in ev}
+    chance = ev["outcome"]["linear"]["chance_balanced"]
+    title = f"EVENTUALLY probes on unseen videos (chance {chance:.2f})"
+    plot_bars(bars, out / "eventually_accuracy.png", title, "balanced accuracy")
 
 
 def hook_scalars(report: dict) -> dict[str, float]:
@@ -257,6 +272,7 @@ def hook_scalars(report: dict) -> dict[str, float]:
         scalars = {
             "eval/outcome_linear_acc": outcome["linear"]["accuracy"],
             "eval/outcome_linear_macro_f1": outcome["linear"]["macro_f1"],
+            "eval/outcome_linear_balanced_acc": outcome["linear"]["balanced_accuracy"],
             "eval/outcome_knn_acc": outcome["knn"]["accuracy"],
             "eval/chance": outcome["linear"]["chance"],
         }
