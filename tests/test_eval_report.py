@@ -92,3 +92,12 @@ def test_eval_command_and_training_hook(eval_clips: Path, tmp_path: Path) -> Non
 def test_eval_hook_needs_data() -> None:
     with pytest.raises(ValueError, match=r"eval.every is set but eval.data is not"):
         tiny_config("eval.every=5")
+
+
+def test_windows_of_one_video_skip_the_held_out_probes(eval_clips: Path) -> None:
+    """A hook capped to a few windows of one video cannot hold a video out: it says so."""
+    from tritemporal.eval.report import hook_scalars
+
+    report = evaluate(_model(), eval_clips, full=False, max_samples=3)
+    assert "2+ videos" in report["eventually"]["outcome"]["skipped"]
+    assert "eval/soon_l1" in hook_scalars(report)

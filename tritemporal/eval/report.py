@@ -119,6 +119,8 @@ def _probes(
 ) -> dict:
     from tritemporal.eval.probes import knn_probe_cv, linear_probe_cv
 
+    if groups is not None and len(set(groups.tolist())) < 2:
+        return {"skipped": "windows of one video only: held-out folds need 2+ videos"}
     if len(set(y.tolist())) < 2:
         return {"skipped": "fewer than two maneuver classes with at least two windows"}
     return {
@@ -167,6 +169,8 @@ def now_report(features: Features, seed: int) -> dict:
             continue
         tokens = features.now_tokens[keep]
         groups = None if features.groups is None else features.groups[keep]
+        if groups is not None and len(set(groups.tolist())) < 2:
+            continue
         report[name] = attentive_probe_cv(
             tokens, y[keep], labels, seed=seed, lr=5e-3, epochs=20, groups=groups
         )
