@@ -211,7 +211,7 @@ class EvalConfig:
 
     every: int = 0  # run every N steps (0: never)
     data: str | None = None  # held-out videos folder (videos/ + annotations/)
-    max_samples: int = 256  # windows evaluated per hook (0: all)
+    max_samples: int = 256  # first windows, in video order, per hook (0: all); span 2+ videos
 
 
 @dataclass
