@@ -47,6 +47,15 @@ class Features:
     signals: dict[str, np.ndarray]  # name -> (N,) value at the last NOW frame
     soon: dict[str, np.ndarray]  # "model_l1", "copy_l1", ... -> (S,) summed over windows
 
+    def groups_at(self, keep: np.ndarray) -> np.ndarray | None:
+        """The video of each kept window, or None when the dataset has no videos to group by."""
+        return None if self.groups is None else self.groups[keep]
+
+
+def _one_video(groups: np.ndarray | None) -> bool:
+    """True when every window comes from one video: no fold can hold a video out."""
+    return groups is not None and len(np.unique(groups)) < 2
+
 
 def eval_dataset(config: TriTemporalConfig, data: str | Path) -> VideoClips:
     """Held-out windows of a videos folder, cut like training, evaluation view (centre crop)."""
@@ -119,7 +128,7 @@ def _probes(
 ) -> dict:
     from tritemporal.eval.probes import knn_probe_cv, linear_probe_cv
 
-    if groups is not None and len(set(groups.tolist())) < 2:
+    if _one_video(groups):
         return {"skipped": "windows of one video only: held-out folds need 2+ videos"}
     if len(set(y.tolist())) < 2:
         return {"skipped": "fewer than two maneuver classes with at least two windows"}
@@ -134,8 +143,7 @@ def _labelled(features: Features) -> tuple[np.ndarray, np.ndarray, np.ndarray | 
     from tritemporal.eval.probes import usable_classes
 
     keep = (features.labels != UNLABELLED) & usable_classes(features.labels, 2)
-    groups = None if features.groups is None else features.groups[keep]
-    return keep, features.labels[keep], groups
+    return keep, features.labels[keep], features.groups_at(keep)
 
 
 def eventually_report(features: Features, random: Features, names: list[str], seed: int) -> dict:
@@ -168,8 +176,8 @@ def now_report(features: Features, seed: int) -> dict:
         if len(set(y[keep].tolist())) < 2:
             continue
         tokens = features.now_tokens[keep]
-        groups = None if features.groups is None else features.groups[keep]
-        if groups is not None and len(set(groups.tolist())) < 2:
+        groups = features.groups_at(keep)
+        if _one_video(groups):
             continue
         report[name] = attentive_probe_cv(
             tokens, y[keep], labels, seed=seed, lr=5e-3, epochs=20, groups=groups
