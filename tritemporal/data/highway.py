@@ -4,7 +4,10 @@ Why the policy only sees what the camera sees: the ego follows rules that react 
 inside the rendered frame, and the camera shows the road well beyond the reaction distance
 (highway: 48 m visible ahead versus a 25-36 m reaction gap). Every maneuver therefore has a
 visible cause in the frames before it, so the EVENTUALLY outcome is predictable in principle
-from the NOW pixels; reacting to off-screen traffic would turn the labels into noise.
+from the NOW pixels; reacting to off-screen traffic would turn the labels into noise. Like a
+driver, the ego also indicates for `SIGNAL_S` before a lane change (an amber mark at its front
+corner on that side, kept on until it has settled in the new lane), and drops the indicator
+when the gap closes before it could go.
 
 Labels come from simulator truth: lane changes from `lane_index` (command until settled in the
 target lane, verified), brake/yield/stop from the speed series, turns from the intersection lane
@@ -44,6 +47,9 @@ LANE_CHANGE_MAX, KEEP_RIGHT_AFTER = 4.0, 2.0  # s
 BRAKE_DROP, STOP_SPEED = 2.5, 1.0  # m/s
 MIN_SECONDS, RETRY_STRIDE, MAX_ATTEMPTS = 5.0, 100_000, 5
 RENDER_SCALE = 2  # render at 2x and box-downsample: anti-aliased small frames
+POLICY = "visible-rules-v2-indicators"  # recorded per clip; part of the clip cache key
+SIGNAL_S = 1.5  # s the ego indicates before it starts a lane change, as drivers must
+SIGNAL_COLOR = (255, 176, 0)  # amber, drawn at the ego's front corner on the side it will take
 TRAFFIC_SPEEDS = (18.0, 26.0)  # m/s, highway traffic target speeds
 CRUISE = {"roundabout": 10.0, "intersection": 9.0}  # m/s; highway/merge draw 24, 26 or 28
 _LANE_CHANGE = {True: "lane_change_left", False: "lane_change_right"}  # keyed by "lane id fell"
@@ -101,7 +107,8 @@ class _Camera:
         ahead = (1 - self.cx) * span_x - margin_x
         return -self.cx * span_x + margin_x <= dx <= ahead and abs(dy) <= half_y - margin_y
 
-    def render(self) -> np.ndarray:
+    def render(self, signal: int = 0) -> np.ndarray:
+        """The frame; `signal` -1 / +1 draws the ego's left / right indicator."""
         env = self.env
         if env.viewer is None:
             env.render()  # creates the viewer
@@ -109,7 +116,32 @@ class _Camera:
         env.viewer.sim_surface.centering_position = [self.cx, float(cy)]
         frame = env.render().astype(np.float32)
         frame = frame.reshape(self.height, RENDER_SCALE, self.width, RENDER_SCALE, 3)
-        return np.round(frame.mean(axis=(1, 3))).astype(np.uint8)
+        frame = np.round(frame.mean(axis=(1, 3))).astype(np.uint8)
+        if signal:
+            self._indicator(frame, signal)
+        return frame
+
+    def _indicator(self, frame: np.ndarray, side: int) -> None:
+        """Amber 4x2 mark at the ego's front corner: above it for left (-1), below for right (+1).
+
+        It sits on even rows and columns so that H.264's 2x2 chroma blocks keep it amber."""
+        ego = self.env.vehicle
+        x, y = self.pixel(ego.position)
+        half_w, half_l = ego.WIDTH / 2 * self.scaling, ego.LENGTH / 2 * self.scaling
+        top = y - half_w - 2 if side < 0 else y + half_w
+        row, col = 2 * math.floor(top / 2 + 0.5), 2 * math.floor((x + half_l - 4) / 2 + 0.5)
+        rows = np.arange(row, row + 2)
+        cols = np.arange(col, col + 4)
+        rows, cols = (
+            rows[(rows >= 0) & (rows < self.height)],
+            cols[(cols >= 0) & (cols < self.width)],
+        )
+        frame[np.ix_(rows, cols)] = SIGNAL_COLOR
+
+    def pixel(self, pos: np.ndarray) -> tuple[float, float]:
+        """(column, row) of a world position in the output frame (straight roads)."""
+        dx, dy = pos[0] - self.env.vehicle.position[0], pos[1] - self.centre_y()
+        return self.cx * self.width + dx * self.scaling, self.height / 2 + dy * self.scaling
 
 
 class _Policy:
@@ -119,6 +151,7 @@ class _Policy:
         self.env, self.scenario, self.camera, self.rng = env, scenario, camera, rng
         self.cruise = CRUISE.get(scenario) or float(rng.choice([24.0, 26.0, 28.0]))
         self.busy_until = 0.0  # no lane command before this time (commands stack)
+        self.signal, self.signal_since = 0, 0.0  # indicator: -1 left, +1 right, 0 off
         env.vehicle.KP_A = 1 / 0.3  # ego only: SLOWER on the 2 m/s grid brakes at 3-10 m/s^2
 
     def act(self, now: float, changing: bool) -> tuple[str, str]:
@@ -155,6 +188,7 @@ class _Policy:
         closing = ego.speed - leader[1] if leader else 0.0
         react = min(REACT_MAX, REACT + max(closing, 0.0))
         blocked = gap < react and leader[1] < self.cruise - 1.0
+        wanted = 0  # the lane change we are indicating for, if any
         room = gap - 1.5 * max(closing, 0.0) > 4.0  # the leader stays clear during a change
         if blocked and room and not changing and now >= self.busy_until:
 
@@ -168,18 +202,37 @@ class _Policy:
                 return True
 
             options = [j for j in (lane_id - 1, lane_id + 1) if j in centres and free(j)]
+            if lane_id + self.signal in options:  # keep to the side already indicated
+                options = [lane_id + self.signal]
             if options:
                 pick = options[int(self.rng.integers(len(options)))]
-                return ("LANE_LEFT" if pick < lane_id else "LANE_RIGHT"), "pass"
+                wanted = pick - lane_id
+                if self._indicated(wanted, now):
+                    return ("LANE_LEFT" if pick < lane_id else "LANE_RIGHT"), "pass"
         if gap < react:  # follow, with hysteresis between safe and safe + 8 m
+            self._drop_signal(changing, wanted)
             safe = 6.0 + 0.8 * ego.speed
             want = leader[1] - 1.0 if gap < safe else leader[1] + 1.5 * (gap > safe + 8)
             return self._speed(min(self.cruise, want)), "leader"
         right = lane_id + 1
         settled = not changing and now >= self.busy_until + KEEP_RIGHT_AFTER
         if settled and right in centres and all(dx < -GAP_BEHIND for dx, _ in in_lane(right)):
-            return "LANE_RIGHT", "keep_right"  # the right lane is visibly empty
+            wanted = 1
+            if self._indicated(1, now):
+                return "LANE_RIGHT", "keep_right"  # the right lane is visibly empty
+        self._drop_signal(changing, wanted)
         return self._speed(self.cruise), "cruise"
+
+    def _drop_signal(self, changing: bool, wanted: int) -> None:
+        """Indicator off when the lane change it announced is no longer wanted (gap closed)."""
+        if not changing and self.signal != wanted:
+            self.signal = 0
+
+    def _indicated(self, side: int, now: float) -> bool:
+        """Indicate `side` (-1 left, +1 right); True once it has been on for SIGNAL_S."""
+        if self.signal != side:
+            self.signal, self.signal_since = side, now
+        return now - self.signal_since >= SIGNAL_S - 1e-9
 
     def _generic(self, seen: list[Any]) -> tuple[str, str]:
         """Follow the route; slow for a vehicle on it, wait for one that will cross it."""
@@ -277,7 +330,7 @@ def _simulate(env: Any, scenario: str, size: tuple[int, int], steps: int, fps: f
     pending, turn, crashed, last = None, None, False, False
     for k in range(steps):
         ego, now = u.vehicle, k / fps
-        frames.append(camera.render())
+        frames.append(camera.render(policy.signal))
         speed.append(float(ego.speed))
         steer.append(float(ego.action["steering"]))
         lane.append(float(ego.lane_index[2]))
@@ -287,7 +340,7 @@ def _simulate(env: Any, scenario: str, size: tuple[int, int], steps: int, fps: f
             if (ego.lane_index[2] == dst and offset < 0.4) or now - start >= LANE_CHANGE_MAX:
                 if ego.lane_index[2] == dst:
                     events.append(Event(_LANE_CHANGE[dst < src], start, now))
-                pending, policy.busy_until = None, now + 1.0
+                pending, policy.busy_until, policy.signal = None, now + 1.0, 0
         in_turn = str(ego.lane_index[0])[:2] == "ir" and str(ego.lane_index[1])[:2] == "il"
         if in_turn and turn is None:
             turn = (now, _turn_kind(ego.lane))
@@ -416,7 +469,7 @@ def make_clips(
             _write_video(out / "videos" / f"{name}.mp4", frames, fps)
             source = dict(generator="highway-env", version=highway_env.__version__)
             source.update(scenario=scenario, env_id=SCENARIOS[scenario], seed=env_seed, fps=fps)
-            source.update(crashed=crashed, policy="visible-rules-v1")
+            source.update(crashed=crashed, policy=POLICY)
             write_annotation(out / "annotations" / f"{name}.json", events, ego, source)
             _tally(summary, events, len(frames) / fps)
             summary["videos"] += 1

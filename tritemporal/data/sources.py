@@ -78,11 +78,14 @@ def _highway(config: TriTemporalConfig) -> Dataset:
 
 
 def highway_cache_dir(config: TriTemporalConfig) -> Path:
-    """Where generated clips live: data.root, else a folder keyed by every generation setting."""
+    """Where generated clips live: data.root, else a folder keyed by every generation setting
+    and the policy version (clips made by an older driving policy are not reused)."""
+    from tritemporal.data.highway import POLICY
+
     if config.data.root is not None:
         return Path(config.data.root)
     h = config.data.highway
-    spec = [h.scenario, h.num_videos, h.seconds, list(h.size), h.seed, config.data.fps]
+    spec = [h.scenario, h.num_videos, h.seconds, list(h.size), h.seed, config.data.fps, POLICY]
     key = hashlib.blake2b(json.dumps(spec).encode(), digest_size=6).hexdigest()
     base = Path(os.environ.get("TRITEMPORAL_CACHE", Path.home() / ".cache" / "tritemporal"))
     return base / f"highway-{h.scenario}-{key}"
