@@ -22,7 +22,7 @@ from tritemporal.data.highway import (
 )
 
 FPS, SIZE, SECONDS = 8.0, (96, 64), 6.0
-SEED = 10  # env seeds 10-11 change lane both ways within 6 s (checked below)
+SEED = 12  # env seeds 12-13 change lane both ways within 6 s (checked below)
 
 
 def _decode(path: Path) -> tuple[np.ndarray, float]:

@@ -47,8 +47,11 @@ LANE_CHANGE_MAX, KEEP_RIGHT_AFTER = 4.0, 2.0  # s
 BRAKE_DROP, STOP_SPEED = 2.5, 1.0  # m/s
 MIN_SECONDS, RETRY_STRIDE, MAX_ATTEMPTS = 5.0, 100_000, 5
 RENDER_SCALE = 2  # render at 2x and box-downsample: anti-aliased small frames
-POLICY = "visible-rules-v2-indicators"  # recorded per clip; part of the clip cache key
-SIGNAL_S = 1.5  # s the ego indicates before it starts a lane change, as drivers must
+POLICY = "visible-rules-v3-indicate-3s"  # recorded per clip; part of the clip cache key
+# s the ego indicates before a lane change (3-5 s in driving handbooks). It covers the quickstart's
+# SOON + gap + EVENTUALLY (1 + 1 + 1 s), so a lane change that overlaps an EVENTUALLY window was
+# already announced in its NOW window: the label has a visible cause.
+SIGNAL_S = 3.0
 SIGNAL_COLOR = (255, 176, 0)  # amber, drawn at the ego's front corner on the side it will take
 TRAFFIC_SPEEDS = (18.0, 26.0)  # m/s, highway traffic target speeds
 CRUISE = {"roundabout": 10.0, "intersection": 9.0}  # m/s; highway/merge draw 24, 26 or 28
