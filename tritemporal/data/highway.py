@@ -6,8 +6,9 @@ inside the rendered frame, and the camera shows the road well beyond the reactio
 visible cause in the frames before it, so the EVENTUALLY outcome is predictable in principle
 from the NOW pixels; reacting to off-screen traffic would turn the labels into noise. Like a
 driver, the ego also indicates for `SIGNAL_S` before a lane change (an amber mark at its front
-corner on that side, kept on until it has settled in the new lane), and drops the indicator
-when the gap closes before it could go.
+corner on that side, kept on until it has settled in the new lane). Blocked behind a slower car,
+it keeps indicating while it waits for a gap on that side, and drops the indicator once it is no
+longer blocked.
 
 Labels come from simulator truth: lane changes from `lane_index` (command until settled in the
 target lane, verified), brake/yield/stop from the speed series, turns from the intersection lane
@@ -47,7 +48,7 @@ LANE_CHANGE_MAX, KEEP_RIGHT_AFTER = 4.0, 2.0  # s
 BRAKE_DROP, STOP_SPEED = 2.5, 1.0  # m/s
 MIN_SECONDS, RETRY_STRIDE, MAX_ATTEMPTS = 5.0, 100_000, 5
 RENDER_SCALE = 2  # render at 2x and box-downsample: anti-aliased small frames
-POLICY = "visible-rules-v3-indicate-3s"  # recorded per clip; part of the clip cache key
+POLICY = "visible-rules-v3-signal-3s"  # recorded per clip; part of the clip cache key
 # s the ego indicates before a lane change (3-5 s in driving handbooks). It covers the quickstart's
 # SOON + gap + EVENTUALLY (1 + 1 + 1 s), so a lane change that overlaps an EVENTUALLY window was
 # already announced in its NOW window: the label has a visible cause.
@@ -190,7 +191,8 @@ class _Policy:
         gap = leader[0] - ego.LENGTH if leader else math.inf
         closing = ego.speed - leader[1] if leader else 0.0
         react = min(REACT_MAX, REACT + max(closing, 0.0))
-        blocked = gap < react and leader[1] < self.cruise - 1.0
+        reach = REACT_MAX if self.signal else react  # once indicating, following keeps it on
+        blocked = gap < reach and leader[1] < self.cruise - 1.0
         wanted = 0  # the lane change we are indicating for, if any
         room = gap - 1.5 * max(closing, 0.0) > 4.0  # the leader stays clear during a change
         if blocked and room and not changing and now >= self.busy_until:
@@ -205,13 +207,13 @@ class _Policy:
                 return True
 
             options = [j for j in (lane_id - 1, lane_id + 1) if j in centres and free(j)]
-            if lane_id + self.signal in options:  # keep to the side already indicated
-                options = [lane_id + self.signal]
-            if options:
-                pick = options[int(self.rng.integers(len(options)))]
-                wanted = pick - lane_id
-                if self._indicated(wanted, now):
-                    return ("LANE_LEFT" if pick < lane_id else "LANE_RIGHT"), "pass"
+            if self.signal and lane_id + self.signal in centres:  # wait for a gap on that side
+                wanted = self.signal
+                options = [lane_id + wanted] if lane_id + wanted in options else []
+            elif options:
+                wanted = options[int(self.rng.integers(len(options)))] - lane_id
+            if self._indicated(wanted, now) and options:
+                return ("LANE_LEFT" if wanted < 0 else "LANE_RIGHT"), "pass"
         if gap < react:  # follow, with hysteresis between safe and safe + 8 m
             self._drop_signal(changing, wanted)
             safe = 6.0 + 0.8 * ego.speed
@@ -232,7 +234,9 @@ class _Policy:
             self.signal = 0
 
     def _indicated(self, side: int, now: float) -> bool:
-        """Indicate `side` (-1 left, +1 right); True once it has been on for SIGNAL_S."""
+        """Indicate `side` (-1 left, +1 right, 0 none); True once it has been on for SIGNAL_S."""
+        if not side:
+            return False
         if self.signal != side:
             self.signal, self.signal_since = side, now
         return now - self.signal_since >= SIGNAL_S - 1e-9
