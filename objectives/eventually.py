@@ -1,8 +1,11 @@
 """Objective 3, EVENTUALLY: align the outcome embedding with the teacher's view of the far future.
 
 Student side: the OutcomeAbstractor's embedding of the NOW tokens (heads/outcome.py).
-Target side: the EMA teacher's layer-normed tokens of the EVENTUALLY window, mean-pooled, then a
-small trainable MLP projection to the outcome size. The teacher itself gets no gradient.
+Target side: the EMA teacher's layer-normed tokens, mean-pooled. With `loss.event_target=change`
+(default) the target is where the scene moved: the pooled EVENTUALLY window minus the pooled last
+NOW step; with `window` it is the EVENTUALLY window itself. A small trainable MLP projects it to
+the outcome size and a BatchNorm without affine standardises it over the batch. The teacher gets
+no gradient.
 
 Symmetric InfoNCE over the batch pulls a clip's NOW outcome toward its own future and away from
 the other clips' futures; the temperature is learnable (log-parameterized) and clamped to
@@ -10,12 +13,13 @@ the other clips' futures; the temperature is learnable (log-parameterized) and c
 contrastive term (weight loss.lambda_supcon) also pulls clips with the same eventual maneuver
 together.
 
-Why this does not collapse: the target projection is trained, so a shortcut would be to map every
-future to one point; but InfoNCE's denominator contains the other clips' targets, and identical
-targets make every logit equal, giving the worst loss, log(B). The gradient therefore spreads the
-targets apart (the uniformity term of contrastive learning), while the pooled teacher features it
-projects are themselves kept from collapsing by the V-JEPA objectives' EMA-teacher dynamics. The
-training loop logs the per-dimension std and effective rank of both embeddings to watch this.
+Why the target is a standardised change: pooled teacher features of driving clips are mostly
+the road, which every clip shares (cosine ~0.999 between clips). Unstandardised, both sides
+drifted to one constant vector within ~50 steps: a fixed point where InfoNCE sits at log(batch)
+with zero gradient (docs/PERFORMANCE.md). Standardised over the batch (here, and at the end of the
+OutcomeAbstractor), neither side can be constant. Subtracting the present removes the scenery
+that NOW and EVENTUALLY share, so matching a clip to its own future takes knowing where it is
+heading, not which road it is on.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tritemporal.config import LossConfig
@@ -38,6 +41,8 @@ class EventuallyAlignment(nn.Module):
         self.target_proj = nn.Sequential(
             nn.Linear(encoder_dim, encoder_dim), nn.GELU(), nn.Linear(encoder_dim, out_dim)
         )
+        self.standardize = nn.BatchNorm1d(out_dim, affine=False, track_running_stats=False)
+        self.change = config.event_target == "change"
         self.log_temperature = nn.Parameter(torch.tensor(math.log(config.temperature)))
         self.log_t_min = math.log(config.temperature_min)
         self.log_t_max = math.log(config.temperature_max)
@@ -48,19 +53,23 @@ class EventuallyAlignment(nn.Module):
         """Current clamped temperature."""
         return self.log_temperature.clamp(self.log_t_min, self.log_t_max).exp()
 
-    def target(self, event_tokens: torch.Tensor) -> torch.Tensor:
-        """Teacher EVENTUALLY tokens (B, N_ev, D), already layer-normed -> target (B, out_dim)."""
-        pooled = F.layer_norm(event_tokens.mean(dim=1).float(), (event_tokens.shape[-1],))
-        return self.target_proj(pooled)
+    def target(self, event_tokens: torch.Tensor, now_tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher EVENTUALLY tokens (B, N_ev, D) and last NOW step tokens (B, N_hw, D), both
+        layer-normed -> standardised target (B, out_dim)."""
+        pooled = event_tokens.float().mean(dim=1)
+        if self.change:
+            pooled = pooled - now_tokens.float().mean(dim=1)
+        return self.standardize(self.target_proj(pooled))
 
     def forward(
         self,
         outcome: torch.Tensor,
         event_tokens: torch.Tensor,
+        now_tokens: torch.Tensor,
         labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the EVENTUALLY loss and its parts (InfoNCE, SupCon, target embedding)."""
-        target = self.target(event_tokens)
+        target = self.target(event_tokens, now_tokens)
         temperature = self.temperature
         nce = info_nce(outcome, target, temperature)
         parts = {"loss_nce": nce.detach(), "event_target": target.detach()}

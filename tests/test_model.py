@@ -120,13 +120,14 @@ def test_tiny_model_overfits_a_fixed_batch() -> None:
     model = TriTemporalModel(config).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     losses = []
-    for _ in range(40):
+    for _ in range(80):  # the encoder learns from V-JEPA and SOON alone (EVENTUALLY stops grad)
         out = model(batch.video, batch.masks, batch.labels)
         opt.zero_grad()
         out.loss.backward()
         opt.step()
         losses.append({k: float(v) for k, v in out.metrics.items()})
-    first, last = losses[0], losses[-1]
+    first = losses[0]
+    last = {k: sum(step[k] for step in losses[-5:]) / 5 for k in first}
     assert last["loss_vjepa"] < 0.8 * first["loss_vjepa"]
     assert last["loss_soon"] < 0.8 * first["loss_soon"]
     assert last["loss_nce"] < 0.05 * first["loss_nce"]

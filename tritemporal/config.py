@@ -184,6 +184,12 @@ class LossConfig:
     lambda_soon: float = 1.0
     lambda_event: float = 0.25
     lambda_supcon: float = 0.1  # supervised contrastive on outcome labels, when a batch has them
+    # EVENTUALLY target: "change" = teacher's EVENTUALLY window minus its last NOW step (where the
+    # scene moved), "window" = the EVENTUALLY window itself (mostly the scenery it keeps)
+    event_target: str = "change"
+    # share of the EVENTUALLY gradient that reaches the encoder: 0 keeps NOW/SOON features from
+    # being reshaped by it (at 1, and even 0.1, it collapsed the NOW tokens on highway clips)
+    event_encoder_grad: float = 0.0
     temperature: float = 0.1  # initial InfoNCE temperature (learnable)
     temperature_min: float = 0.01
     temperature_max: float = 1.0
@@ -497,6 +503,14 @@ def validate(config: TriTemporalConfig) -> None:
     lo = config.loss
     for key in ("lambda_vjepa", "lambda_soon", "lambda_event", "lambda_supcon"):
         _check(getattr(lo, key) >= 0, f"loss.{key}={getattr(lo, key)} must be >= 0")
+    _check(
+        0 <= lo.event_encoder_grad <= 1,
+        f"loss.event_encoder_grad={lo.event_encoder_grad} must be in [0, 1]",
+    )
+    _check(
+        lo.event_target in ("change", "window"),
+        f"loss.event_target={lo.event_target!r}: use change or window",
+    )
     _check(
         0 < lo.temperature_min <= lo.temperature <= lo.temperature_max,
         f"loss.temperature={lo.temperature} must lie in [loss.temperature_min, "

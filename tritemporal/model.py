@@ -9,7 +9,8 @@ pass over NOW shared by SOON and EVENTUALLY):
       -> spatial:    student(visible tokens) -> predictor(mask tokens 0/1) -> L1 on masked tokens
       -> NOW pass:   student(NOW tokens)
            -> SOON:       predictor(mask token 2 at SOON positions) -> L1 vs teacher SOON tokens
-           -> EVENTUALLY: OutcomeAbstractor -> InfoNCE (+ SupCon) vs teacher EVENTUALLY window
+           -> EVENTUALLY: OutcomeAbstractor (on NOW, gradient stopped by default) -> InfoNCE
+                          (+ SupCon) vs the teacher's change from NOW to EVENTUALLY
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ from tritemporal.objectives.losses import effective_rank
 from tritemporal.objectives.masks import MaskSet, window_indices
 from tritemporal.objectives.soon import soon_forecast, soon_loss
 from tritemporal.objectives.spatial import spatial_masked_loss
+
+
+def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """x unchanged in the forward pass; its gradient multiplied by `scale` (0: stop-gradient)."""
+    if scale == 1.0:
+        return x
+    return x.detach() if scale == 0.0 else x * scale + x.detach() * (1.0 - scale)
 
 
 @dataclass
@@ -69,6 +77,7 @@ class TriTemporalModel(nn.Module):
             "now_idx": (0, now),
             "soon_idx": (now, now + soon),
             "event_idx": (now + soon, grid[0]),
+            "now_last_idx": (now - 1, now),
         }.items():
             self.register_buffer(name, window_indices(grid, start, stop)[None], persistent=False)
 
@@ -106,6 +115,11 @@ class TriTemporalModel(nn.Module):
     ) -> StepOutput:
         """One tri-temporal training step's losses for a batch of clips (B, C, T, H, W)."""
         video = self.normalize(video)
+        if video.shape[0] < 2:
+            raise ValueError(
+                "EVENTUALLY contrasts the clips of a batch and standardises over it: "
+                f"train.batch_size must be >= 2 per process, got {video.shape[0]}"
+            )
         lam = self.config.loss
         targets = self.teacher_targets(video)
         tokens = self.backbone.encoder.embed(video)  # (B, N, D), shared by every student pass
@@ -118,9 +132,10 @@ class TriTemporalModel(nn.Module):
         loss_soon = soon_loss(
             self.backbone, now_context, self.now_idx, self.soon_idx, grid, targets
         )
-        outcome = self.outcome(now_context)  # (B, E)
+        outcome = self.outcome(scale_grad(now_context, lam.event_encoder_grad))  # (B, E)
         event_tokens = targets[:, self.event_idx[0]]  # (B, N_ev, D)
-        loss_event, parts = self.eventually(outcome, event_tokens, labels)
+        now_last = targets[:, self.now_last_idx[0]]  # (B, H*W, D): the present, last NOW step
+        loss_event, parts = self.eventually(outcome, event_tokens, now_last, labels)
 
         loss = lam.lambda_vjepa * loss_vjepa + lam.lambda_soon * loss_soon
         loss = loss + lam.lambda_event * loss_event
