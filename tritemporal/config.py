@@ -188,7 +188,8 @@ class LossConfig:
     # scene moved), "window" = the EVENTUALLY window itself (mostly the scenery it keeps)
     event_target: str = "change"
     # share of the EVENTUALLY gradient that reaches the encoder: 0 keeps NOW/SOON features from
-    # being reshaped by it (at 1, and even 0.1, it collapsed the NOW tokens on highway clips)
+    # being reshaped by it (with standardised embeddings, 1 and even 0.1 collapsed the NOW tokens
+    # of a 600-step quickstart, docs/PERFORMANCE.md)
     event_encoder_grad: float = 0.0
     temperature: float = 0.1  # initial InfoNCE temperature (learnable)
     temperature_min: float = 0.01
