@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.conftest import tiny_config
 from tritemporal.config import LossConfig
+from tritemporal.data.loader import MaskCollator
+from tritemporal.data.synthetic import SyntheticDrivingShapes
 from tritemporal.heads.outcome import OutcomeAbstractor
 from tritemporal.model import TriTemporalModel, scale_grad
 from tritemporal.objectives.eventually import EventuallyAlignment
@@ -81,10 +84,6 @@ def test_outcome_embedding_is_standardised_in_training_and_eval(tiny) -> None:
 
 @pytest.mark.parametrize("share", [0.0, 1.0])
 def test_event_gradient_reaches_the_encoder_only_as_configured(share: float) -> None:
-    from tests.conftest import tiny_config
-    from tritemporal.data.loader import MaskCollator
-    from tritemporal.data.synthetic import SyntheticDrivingShapes
-
     config = tiny_config(
         "loss.lambda_vjepa=0", "loss.lambda_soon=0", f"loss.event_encoder_grad={share}"
     )

@@ -229,7 +229,8 @@ class _Policy:
         return self._speed(self.cruise), "cruise"
 
     def _drop_signal(self, changing: bool, wanted: int) -> None:
-        """Indicator off when the lane change it announced is no longer wanted (gap closed)."""
+        """Indicator off when the lane change it announced is no longer wanted (the ego is no
+        longer blocked, or the right lane it was keeping to is no longer empty)."""
         if not changing and self.signal != wanted:
             self.signal = 0
 
