@@ -90,16 +90,27 @@ class Block(nn.Module):
         return x * mask / keep
 
 
+BlockForward = Callable[[nn.Module, torch.Tensor, RopeTables | None], torch.Tensor]
+
+
+def call_block(block: nn.Module, x: torch.Tensor, rope: RopeTables | None) -> torch.Tensor:
+    """Run one built-in block: the default `block_forward` of encoders and predictors.
+
+    Encoders and predictors call their blocks through a `block_forward` attribute so that
+    `tritemporal.compile.compile_blocks` can swap in one compiled function for every block.
+    """
+    return block(x, rope)
+
+
 def run_blocks(
     blocks: nn.ModuleList,
     x: torch.Tensor,
     rope: RopeTables | None,
     use_checkpoint: bool,
-    forward: Callable[[nn.Module, torch.Tensor, RopeTables | None], torch.Tensor] | None = None,
+    forward: BlockForward = call_block,
 ) -> torch.Tensor:
-    """Run a stack of blocks (`forward(block, x, rope)`, default `block(x, rope)`), optionally
-    recomputing each block's activations in the backward pass to save memory."""
-    forward = forward or (lambda block, h, r: block(h, r))
+    """Run a stack of blocks with `forward(block, x, rope)`, optionally recomputing each
+    block's activations in the backward pass to save memory."""
     for block in blocks:
         if use_checkpoint and torch.is_grad_enabled():
             x = checkpoint(forward, block, x, rope, use_reentrant=False)
@@ -140,6 +151,7 @@ class VideoViT(nn.Module):
         self.tubelet_t, self.patch = tubelet_t, patch
         self.use_rope = pos_embed.startswith("rope")
         self.activation_checkpointing = False
+        self.block_forward: BlockForward = call_block
         self.patch_embed = TubeletEmbed(in_chans, args.embed_dim, tubelet_t, patch)
         head_dim = args.embed_dim // args.num_heads
         interleaved = pos_embed == "rope-interleaved"
@@ -173,7 +185,7 @@ class VideoViT(nn.Module):
         if keep is not None:
             tokens = gather_tokens(tokens, keep)  # (B, K, D)
         rope = self.rope.angles(coords) if self.rope is not None else None
-        x = run_blocks(self.blocks, tokens, rope, self.activation_checkpointing)
+        x = run_blocks(self.blocks, tokens, rope, self.activation_checkpointing, self.block_forward)
         return self.norm(x)
 
     def forward(self, video: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:

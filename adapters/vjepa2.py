@@ -32,7 +32,7 @@ from torch import nn
 
 from tritemporal.adapters.registry import Backbone, register_backbone
 from tritemporal.adapters.tokens import Rope3D, apply_rope, gather_tokens, token_coords
-from tritemporal.adapters.vit import RopeTables, run_blocks
+from tritemporal.adapters.vit import BlockForward, RopeTables, run_blocks
 from tritemporal.config import BackboneConfig, TriTemporalConfig
 from tritemporal.data.common import IMAGENET_MEAN, IMAGENET_STD
 
@@ -47,6 +47,20 @@ HUB_IDS = {
     "vjepa2-vitg": "facebook/vjepa2-vitg-fpc64-256",
     "vjepa2-vitg-384": "facebook/vjepa2-vitg-fpc64-384",
 }
+# Architectures of the released checkpoints, for `backbone.random_init` (no download): transformers'
+# VJEPA2Config defaults are the ViT-L; the predictor (384 wide, 12 deep) is the same in all.
+ARCHITECTURES = {
+    "vjepa2-vitl": {},
+    "vjepa2-vith": {"hidden_size": 1280, "num_hidden_layers": 32, "num_attention_heads": 16},
+    "vjepa2-vitg": {
+        "hidden_size": 1408, "num_hidden_layers": 40, "num_attention_heads": 22,
+        "mlp_ratio": 6144 / 1408,
+    },
+    "vjepa2-vitg-384": {
+        "hidden_size": 1408, "num_hidden_layers": 40, "num_attention_heads": 22,
+        "mlp_ratio": 6144 / 1408, "crop_size": 384,
+    },
+}  # fmt: skip
 PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
 SOON_MASK_TOKEN = 2
 
@@ -78,6 +92,7 @@ class VJEPA2Encoder(nn.Module):
         self.tubelet_t, self.patch = hf_config.tubelet_size, hf_config.patch_size
         self.rope = Rope3D(hf_config.hidden_size // hf_config.num_attention_heads)
         self.activation_checkpointing = False
+        self.block_forward: BlockForward = hf_layer_forward
 
     def grid(self, video: torch.Tensor) -> tuple[int, int, int]:
         """Token grid (T', H', W') of a clip (B, C, T, H, W)."""
@@ -102,7 +117,7 @@ class VJEPA2Encoder(nn.Module):
             tokens = gather_tokens(tokens, keep)
         rope = self.rope.angles(coords)
         x = run_blocks(
-            self.hf.layer, tokens, rope, self.activation_checkpointing, forward=hf_layer_forward
+            self.hf.layer, tokens, rope, self.activation_checkpointing, self.block_forward
         )
         return self.hf.layernorm(x)
 
@@ -120,6 +135,7 @@ class VJEPA2Predictor(nn.Module):
         self.embed_dim = hf_config.pred_hidden_size
         self.rope = Rope3D(hf_config.pred_hidden_size // hf_config.pred_num_attention_heads)
         self.activation_checkpointing = False
+        self.block_forward: BlockForward = hf_layer_forward
 
     def forward(
         self,
@@ -139,7 +155,7 @@ class VJEPA2Predictor(nn.Module):
         index = torch.cat([context_idx, target_idx], dim=1)  # (B, K + M)
         coords = token_coords(grid, index, context.device)
         rope = self.rope.angles(coords)
-        x = run_blocks(self.hf.layer, x, rope, self.activation_checkpointing, hf_layer_forward)
+        x = run_blocks(self.hf.layer, x, rope, self.activation_checkpointing, self.block_forward)
         return self.hf.proj(self.hf.layernorm(x[:, k:]))  # (B, M, D)
 
 
@@ -203,6 +219,25 @@ def load_hf_vjepa2(b: BackboneConfig) -> VJEPA2Model:
     return model
 
 
+def random_vjepa2(b: BackboneConfig) -> VJEPA2Model:
+    """A randomly initialised `VJEPA2Model` with a released checkpoint's architecture (or the
+    sizes `backbone.embed_dim/depth/num_heads` set), for benchmarks: nothing is downloaded."""
+    from transformers import VJEPA2Config, VJEPA2Model
+
+    if b.name not in ARCHITECTURES:
+        raise ValueError(
+            f"backbone.random_init needs a sized backbone.name ({', '.join(ARCHITECTURES)}), "
+            f"got {b.name!r}"
+        )
+    arch = dict(ARCHITECTURES[b.name])
+    sizes = {"hidden_size": b.embed_dim, "num_hidden_layers": b.depth}
+    sizes["num_attention_heads"] = b.num_heads
+    arch.update({k: v for k, v in sizes.items() if v is not None})  # backbone.* size overrides
+    config = VJEPA2Config(**arch, drop_path_rate=b.drop_path)
+    config._attn_implementation = "sdpa"
+    return VJEPA2Model(config)
+
+
 def pixel_stats(b: BackboneConfig) -> tuple[tuple[float, ...], tuple[float, ...], int | None]:
     """Mean, std and crop size from the checkpoint's processor config, else ImageNet's."""
     from huggingface_hub import hf_hub_download
@@ -234,14 +269,14 @@ def pixel_stats(b: BackboneConfig) -> tuple[tuple[float, ...], tuple[float, ...]
 def build_vjepa2(config: TriTemporalConfig) -> Backbone:
     """Load the pretrained model and wrap its encoder and predictor."""
     b, clip = config.backbone, config.clip
-    hf = load_hf_vjepa2(b)
+    hf = random_vjepa2(b) if b.random_init else load_hf_vjepa2(b)
     c = hf.config
     if (c.tubelet_size, c.patch_size) != (clip.tubelet_t, clip.patch):
         raise ValueError(
             f"{b.pretrained or b.name} uses tubelets {c.tubelet_size}x{c.patch_size}x"
             f"{c.patch_size}; set clip.tubelet_t={c.tubelet_size} and clip.patch={c.patch_size}"
         )
-    mean, std, crop = pixel_stats(b)
+    mean, std, crop = (IMAGENET_MEAN, IMAGENET_STD, None) if b.random_init else pixel_stats(b)
     if crop is not None and tuple(clip.hw) != (crop, crop):
         logger.info(
             "%s was pretrained on %dx%d crops; clip.image_size=%s runs on its own token grid "

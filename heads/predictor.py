@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from tritemporal.adapters.tokens import Rope3D, sincos_3d, token_coords
-from tritemporal.adapters.vit import Block, init_weights, run_blocks
+from tritemporal.adapters.vit import Block, BlockForward, call_block, init_weights, run_blocks
 from tritemporal.config import PredictorConfig
 
 
@@ -29,6 +29,7 @@ class MaskedPredictor(nn.Module):
         self.embed_dim = dim
         self.use_rope = pos_embed.startswith("rope")
         self.activation_checkpointing = False
+        self.block_forward: BlockForward = call_block
         self.embed = nn.Linear(encoder_dim, dim)
         self.mask_tokens = nn.Parameter(torch.zeros(config.num_mask_tokens, dim))
         interleaved = pos_embed == "rope-interleaved"
@@ -61,5 +62,5 @@ class MaskedPredictor(nn.Module):
             rope = self.rope.angles(coords)
         else:
             x = x + sincos_3d(self.embed_dim, coords).to(x.dtype)
-        x = run_blocks(self.blocks, x, rope, self.activation_checkpointing)
+        x = run_blocks(self.blocks, x, rope, self.activation_checkpointing, self.block_forward)
         return self.proj(self.norm(x[:, k:]))  # (B, M, D)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+_MASKED_LOGIT = -1e9  # finite, so rows with no candidate give 0 * finite, never NaN
+
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean absolute error over predicted (masked) tokens; inputs (B, M, D) already gathered."""
@@ -26,30 +28,35 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: torch.Tensor) -> tor
 
 def supervised_contrastive(
     z: torch.Tensor, labels: torch.Tensor, temperature: torch.Tensor
-) -> torch.Tensor | None:
+) -> torch.Tensor:
     """SupCon (Khosla et al. 2020, L_out): pull same-label embeddings together.
 
     `z` (B, E) is L2-normalized here; `labels` (B,) with -1 for unlabelled rows, which are left
-    out. Returns None when no labelled row has a positive partner (nothing to learn from).
+    out as anchors and as candidates. Rows without a positive partner do not count; with none at
+    all the loss is 0 (nothing to learn from). Written with masks, not boolean indexing, so the
+    step never waits on the GPU to learn how many rows are labelled.
     """
-    keep = labels >= 0
-    z, labels = F.normalize(z[keep].float(), dim=-1), labels[keep]
+    z = F.normalize(z.float(), dim=-1)
     n = z.shape[0]
-    if n < 2:
-        return None
+    keep = labels >= 0
     self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
-    positives = (labels[:, None] == labels[None, :]) & ~self_mask
-    has_pos = positives.any(dim=1)
-    if not has_pos.any():
-        return None
-    logits = (z @ z.t() / temperature).masked_fill(self_mask, float("-inf"))
+    positives = (labels[:, None] == labels[None, :]) & keep[:, None] & keep[None, :] & ~self_mask
+    hidden = self_mask | ~keep[None, :]  # never a candidate: itself, unlabelled rows
+    logits = (z @ z.t() / temperature).masked_fill(hidden, _MASKED_LOGIT)
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    pos_log_prob = log_prob.masked_fill(~positives, 0.0).sum(dim=1) / positives.sum(1).clamp(min=1)
-    return -pos_log_prob[has_pos].mean()
+    pos_log_prob = (log_prob * positives).sum(dim=1) / positives.sum(dim=1).clamp(min=1)
+    has_pos = positives.any(dim=1)
+    return -(pos_log_prob * has_pos).sum() / has_pos.sum().clamp(min=1)
 
 
 def effective_rank(z: torch.Tensor) -> torch.Tensor:
-    """RankMe (Garrido et al. 2023): exp(entropy) of the normalized singular values of z (N, E)."""
-    s = torch.linalg.svdvals(z.float())
+    """RankMe (Garrido et al. 2023): exp(entropy) of the normalized singular values of z (N, E).
+
+    NaN when z holds a non-finite value (a diverged step is reported, not crashed on).
+    """
+    z = z.float()
+    finite = torch.isfinite(z).all()
+    s = torch.linalg.svdvals(torch.where(finite, z, torch.zeros_like(z)))
     p = s / s.sum().clamp(min=1e-12) + 1e-12
-    return torch.exp(-(p * p.log()).sum())
+    rank = torch.exp(-(p * p.log()).sum())
+    return torch.where(finite, rank, torch.full_like(rank, float("nan")))

@@ -55,10 +55,13 @@ def test_supervised_contrastive_against_hand_computation() -> None:
     assert math.isclose(float(supervised_contrastive(z, labels, t)), expected, rel_tol=1e-6)
 
 
-def test_supervised_contrastive_without_positives_is_none() -> None:
-    z = torch.randn(3, 4)
-    assert supervised_contrastive(z, torch.tensor([0, 1, 2]), torch.tensor(0.1)) is None
-    assert supervised_contrastive(z, torch.tensor([-1, -1, -1]), torch.tensor(0.1)) is None
+def test_supervised_contrastive_without_positives_is_zero_with_finite_gradient() -> None:
+    for labels in (torch.tensor([0, 1, 2]), torch.tensor([-1, -1, -1])):
+        z = torch.randn(3, 4, requires_grad=True)
+        loss = supervised_contrastive(z, labels, torch.tensor(0.1))
+        loss.backward()
+        assert float(loss) == 0.0
+        assert torch.isfinite(z.grad).all() and not z.grad.any()
 
 
 def test_effective_rank() -> None:

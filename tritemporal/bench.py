@@ -1,21 +1,228 @@
 """`tritemporal bench`: measured throughput, reported as JSON.
 
-`--data` times the training loader alone (decode, resample, crop, collate with masks) for each
-worker count, so one can tell how many CPU cores keep a GPU busy.
+`bench_step` times the real training step (`train.train_step`: schedules, forward, backward,
+clip, fused AdamW, EMA) on synthetic clips already on the device, so it measures the model and
+not the loader: the median step time after warm-up (CUDA events on a GPU), clips/s, the step's
+FLOPs (counted by `torch.utils.flop_counter` on one eager step), the achieved TFLOP/s and its
+fraction of a bf16 (or the run's dtype) matmul timed in the same process, and peak memory.
+Modes: `vjepa` is V-JEPA 2's two-mask step alone (comparable with Meta's official step); `tri`
+adds SOON and EVENTUALLY.
+
+`bench_data` times the training loader alone (decode, resample, crop, collate with masks) for
+each worker count, so one can tell how many CPU cores keep a GPU busy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import platform
+import resource
+import statistics
 import time
+from collections.abc import Callable
 
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig
-from tritemporal.data.loader import build_loader
+from tritemporal.data.loader import MaskCollator, TrainBatch, build_loader
 from tritemporal.data.sources import build_dataset
+from tritemporal.model import TriTemporalModel
+from tritemporal.train import (
+    autocast_for,
+    build_optimizer,
+    resolve_device,
+    seed_everything,
+    train_step,
+)
 
 logger = logging.getLogger(__name__)
+
+MODES = ("vjepa", "tri")
+SYNTHETIC_BATCHES = 4  # distinct batches cycled through (different masks each step)
+
+
+def bench_config(config: TriTemporalConfig, mode: str) -> TriTemporalConfig:
+    """The config a mode times: `vjepa` turns SOON and EVENTUALLY off, `tri` keeps all three."""
+    if mode not in MODES:
+        raise ValueError(f"bench mode {mode!r}: use one of {', '.join(MODES)}")
+    if mode == "tri":
+        return config
+    loss = dataclasses.replace(config.loss, lambda_vjepa=1.0, lambda_soon=0.0, lambda_event=0.0)
+    return dataclasses.replace(config, loss=loss)
+
+
+def synthetic_batches(
+    config: TriTemporalConfig, device: torch.device, count: int = SYNTHETIC_BATCHES
+) -> list[TrainBatch]:
+    """Random uint8 clips, labels and real masks (the loader's generators), on the device."""
+    c, b = config.clip, config.train.batch_size
+    collator = MaskCollator(config)
+    g = torch.Generator().manual_seed(config.train.seed)
+    batches = []
+    for step in range(count):
+        video = torch.randint(0, 256, (b, c.channels, c.total_frames, *c.hw), generator=g)
+        labels = torch.randint(-1, 4, (b,), generator=g)
+        masks = [gen(b, g) for gen in collator.generators]
+        batch = TrainBatch(step=step, video=video.to(torch.uint8), labels=labels, masks=masks)
+        batches.append(batch.to(device))
+    return batches
+
+
+def matmul_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 10) -> float:
+    """Achieved TFLOP/s of a square (size x size) @ (size x size) matmul in `dtype`."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    seconds = _median_seconds(lambda: a @ b, device, warmup=3, repeats=repeats)
+    return 2 * size**3 / seconds / 1e12
+
+
+def _median_seconds(
+    fn: Callable[[], object], device: torch.device, warmup: int, repeats: int
+) -> float:
+    """Median wall time of `fn` (CUDA events on a GPU, so no host sync between calls)."""
+    for _ in range(warmup):
+        fn()
+    if device.type != "cuda":
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+    events = [
+        (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+        for _ in range(repeats)
+    ]
+    for start, end in events:
+        start.record()
+        fn()
+        end.record()
+    torch.cuda.synchronize(device)
+    return statistics.median(start.elapsed_time(end) / 1e3 for start, end in events)
+
+
+def loss_and_grads(
+    model: TriTemporalModel, batch: TrainBatch, autocast: contextlib.AbstractContextManager
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss and every gradient (flattened, float32) of one forward/backward, weights kept."""
+    model.zero_grad(set_to_none=True)
+    with autocast:
+        out = model(batch.video, batch.masks, batch.labels, diagnostics=False)
+    out.loss.backward()
+    grads = [p.grad.detach().float().flatten() for p in model.parameters() if p.grad is not None]
+    model.zero_grad(set_to_none=True)
+    return out.loss.detach().float(), torch.cat(grads)
+
+
+def compare_steps(
+    reference: tuple[torch.Tensor, torch.Tensor], other: tuple[torch.Tensor, torch.Tensor]
+) -> dict[str, float]:
+    """Relative loss difference, relative gradient error and gradient cosine of two steps."""
+    (loss_a, grad_a), (loss_b, grad_b) = reference, other
+    return {
+        "loss_a": float(loss_a),
+        "loss_b": float(loss_b),
+        "loss_rel_diff": float((loss_a - loss_b).abs() / loss_a.abs()),
+        "grad_rel_error": float((grad_a - grad_b).norm() / grad_a.norm()),
+        "grad_cosine": float(torch.nn.functional.cosine_similarity(grad_a, grad_b, dim=0)),
+    }
+
+
+def _peak_memory_gib(device: torch.device) -> dict:
+    """Peak allocated GPU memory, or the process's peak resident memory on CPU."""
+    if device.type == "cuda":
+        return {"peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)}
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
+    return {"peak_rss_gib": round(rss_kib / 2**20, 2)}
+
+
+def bench_step(
+    config: TriTemporalConfig,
+    mode: str = "tri",
+    steps: int = 20,
+    warmup: int = 5,
+    compile: bool = False,
+    matmul_size: int | None = None,
+) -> dict:
+    """Time the full training step of `config` in `mode`; returns the JSON-ready report."""
+    config = bench_config(config, mode)
+    device = resolve_device(config.train.device)
+    seed_everything(config.train.seed)
+    model = TriTemporalModel(config).to(device).train()
+    optimizer = build_optimizer(model, config)
+    autocast = autocast_for(device, config.train.precision)
+    batches = synthetic_batches(config, device)
+    b = config.train.batch_size
+
+    def run(i: int) -> None:
+        train_step(model, optimizer, batches[i % len(batches)], i, config, autocast)
+
+    with FlopCounterMode(display=False) as counter:  # one eager step, before any compile
+        run(0)
+    flops = counter.get_total_flops()
+    check = None
+    if compile:
+        eager = loss_and_grads(model, batches[0], autocast)
+        compile_blocks(model)
+        check = compare_steps(eager, loss_and_grads(model, batches[0], autocast))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    counter_steps = iter(range(1, 1 + warmup + steps))
+    compile_start = time.perf_counter()
+    seconds = _median_seconds(lambda: run(next(counter_steps)), device, warmup, steps)
+    wall = time.perf_counter() - compile_start
+    memory = _peak_memory_gib(device)
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if config.train.precision == "bf16":
+        dtype = torch.bfloat16
+    elif config.train.precision == "fp32":
+        dtype = torch.float32
+    size = matmul_size or (8192 if device.type == "cuda" else 1024)
+    peak = matmul_tflops(device, dtype, size)
+    achieved = flops / seconds / 1e12
+    masks = MaskCollator(config).generators
+    report = {
+        "mode": mode,
+        "backbone": config.backbone.name,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "precision": str(dtype).removeprefix("torch."),
+        "compile": compile,
+        "activation_checkpointing": config.backbone.activation_checkpointing,
+        "batch_size": b,
+        "clip": {"frames": config.clip.total_frames, "size": list(config.clip.hw)},
+        "tokens": {
+            "clip": config.clip.grid[0] * config.clip.grid[1] * config.clip.grid[2],
+            "context_per_mask": [m.num_context for m in masks],
+            "target_per_mask": [m.num_target for m in masks],
+        },
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        "warmup_steps": warmup,
+        "timed_steps": steps,
+        "step_ms": round(seconds * 1e3, 2),
+        "clips_per_s": round(b / seconds, 2),
+        "flops_per_step": flops,
+        "tflops_per_clip": round(flops / b / 1e12, 4),
+        "achieved_tflops": round(achieved, 2),
+        "matmul_tflops": round(peak, 1),
+        "matmul_size": size,
+        "fraction_of_matmul": round(achieved / peak, 4),
+        "warmup_and_timed_s": round(wall, 1),
+        "compiled_vs_eager": check,
+        **memory,
+    }
+    logger.info(
+        "%s %s batch %d: %.1f ms/step, %.1f clips/s, %.1f TFLOP/s = %.0f%% of matmul",
+        mode, config.backbone.name, b, seconds * 1e3, b / seconds, achieved, 100 * achieved / peak,
+    )  # fmt: skip
+    return report
 
 
 def bench_data(config: TriTemporalConfig, workers: list[int], batches: int = 20) -> dict:

@@ -63,8 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     clips.add_argument("--size", default="128x128", help="WIDTHxHEIGHT in pixels")
     clips.add_argument("--seconds", type=float, default=20.0, help="length of each video")
 
-    bench = sub.add_parser("bench", help="measure throughput (JSON)")
+    bench = sub.add_parser("bench", help="time the training step or the loader (JSON)")
     bench.add_argument("--data", action="store_true", help="time the data loader alone")
+    bench.add_argument(
+        "--mode", choices=["vjepa", "tri"], default="tri",
+        help="vjepa: the two-mask V-JEPA 2 step alone; tri: all three objectives",
+    )  # fmt: skip
+    bench.add_argument("--steps", type=int, default=20, help="timed steps (after warm-up)")
+    bench.add_argument("--warmup", type=int, default=5, help="untimed steps (compile happens here)")
+    bench.add_argument("--compile", action="store_true", help="torch.compile every block")
     bench.add_argument("--config", help="YAML config (see configs/)")
     bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     bench.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
@@ -172,14 +179,16 @@ def cmd_make_clips(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """`tritemporal bench --data`: loader throughput per worker count, as JSON."""
+    """`tritemporal bench`: the training step's speed (or `--data`: the loader's), as JSON."""
     import json
 
-    from tritemporal.bench import bench_data
+    from tritemporal.bench import bench_data, bench_step
 
-    if not args.data:
-        raise ValueError("choose what to time: --data (model-step benchmarks come later)")
-    report = bench_data(load_config(args.config, args.overrides), args.workers, args.batches)
+    config = load_config(args.config, args.overrides)
+    if args.data:
+        report = bench_data(config, args.workers, args.batches)
+    else:
+        report = bench_step(config, args.mode, args.steps, args.warmup, args.compile)
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:

@@ -43,6 +43,7 @@ class BackboneConfig:
     cache_dir: str | None = None  # Hugging Face cache folder (default: the HF_HOME cache)
     token: str | None = None  # Hub token; prefer HF_TOKEN or `hf auth login` (never saved)
     local_files_only: bool = False  # never touch the network; use the cache or a local folder
+    random_init: bool = False  # vjepa2-*: the checkpoint's architecture, random weights (bench)
     teacher: str = "ema"  # "ema" (EMA of the student) or "frozen" (the pretrained weights)
     teacher_dtype: str = "float32"  # "bfloat16" halves teacher memory (frozen teacher only)
     pos_embed: str = "rope"  # "rope" (V-JEPA 2), "rope-interleaved" or "sincos" (V-JEPA 1)
@@ -209,6 +210,7 @@ class TrainConfig:
     log_every: int = 10
     ckpt_every: int = 100
     keep_checkpoints: int = 3  # numbered checkpoints kept besides the one `last` points to
+    compile: bool = False  # torch.compile each transformer block (static token counts per pass)
     progress: bool = True
 
 
@@ -411,6 +413,11 @@ def validate(config: TriTemporalConfig) -> None:
         f"backbone.pos_embed={b.pos_embed!r}: use one of {', '.join(POS_EMBEDS)}",
     )
     _check(0 <= b.drop_path < 1, f"backbone.drop_path={b.drop_path} must be in [0, 1)")
+    _check(
+        not (b.random_init and b.pretrained),
+        f"backbone.random_init=true ignores weights, but backbone.pretrained={b.pretrained!r} "
+        "names some: drop one of the two",
+    )
     _check(b.teacher in ("ema", "frozen"), f"backbone.teacher={b.teacher!r}: use ema or frozen")
     lo_ra = b.lora
     _check(
@@ -504,6 +511,10 @@ def validate(config: TriTemporalConfig) -> None:
     lo = config.loss
     for key in ("lambda_vjepa", "lambda_soon", "lambda_event", "lambda_supcon"):
         _check(getattr(lo, key) >= 0, f"loss.{key}={getattr(lo, key)} must be >= 0")
+    _check(
+        max(lo.lambda_vjepa, lo.lambda_soon, lo.lambda_event) > 0,
+        "loss.lambda_vjepa, loss.lambda_soon and loss.lambda_event are all 0: nothing to train",
+    )
     _check(
         0 <= lo.event_encoder_grad <= 1,
         f"loss.event_encoder_grad={lo.event_encoder_grad} must be in [0, 1]",

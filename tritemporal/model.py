@@ -111,49 +111,62 @@ class TriTemporalModel(nn.Module):
             ema_update(self.teacher, self.backbone.encoder, momentum)
 
     def forward(
-        self, video: torch.Tensor, masks: list[MaskSet], labels: torch.Tensor | None = None
+        self,
+        video: torch.Tensor,
+        masks: list[MaskSet],
+        labels: torch.Tensor | None = None,
+        diagnostics: bool = True,
     ) -> StepOutput:
-        """One tri-temporal training step's losses for a batch of clips (B, C, T, H, W)."""
+        """One tri-temporal training step's losses for a batch of clips (B, C, T, H, W).
+
+        Objectives weighted 0 in `loss.*` are not computed at all (`loss.lambda_soon=0` and
+        `loss.lambda_event=0` is V-JEPA's two-mask step). `diagnostics=False` skips the collapse
+        monitors (spreads, RankMe: an SVD each), which the loop asks for on logged steps only.
+        """
         video = self.normalize(video)
-        if video.shape[0] < 2:
+        lam = self.config.loss
+        event = lam.lambda_event > 0
+        if event and video.shape[0] < 2:
             raise ValueError(
                 "EVENTUALLY contrasts the clips of a batch and standardises over it: "
                 f"train.batch_size must be >= 2 per process, got {video.shape[0]}"
             )
-        lam = self.config.loss
         targets = self.teacher_targets(video)
         tokens = self.backbone.encoder.embed(video)  # (B, N, D), shared by every student pass
         grid = self.config.clip.grid
         b = video.shape[0]
+        losses: dict[str, torch.Tensor] = {}
+        if lam.lambda_vjepa > 0:
+            losses["loss_vjepa"] = spatial_masked_loss(self.backbone, tokens, grid, targets, masks)
+        if lam.lambda_soon > 0 or event:
+            now_idx = self.now_idx.expand(b, -1)
+            now_context = self.backbone.encoder.encode(tokens, grid, keep=now_idx)  # (B, N_now, D)
+        if lam.lambda_soon > 0:
+            losses["loss_soon"] = soon_loss(
+                self.backbone, now_context, self.now_idx, self.soon_idx, grid, targets
+            )
+        if event:
+            outcome = self.outcome(scale_grad(now_context, lam.event_encoder_grad))  # (B, E)
+            event_tokens = targets[:, self.event_idx[0]]  # (B, N_ev, D)
+            now_last = targets[:, self.now_last_idx[0]]  # (B, H*W, D): the present, last NOW step
+            losses["loss_event"], parts = self.eventually(outcome, event_tokens, now_last, labels)
+        weights = {"loss_vjepa": lam.lambda_vjepa, "loss_soon": lam.lambda_soon}
+        weights["loss_event"] = lam.lambda_event
+        loss = sum(weights[k] * v for k, v in losses.items())  # config ensures one is > 0
 
-        loss_vjepa = spatial_masked_loss(self.backbone, tokens, grid, targets, masks)
-        now_idx = self.now_idx.expand(b, -1)
-        now_context = self.backbone.encoder.encode(tokens, grid, keep=now_idx)  # (B, N_now, D)
-        loss_soon = soon_loss(
-            self.backbone, now_context, self.now_idx, self.soon_idx, grid, targets
-        )
-        outcome = self.outcome(scale_grad(now_context, lam.event_encoder_grad))  # (B, E)
-        event_tokens = targets[:, self.event_idx[0]]  # (B, N_ev, D)
-        now_last = targets[:, self.now_last_idx[0]]  # (B, H*W, D): the present, last NOW step
-        loss_event, parts = self.eventually(outcome, event_tokens, now_last, labels)
-
-        loss = lam.lambda_vjepa * loss_vjepa + lam.lambda_soon * loss_soon
-        loss = loss + lam.lambda_event * loss_event
         with torch.no_grad():
-            metrics = {
-                "loss": loss.detach(),
-                "loss_vjepa": loss_vjepa.detach(),
-                "loss_soon": loss_soon.detach(),
-                "loss_event": loss_event.detach(),
-                "loss_nce": parts["loss_nce"],
-                "temperature": self.eventually.temperature.detach(),
-                "target_std": targets.float().flatten(0, 1).std(dim=0).mean(),
-                "outcome_std": F.normalize(outcome.float(), dim=-1).std(dim=0).mean(),
-                "outcome_rank": effective_rank(outcome),
-                "event_target_rank": effective_rank(parts["event_target"]),
-            }
-            if "loss_supcon" in parts:
-                metrics["loss_supcon"] = parts["loss_supcon"]
+            metrics = {"loss": loss.detach(), **{k: v.detach() for k, v in losses.items()}}
+            if event:
+                metrics["loss_nce"] = parts["loss_nce"]
+                if "loss_supcon" in parts:
+                    metrics["loss_supcon"] = parts["loss_supcon"]
+            if diagnostics:
+                metrics["target_std"] = targets.float().flatten(0, 1).std(dim=0).mean()
+            if diagnostics and event:
+                metrics["temperature"] = self.eventually.temperature.detach()
+                metrics["outcome_std"] = F.normalize(outcome.float(), dim=-1).std(dim=0).mean()
+                metrics["outcome_rank"] = effective_rank(outcome)
+                metrics["event_target_rank"] = effective_rank(parts["event_target"])
         return StepOutput(loss=loss, metrics=metrics)
 
     @torch.no_grad()

@@ -20,8 +20,9 @@ import torch
 from tqdm.auto import tqdm
 
 from tritemporal.checkpoint import find_last_checkpoint, load_checkpoint, save_checkpoint
+from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig, save_config
-from tritemporal.data.loader import build_loader
+from tritemporal.data.loader import TrainBatch, build_loader
 from tritemporal.data.sources import build_dataset
 from tritemporal.metrics import MetricsWriter, format_record
 from tritemporal.model import StepOutput, TriTemporalModel
@@ -38,12 +39,18 @@ class TrainingDivergedError(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` -> CUDA when available, else CPU; explicit CUDA requests must be satisfiable."""
+    """`auto` -> CUDA when available, else CPU; explicit CUDA requests must be satisfiable.
+
+    On CUDA, float32 matmuls outside autocast (the EVENTUALLY head and losses) may use TF32.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"train.device={name!r} but CUDA is not available; use --device cpu")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     return device
 
 
@@ -112,6 +119,8 @@ def train(config: TriTemporalConfig, resume: bool = False) -> Path:
         eval_data = eval_dataset(config, config.eval.data)
     model = TriTemporalModel(config).to(device)
     optimizer = build_optimizer(model, config)
+    if t.compile:
+        compile_blocks(model)
 
     start_step = 0
     if last is not None:
@@ -148,19 +157,19 @@ def train(config: TriTemporalConfig, resume: bool = False) -> Path:
     try:
         for batch in loader:
             assert batch.step == step, f"loader out of sync: batch {batch.step} at step {step}"
-            batch = batch.to(device)
-            scalars = apply_schedules(optimizer, step, config)
-            with autocast:
-                out: StepOutput = model(batch.video, batch.masks, batch.labels)
-            if not torch.isfinite(out.loss):
-                _diverged(step, out, run_dir)
-            scalars.update(optimize(model, optimizer, out.loss, step, config))
+            evaluating = eval_data is not None and (step + 1) % config.eval.every == 0
+            logging_step = (step + 1) % t.log_every == 0 or step + 1 == t.steps or evaluating
+            saving = (step + 1) % t.ckpt_every == 0 or step + 1 == t.steps
+            out, scalars = train_step(
+                model, optimizer, batch.to(device), step, config, autocast, logging_step
+            )
             step += 1
             window_clips += batch.video.shape[0]
             bar.update(1)
+            if (logging_step or saving) and not torch.isfinite(out.loss):
+                _diverged(step - 1, out, run_dir)  # the only host sync between logged steps
 
-            evaluating = eval_data is not None and step % config.eval.every == 0
-            if step % t.log_every == 0 or step == t.steps or evaluating:
+            if logging_step:
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 speed = window_clips / (time.perf_counter() - window_start)
@@ -173,7 +182,7 @@ def train(config: TriTemporalConfig, resume: bool = False) -> Path:
                 if not show_bar:
                     logger.info(format_record(record))
                 window_start, window_clips = time.perf_counter(), 0
-            if step % t.ckpt_every == 0 or step == t.steps:
+            if saving:
                 save(step)
     except KeyboardInterrupt:
         if step > start_step:
@@ -197,6 +206,24 @@ def run_eval_hook(model: TriTemporalModel, data: object, config: TriTemporalConf
     return hook_scalars(report)
 
 
+def train_step(
+    model: TriTemporalModel,
+    optimizer: torch.optim.Optimizer,
+    batch: TrainBatch,
+    step: int,
+    config: TriTemporalConfig,
+    autocast: contextlib.AbstractContextManager,
+    diagnostics: bool = False,
+) -> tuple[StepOutput, dict[str, torch.Tensor | float]]:
+    """One whole training step on a batch already on the device: schedules, forward, backward,
+    clip, AdamW, EMA. It never waits on the GPU; `tritemporal bench` times exactly this."""
+    scalars = apply_schedules(optimizer, step, config)
+    with autocast:
+        out: StepOutput = model(batch.video, batch.masks, batch.labels, diagnostics=diagnostics)
+    scalars.update(optimize(model, optimizer, out.loss, step, config))
+    return out, scalars
+
+
 def apply_schedules(optimizer: torch.optim.Optimizer, step: int, config: TriTemporalConfig) -> dict:
     """Set this step's LR and weight decay on every param group; return them for logging."""
     t, o = config.train, config.optim
@@ -214,7 +241,11 @@ def optimize(
     step: int,
     config: TriTemporalConfig,
 ) -> dict[str, torch.Tensor | float]:
-    """Backward, clip, AdamW step, then move the EMA teacher; returns grad norm and momentum."""
+    """Backward, clip, AdamW step, then move the EMA teacher; returns grad norm and momentum.
+
+    The grad norm stays a device tensor: clipping multiplies by min(1, max / norm) on the device,
+    so nothing here waits for the GPU.
+    """
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     max_norm = config.optim.grad_clip or float("inf")
@@ -226,11 +257,16 @@ def optimize(
 
 
 def _diverged(step: int, out: StepOutput, run_dir: Path) -> None:
-    """Stop with a message naming the step, the bad parts and the last good checkpoint."""
+    """Stop with a message naming the step, the bad parts and the last good checkpoint.
+
+    The loss is checked on logged and saved steps only (a check is a host sync); a non-finite
+    loss poisons the weights, so it is still there by then and nothing bad is ever saved.
+    """
     parts = ", ".join(f"{k}={float(v):.4g}" for k, v in out.metrics.items() if k.startswith("loss"))
     last = find_last_checkpoint(run_dir)
     kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
     raise TrainingDivergedError(
-        f"loss is not finite at step {step} ({parts}); stopped without saving this state; "
+        f"loss is not finite at step {step} ({parts}; checked on logged steps, so it may have "
+        f"turned earlier); stopped without saving this state; "
         f"{kept}. Lower optim.lr, raise optim.warmup_steps or check the data, then --resume."
     )
