@@ -1,0 +1,70 @@
+"""`tritemporal bench`: the timed step is the real training step, its numbers are consistent, and
+the compiled step computes what the eager step computes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import TINY, tiny_config
+from tritemporal.bench import bench_step, compare_steps, loss_and_grads, synthetic_batches
+from tritemporal.cli import main
+from tritemporal.compile import compile_blocks
+from tritemporal.model import TriTemporalModel
+from tritemporal.train import autocast_for
+
+
+def test_bench_step_reports_a_consistent_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    sets = [*TINY, "train.device=cpu"]
+    argv = ["bench", "--mode", "tri", "--steps", "2", "--warmup", "1", "--out", str(out)]
+    assert main([*argv, *[a for s in sets for a in ("--set", s)]]) == 0
+    report = json.loads(out.read_text())
+    assert report["mode"] == "tri" and report["device"] == "cpu" and report["batch_size"] == 4
+    assert report["flops_per_step"] > 0 and report["step_ms"] > 0
+    assert report["clips_per_s"] == pytest.approx(4 / report["step_ms"] * 1e3, rel=1e-2)
+    achieved = report["flops_per_step"] / (report["step_ms"] / 1e3) / 1e12
+    assert report["achieved_tflops"] == pytest.approx(achieved, abs=0.01)
+    fraction = achieved / report["matmul_tflops"]
+    assert report["fraction_of_matmul"] == pytest.approx(fraction, rel=0.05, abs=1e-3)
+    assert report["peak_rss_gib"] > 0
+    assert report["compiled_vs_eager"] is None
+
+
+def test_vjepa_mode_counts_fewer_flops_than_tri() -> None:
+    """`vjepa` is the two-mask step alone: no NOW pass, no SOON or EVENTUALLY heads."""
+    config = tiny_config("train.device=cpu")
+    flops = {
+        mode: bench_step(config, mode, steps=1, warmup=0, matmul_size=64)["flops_per_step"]
+        for mode in ("vjepa", "tri")
+    }
+    assert 0 < flops["vjepa"] < flops["tri"]
+
+
+def test_unknown_mode_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="bench mode 'fast'"):
+        bench_step(tiny_config("train.device=cpu"), "fast")
+
+
+def test_compiled_step_matches_eager_and_compiles_each_shape_once() -> None:
+    """fp32 on CPU: compiled blocks give the eager loss and gradients to float rounding, and
+    one graph serves every block of a pass (no per-block recompiles)."""
+    from torch._dynamo.utils import counters
+
+    config = tiny_config("train.device=cpu", "backbone.depth=3")
+    torch.manual_seed(0)
+    model = TriTemporalModel(config).train()
+    batch = synthetic_batches(config, torch.device("cpu"), count=1)[0]
+    autocast = autocast_for(torch.device("cpu"), "fp32")
+    eager = loss_and_grads(model, batch, autocast)
+    torch._dynamo.reset()
+    counters.clear()
+    assert compile_blocks(model) == 3  # student encoder, teacher, predictor
+    check = compare_steps(eager, loss_and_grads(model, batch, autocast))
+    assert check["loss_rel_diff"] < 1e-5
+    assert check["grad_rel_error"] < 1e-4
+    # teacher (whole clip), student (short, long, NOW), predictor (short, long, SOON): 7 at most
+    assert counters["stats"]["unique_graphs"] <= 7
