@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -70,9 +71,13 @@ def test_make_clips_and_bench_commands(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["make-clips", "--out", str(out), "--size", "big"]) == 2
 
     report = tmp_path / "bench.json"
-    bench = ["bench", "--data", "--workers", "0", "--batches", "2", "--out", str(report)]
+    bench = ["bench", "--data", "--workers", "0", "1", "--batches", "2", "--out", str(report)]
+    bench += ["--gpu-clips-per-s", "100"]
     overrides = ["data.source=videos", f"data.root={out}", "data.fps=4", "data.stride_s=0.25"]
     overrides += ["clip.image_size=32", "clip.patch=8", "train.batch_size=2"]
     assert main([*bench, *[a for o in overrides for a in ("--set", o)]]) == 0
     result = json.loads(report.read_text())
     assert result["results"][0]["workers"] == 0 and result["results"][0]["clips_per_s"] > 0
+    feed = result["feeding"]  # from the worker runs only: worker 0 shares the main process
+    assert feed["clips_per_s_per_core"] == result["results"][1]["clips_per_s_per_worker"]
+    assert feed["cores_per_gpu"] == math.ceil(100 / feed["clips_per_s_per_core"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import platform
 import resource
@@ -225,8 +226,14 @@ def bench_step(
     return report
 
 
-def bench_data(config: TriTemporalConfig, workers: list[int], batches: int = 20) -> dict:
-    """Loader throughput (clips/s, decoded frames/s) per worker count, after one warm-up batch."""
+def bench_data(
+    config: TriTemporalConfig,
+    workers: list[int],
+    batches: int = 20,
+    gpu_clips_per_s: float | None = None,
+) -> dict:
+    """Loader throughput (clips/s, decoded frames/s) per worker count, after one warm-up batch;
+    with `gpu_clips_per_s` (a step's rate from `bench_step`), the cores it takes to feed it."""
     dataset = build_dataset(config)
     frames_per_clip = config.clip.total_frames
     results = []
@@ -251,6 +258,14 @@ def bench_data(config: TriTemporalConfig, workers: list[int], batches: int = 20)
             }
         )
         logger.info("workers %d: %.1f clips/s, %.0f frames/s", n, rate, rate * frames_per_clip)
+    per_core = [r["clips_per_s_per_worker"] for r in results if r["workers"] > 0]
+    feed = None
+    if gpu_clips_per_s and per_core:
+        feed = {
+            "gpu_clips_per_s": gpu_clips_per_s,
+            "clips_per_s_per_core": max(per_core),
+            "cores_per_gpu": math.ceil(gpu_clips_per_s / max(per_core)),
+        }
     return {
         "mode": "data",
         "source": config.data.source,
@@ -261,4 +276,5 @@ def bench_data(config: TriTemporalConfig, workers: list[int], batches: int = 20)
         "cpu_count": os.cpu_count(),
         "dataset_samples": len(dataset),
         "results": results,
+        "feeding": feed,
     }

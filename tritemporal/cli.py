@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     bench.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     bench.add_argument("--batches", type=int, default=20, help="timed batches per setting")
+    bench.add_argument(
+        "--gpu-clips-per-s", type=float,
+        help="with --data: a GPU step's clips/s (from bench --mode); reports the cores to feed it",
+    )  # fmt: skip
     bench.add_argument("--out", help="also write the JSON here")
 
     ev = sub.add_parser("eval", help="probe NOW, SOON and EVENTUALLY on held-out clips")
@@ -186,7 +190,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     if args.data:
-        report = bench_data(config, args.workers, args.batches)
+        report = bench_data(config, args.workers, args.batches, args.gpu_clips_per_s)
     else:
         report = bench_step(config, args.mode, args.steps, args.warmup, args.compile)
     text = json.dumps(report, indent=1)
