@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from tests.conftest import TINY, tiny_config
-from tritemporal.bench import bench_step, compare_steps, loss_and_grads, synthetic_batches
+from tritemporal.bench import (
+    bench_step,
+    compare_steps,
+    count_model_flops,
+    loss_and_grads,
+    synthetic_batches,
+)
 from tritemporal.cli import main
 from tritemporal.compile import compile_blocks
 from tritemporal.model import TriTemporalModel
@@ -68,3 +74,28 @@ def test_compiled_step_matches_eager_and_compiles_each_shape_once() -> None:
     assert check["grad_rel_error"] < 1e-4
     # teacher (whole clip), student (short, long, NOW), predictor (short, long, SOON): 7 at most
     assert counters["stats"]["unique_graphs"] <= 7
+
+
+def test_flops_counted_on_two_clips_scale_to_the_full_batch() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = tiny_config("train.device=cpu", "train.batch_size=6")
+    model = TriTemporalModel(config).train()
+    batch = synthetic_batches(config, torch.device("cpu"), count=1)[0]
+    autocast = autocast_for(torch.device("cpu"), "fp32")
+    with FlopCounterMode(display=False) as counter:
+        loss_and_grads(model, batch, autocast)
+    scaled = count_model_flops(model, batch, autocast)
+    assert scaled == pytest.approx(counter.get_total_flops(), rel=0.01)
+
+
+def test_recomputed_forwards_are_not_model_flops() -> None:
+    counts = []
+    for checkpointing in ("false", "true"):
+        config = tiny_config(
+            "train.device=cpu", f"backbone.activation_checkpointing={checkpointing}"
+        )
+        model = TriTemporalModel(config).train()
+        batch = synthetic_batches(config, torch.device("cpu"), count=1)[0]
+        counts.append(count_model_flops(model, batch, autocast_for(torch.device("cpu"), "fp32")))
+    assert counts[0] == counts[1]

@@ -33,6 +33,7 @@ from tritemporal.config import TriTemporalConfig
 from tritemporal.data.loader import MaskCollator, TrainBatch, build_loader
 from tritemporal.data.sources import build_dataset
 from tritemporal.model import TriTemporalModel
+from tritemporal.objectives.masks import MaskSet
 from tritemporal.train import (
     autocast_for,
     build_optimizer,
@@ -107,6 +108,39 @@ def _median_seconds(
     return statistics.median(start.elapsed_time(end) / 1e3 for start, end in events)
 
 
+def count_model_flops(
+    model: TriTemporalModel, batch: TrainBatch, autocast: contextlib.AbstractContextManager
+) -> int:
+    """Model FLOPs of one training step on `batch` (matmuls, convolutions, attention; forward
+    and backward), counted by `FlopCounterMode` on its first two clips and scaled to the batch.
+
+    Every op of the step is linear in the batch except the EVENTUALLY logits (B x B x E, a
+    rounding error here), so two clips give the count without holding a second full-batch
+    step in memory. Activation checkpointing is off while counting: recomputed forwards are
+    hardware work, not model work.
+    """
+    flags = {m: m.activation_checkpointing for m in model.modules() if _has_checkpointing(m)}
+    pair = TrainBatch(
+        step=batch.step,
+        video=batch.video[:2],
+        labels=batch.labels[:2],
+        masks=[MaskSet(context=m.context[:2], target=m.target[:2]) for m in batch.masks],
+    )
+    try:
+        for m in flags:
+            m.activation_checkpointing = False
+        with FlopCounterMode(display=False) as counter:
+            loss_and_grads(model, pair, autocast)
+    finally:
+        for m, flag in flags.items():
+            m.activation_checkpointing = flag
+    return counter.get_total_flops() * batch.video.shape[0] // 2
+
+
+def _has_checkpointing(module: torch.nn.Module) -> bool:
+    return hasattr(module, "activation_checkpointing")
+
+
 def loss_and_grads(
     model: TriTemporalModel, batch: TrainBatch, autocast: contextlib.AbstractContextManager
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,9 +197,7 @@ def bench_step(
     def run(i: int) -> None:
         train_step(model, optimizer, batches[i % len(batches)], i, config, autocast)
 
-    with FlopCounterMode(display=False) as counter:  # one eager step, before any compile
-        run(0)
-    flops = counter.get_total_flops()
+    flops = count_model_flops(model, batches[0], autocast)  # eager, before any compile
     check = None
     if compile:
         eager = loss_and_grads(model, batches[0], autocast)
