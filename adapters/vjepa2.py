@@ -31,7 +31,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from tritemporal.adapters.registry import Backbone, register_backbone
-from tritemporal.adapters.tokens import Rope3D, apply_rope, gather_tokens, token_coords
+from tritemporal.adapters.tokens import (
+    Rope3D,
+    apply_rope,
+    gather_tokens,
+    token_coords,
+    tubelet_linear,
+)
 from tritemporal.adapters.vit import BlockForward, RopeTables, run_blocks
 from tritemporal.config import BackboneConfig, TriTemporalConfig
 from tritemporal.data.common import IMAGENET_MEAN, IMAGENET_STD
@@ -103,10 +109,10 @@ class VJEPA2Encoder(nn.Module):
         """Tubelet tokens (B, N, D) of a clip in our (B, C, T, H, W) layout.
 
         The one place the layouts meet: transformers' `VJEPA2Model` takes (B, T, C, H, W) and
-        permutes back to (B, C, T, H, W) for its Conv3d; we call that Conv3d directly.
+        permutes back to (B, C, T, H, W) for its Conv3d; we apply that Conv3d's weights directly,
+        as one matmul over tubelets (`tubelet_linear`).
         """
-        proj = self.hf.embeddings.patch_embeddings
-        return proj(video.to(proj.proj.weight.dtype))
+        return tubelet_linear(video, self.hf.embeddings.patch_embeddings.proj)
 
     def encode(
         self, tokens: torch.Tensor, grid: tuple[int, int, int], keep: torch.Tensor | None = None

@@ -15,6 +15,7 @@ flow on CPU with tiny models, to test this script before spending GPU time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from tritemporal.bench import bench_step, synthetic_batches
+from tritemporal.bench import bench_step, compare_steps, loss_and_grads, synthetic_batches
 from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig, load_config
 from tritemporal.model import TriTemporalModel
@@ -40,6 +41,8 @@ VARIANTS = [
     ("vjepa2-vitl tri compiled", [], "tri", True, [32, 16]),
     ("vit-large vjepa compiled b64", VIT, "vjepa", True, [64]),
     ("vit-large tri eager", VIT, "tri", False, [16]),
+    ("vit-large vjepa compiled b16", VIT, "vjepa", True, [16]),
+    ("vit-large tri compiled b24", VIT, "tri", True, [24]),
 ]
 TINY = [
     "backbone.embed_dim=64", "backbone.depth=2", "backbone.num_heads=4",
@@ -86,6 +89,25 @@ def profile_step(config: TriTemporalConfig, top: int = 25) -> dict:
     }  # fmt: skip
 
 
+def precision_check(config: TriTemporalConfig) -> dict:
+    """How far bf16 moves the loss and gradients from float32, eager and compiled: the yardstick
+    for "the compiled step agrees with the eager one within bf16 error"."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    model = TriTemporalModel(config).to(device).train()
+    batch = synthetic_batches(config, device, count=1)[0]
+    fp32 = loss_and_grads(model, batch, contextlib.nullcontext())
+    bf16 = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    eager = loss_and_grads(model, batch, bf16)
+    compile_blocks(model)
+    compiled = loss_and_grads(model, batch, bf16)
+    return {
+        "bf16_eager_vs_fp32": compare_steps(fp32, eager),
+        "bf16_compiled_vs_fp32": compare_steps(fp32, compiled),
+        "bf16_compiled_vs_bf16_eager": compare_steps(eager, compiled),
+    }
+
+
 def environment() -> dict:
     """What the numbers were measured on."""
     info = {"torch": torch.__version__, "python": sys.version.split()[0]}
@@ -109,6 +131,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="CPU dry run with tiny models")
+    parser.add_argument("--only", nargs="*", help="run only the variants with these names")
+    parser.add_argument("--no-profile", action="store_true", help="skip the kernel profile")
+    parser.add_argument(
+        "--precision-check", type=int, metavar="BATCH",
+        help="first compare fp32, bf16 eager and bf16 compiled (tri, ViT-L) at this batch",
+    )  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     start = time.perf_counter()
@@ -117,7 +145,15 @@ def main() -> int:
     (out / "environment.json").write_text(json.dumps(environment(), indent=1))
     results = out / "results.jsonl"
     extra = TINY if args.tiny else []
+    if args.precision_check:
+        sets = [*VIT, *extra, f"train.batch_size={args.precision_check}"]
+        check = precision_check(load_config(CONFIG, sets))
+        (out / "precision.json").write_text(json.dumps(check, indent=1))
+        logger.info("precision: %s", json.dumps(check))
+        torch._dynamo.reset()
     for name, overrides, mode, compiled, batches in VARIANTS:
+        if args.only is not None and name not in args.only:
+            continue
         for batch in batches:
             if time.perf_counter() - start > args.budget_s - VARIANT_SECONDS:
                 logger.warning("budget spent: skipping %s", name)
@@ -138,7 +174,7 @@ def main() -> int:
                 torch.cuda.empty_cache()
             if "error" not in report:
                 break
-    if time.perf_counter() - start < args.budget_s - VARIANT_SECONDS:
+    if not args.no_profile and time.perf_counter() - start < args.budget_s - VARIANT_SECONDS:
         sets = [*VIT, *extra, f"train.batch_size={2 if args.tiny else 16}"]
         profile = profile_step(load_config(CONFIG, sets))
         (out / "profile.json").write_text(json.dumps(profile, indent=1))

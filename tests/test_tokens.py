@@ -14,6 +14,7 @@ from tritemporal.adapters.tokens import (
     gather_tokens,
     grid_coords,
     sincos_3d,
+    tubelet_linear,
 )
 
 
@@ -108,3 +109,10 @@ def test_interleaved_rope_is_relative() -> None:
 def test_rope_rejects_tiny_heads() -> None:
     with pytest.raises(ValueError, match="too small"):
         Rope3D(4)
+
+
+def test_tubelet_linear_equals_the_strided_conv3d() -> None:
+    conv = torch.nn.Conv3d(3, 24, kernel_size=(2, 8, 8), stride=(2, 8, 8))
+    video = torch.randn(2, 3, 6, 33, 42)  # H, W not multiples of the patch: remainders dropped
+    expected = conv(video).flatten(2).transpose(1, 2)
+    assert torch.allclose(tubelet_linear(video, conv), expected, atol=1e-5)
