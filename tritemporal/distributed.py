@@ -123,6 +123,10 @@ def parallelize(model: TriTemporalModel, strategy: str, device: torch.device) ->
 def _fully_shard(model: TriTemporalModel, device: torch.device) -> None:
     """FSDP2 per transformer block (student encoder, predictor, teacher), teacher, root.
 
+    A block is sharded as one communication group hooked on the submodules that hold its
+    weights, not on the block itself: an adapter may run a block as a function of its
+    submodules without calling the block (transformers' V-JEPA 2 layers, run with our RoPE),
+    and FSDP2 gathers a group's weights only when a hooked module is called.
     FSDP2 cannot shard 0-dim parameters (the InfoNCE log-temperature): those stay whole on
     every process, and a hook averages their gradient over processes, as DDP would.
     """
@@ -140,7 +144,7 @@ def _fully_shard(model: TriTemporalModel, device: torch.device) -> None:
         blocks = transformer_blocks(module, backbone.lora_targets[part][1])
         assert blocks, f"no transformer blocks found in the {part} ({type(module).__name__})"
         for block in blocks:
-            fully_shard(block, mesh=mesh)
+            fully_shard(weight_holders(block), mesh=mesh)
     fully_shard(model.teacher, mesh=mesh)
     scalars = {p for p in model.parameters() if p.ndim == 0}
     for param in scalars:
@@ -153,6 +157,11 @@ def _average_grad(param: torch.Tensor) -> None:
     """Average an unsharded parameter's gradient over processes (in place)."""
     dist.all_reduce(param.grad)
     param.grad.div_(world_size())
+
+
+def weight_holders(module: nn.Module) -> list[nn.Module]:
+    """`module` and its submodules that hold parameters of their own."""
+    return [m for m in module.modules() if next(m.parameters(recurse=False), None) is not None]
 
 
 def transformer_blocks(module: nn.Module, list_name: str) -> list[nn.Module]:
