@@ -1,9 +1,13 @@
 """Multi-process training on CPU: 2 processes (gloo, torchrun) against 1 process.
 
-The 2-process runs go through the real CLI under `python -m torch.distributed.run`; the check
-that needs its own worker (gathered EVENTUALLY) runs this file as a module under torchrun
-(`-m tests.test_distributed eventually OUT`). In-process runs use one thread, as each torchrun
-worker does (OMP_NUM_THREADS=1): on a 2-core machine two threads per process mostly contend.
+Every 2-process job runs in one torchrun launch (starting one costs more than a tiny run): this
+file, run as `python -m torch.distributed.run --nproc_per_node=2 -m tests.test_distributed
+JOBS.json`, joins the process group once (`train` then reuses it: gloo does not reliably
+rejoin a group destroyed in the same process) and runs each job in turn, a real CLI call
+(`tritemporal train ...`) or the gathered-EVENTUALLY check. The fresh DDP run is launched
+alone, as `torchrun -m tritemporal.cli train`, so that `train` itself joins the group once.
+The tests compare what the jobs wrote with one-process runs made here, with one thread as
+each torchrun worker has (OMP_NUM_THREADS=1; on 2 cores two threads per process contend).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +28,7 @@ import torch
 import torch.distributed as dist
 from safetensors import safe_open
 
-from tests.conftest import TINY, tiny_config
+from tests.conftest import TINY, tiny_config, vjepa2_overrides
 from tritemporal.checkpoint import (
     CHECKPOINTS_DIR,
     LAST_LINK,
@@ -31,6 +36,7 @@ from tritemporal.checkpoint import (
     OPTIMIZER_FILE,
     STATE_FILE,
 )
+from tritemporal.cli import main
 from tritemporal.config import LossConfig
 from tritemporal.data.loader import build_loader, local_batch_size
 from tritemporal.data.sources import build_dataset
@@ -43,27 +49,33 @@ ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 KEYS = ("loss", "loss_vjepa", "loss_soon", "loss_event", "grad_norm")
 STEPS = 6  # the tiny config's run; checkpoints at 3 and 6
+STRATEGIES = ("ddp", "fsdp")
 
 
 def _overrides(run_dir: Path, *extra: str) -> list[str]:
-    """The tiny run, every step logged (global batch 4, 6 steps)."""
+    """The tiny run (global batch 4, 6 steps), every step logged."""
     return [*TINY, "train.log_every=1", f"train.run_dir={run_dir}", *extra]
 
 
-def _torchrun(*args: str) -> None:
-    """Run `args` under torchrun with 2 CPU processes; fail with their output if they fail."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [*TORCHRUN, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-
-
-def _train_two(run_dir: Path, *extra: str, resume: bool = False) -> Path:
-    """`tritemporal train` with 2 processes under torchrun."""
+def _train_job(run_dir: Path, *extra: str, resume: bool = False) -> list[str]:
+    """CLI arguments of a tiny run."""
     sets = [arg for item in _overrides(run_dir, *extra) for arg in ("--set", item)]
-    _torchrun("-m", "tritemporal.cli", "train", *sets, *(["--resume"] if resume else []))
-    return run_dir
+    return ["train", *sets, *(["--resume"] if resume else [])]
+
+
+def _torchrun(*args: str) -> None:
+    """`args` under torchrun with 2 CPU processes; fails with their output if they fail."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen(
+        [*TORCHRUN, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    ) as proc:  # fmt: skip
+        try:
+            output = proc.communicate(timeout=300)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the workers too, not only the launcher
+            output = proc.communicate()[0]
+    assert proc.returncode == 0, f"torchrun {' '.join(args)} failed:\n{output[-6000:]}"
 
 
 @contextlib.contextmanager
@@ -77,7 +89,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def _train_one(run_dir: Path, *extra: str, resume: bool = False) -> Path:
-    """The same run in this process."""
+    """A tiny run in this process."""
     with _one_thread():
         return train(tiny_config(*_overrides(run_dir, *extra)), resume=resume)
 
@@ -107,28 +119,48 @@ def _rewound(run_dir: Path, to: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The reference: the tiny run in one process, global batch 4."""
+    """The reference: the tiny run in one process."""
     return _train_one(tmp_path_factory.mktemp("one") / "run")
 
 
 @pytest.fixture(scope="module")
-def ddp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same run with 2 processes under DDP (2 clips each)."""
-    return _train_two(tmp_path_factory.mktemp("ddp") / "run", "dist.strategy=ddp")
+def vjepa2_one_process(tmp_path_factory: pytest.TempPathFactory, vjepa2_dir: Path) -> Path:
+    """The tiny run on the tiny transformers V-JEPA 2 in one process."""
+    return _train_one(tmp_path_factory.mktemp("vjepa2") / "run", *vjepa2_overrides(vjepa2_dir))
 
 
 @pytest.fixture(scope="module")
-def fsdp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same run with 2 processes under FSDP2."""
-    return _train_two(tmp_path_factory.mktemp("fsdp") / "run", "dist.strategy=fsdp")
+def two_processes(
+    tmp_path_factory: pytest.TempPathFactory, one_process: Path, vjepa2_dir: Path
+) -> dict[str, Path]:
+    """Every 2-process job: the fresh DDP run through `torchrun -m tritemporal.cli`, then in one
+    launch the EVENTUALLY check, the fresh FSDP2 run, DDP and FSDP2 resumes of the one-process
+    run's step-3 checkpoint and an FSDP2 run on V-JEPA 2."""
+    root = tmp_path_factory.mktemp("two")
+    out = {"eventually": root / "eventually", "ddp": root / "ddp", "fsdp": root / "fsdp"}
+    _torchrun("-m", "tritemporal.cli", *_train_job(out["ddp"], "dist.strategy=ddp"))
+    jobs = [["eventually", str(out["eventually"])], _train_job(out["fsdp"], "dist.strategy=fsdp")]
+    for strategy in STRATEGIES:
+        resumed = out[f"resumed-{strategy}"] = _rewound(one_process, root / f"resumed-{strategy}")
+        jobs.append(_train_job(resumed, f"dist.strategy={strategy}", resume=True))
+    out["vjepa2"] = root / "vjepa2"
+    jobs.append(_train_job(out["vjepa2"], "dist.strategy=fsdp", *vjepa2_overrides(vjepa2_dir)))
+    (root / "jobs.json").write_text(json.dumps(jobs))
+    _torchrun("-m", "tests.test_distributed", str(root / "jobs.json"))
+    return out
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_two_processes_give_the_losses_of_one(
-    strategy: str, one_process: Path, request: pytest.FixtureRequest
+    strategy: str, one_process: Path, two_processes: dict[str, Path]
 ) -> None:
-    """Same losses (and grad norm) at every step, so the same gradients too."""
-    _assert_same_losses(one_process, request.getfixturevalue(strategy), range(1, STEPS + 1))
+    """Same losses and grad norm at every step, so the same gradients too."""
+    _assert_same_losses(one_process, two_processes[strategy], range(1, STEPS + 1))
+
+
+def test_fsdp_shards_vjepa2_blocks(vjepa2_one_process: Path, two_processes: dict[str, Path]):
+    """transformers' V-JEPA 2 layers run as functions of their submodules, not as modules."""
+    _assert_same_losses(vjepa2_one_process, two_processes["vjepa2"], range(1, STEPS + 1))
 
 
 def _layout(run_dir: Path) -> tuple:
@@ -143,25 +175,26 @@ def _layout(run_dir: Path) -> tuple:
     return tensors, state["param_groups"], state["optimizer_state"], state["step"]
 
 
-def test_checkpoints_have_the_single_process_format(one_process: Path, ddp: Path, fsdp: Path):
-    assert _layout(one_process) == _layout(ddp) == _layout(fsdp)
-
-
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_process_checkpoints_resume_in_one(
-    strategy: str, one_process: Path, tmp_path: Path, request: pytest.FixtureRequest
+def test_checkpoints_have_the_single_process_format(
+    one_process: Path, two_processes: dict[str, Path]
 ) -> None:
-    saved = _rewound(request.getfixturevalue(strategy), tmp_path / "run")
+    expected = _layout(one_process)
+    assert all(_layout(two_processes[strategy]) == expected for strategy in STRATEGIES)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_two_process_checkpoints_resume_in_one(
+    strategy: str, one_process: Path, two_processes: dict[str, Path], tmp_path: Path
+) -> None:
+    saved = _rewound(two_processes[strategy], tmp_path / "run")
     _assert_same_losses(one_process, _train_one(saved, resume=True), range(4, STEPS + 1))
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_one_process_checkpoints_resume_in_two(
-    strategy: str, one_process: Path, tmp_path: Path
+    strategy: str, one_process: Path, two_processes: dict[str, Path]
 ) -> None:
-    saved = _rewound(one_process, tmp_path / "run")
-    resumed = _train_two(saved, f"dist.strategy={strategy}", resume=True)
-    _assert_same_losses(one_process, resumed, range(4, STEPS + 1))
+    _assert_same_losses(one_process, two_processes[f"resumed-{strategy}"], range(4, STEPS + 1))
 
 
 def test_each_process_gets_its_slice_of_the_global_batch() -> None:
@@ -220,9 +253,8 @@ def _eventually_step(head, objective, now, event, last, labels) -> tuple[torch.T
     return loss.detach(), found
 
 
-def _eventually_worker(out: str) -> None:
+def _eventually_job(out: str) -> None:
     """Under torchrun: this rank's share of the batch, gradients averaged as DDP does."""
-    dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     head, objective, inputs = _eventually_parts()
     rows = slice(rank * B // world, (rank + 1) * B // world)
@@ -231,16 +263,14 @@ def _eventually_worker(out: str) -> None:
         dist.all_reduce(found[name])
         found[name] /= world
     torch.save({"loss": loss, **found}, f"{out}.{rank}")
-    dist.destroy_process_group()
 
 
-def test_gathered_eventually_is_the_global_batch_loss(tmp_path: Path) -> None:
+def test_gathered_eventually_is_the_global_batch_loss(two_processes: dict[str, Path]) -> None:
     head, objective, inputs = _eventually_parts()
     loss, expected = _eventually_step(head, objective, *inputs)
     assert expected["head.head.weight"].abs().sum() > 0  # the gradient reaches the head
-    _torchrun("-m", "tests.test_distributed", "eventually", str(tmp_path / "out"))
     for rank in range(2):
-        got = torch.load(tmp_path / f"out.{rank}")
+        got = torch.load(f"{two_processes['eventually']}.{rank}")
         assert torch.allclose(got.pop("loss"), loss, rtol=1e-5), rank
         assert got.keys() == expected.keys()
         for name, value in expected.items():
@@ -250,7 +280,17 @@ def test_gathered_eventually_is_the_global_batch_loss(tmp_path: Path) -> None:
             assert error <= 1e-3 * value.abs().max() + 1e-4, (rank, name, float(error))
 
 
+def _run_jobs(jobs_file: str) -> None:
+    """Under torchrun: each job in turn, a CLI call or ["eventually", OUT]; stop at a failure."""
+    dist.init_process_group("gloo")
+    for job in json.loads(Path(jobs_file).read_text()):
+        if job[0] == "eventually":
+            _eventually_job(job[1])
+        else:
+            code = main(job)
+            assert code == 0, f"tritemporal {' '.join(job)} exited with {code}"
+    dist.destroy_process_group()
+
+
 if __name__ == "__main__":
-    mode, out = sys.argv[1:]
-    assert mode == "eventually", f"unknown worker mode {mode!r}"
-    _eventually_worker(out)
+    _run_jobs(*sys.argv[1:])
