@@ -189,9 +189,9 @@ def _train(config: TriTemporalConfig, resume: bool, device: torch.device) -> Pat
             if step % t.log_every == 0 or step == t.steps or evaluating:
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-                speed = window_clips * world_size() / (time.perf_counter() - window_start)
+                speed = window_clips * world_size() / (time.perf_counter() - window_start)  # global
                 values = {**out.metrics, **scalars, "clips_per_s": speed}
-                record = {"step": step, **mean_over_ranks(values)}  # global clips/s
+                record = {"step": step, **mean_over_ranks(values)}
                 if evaluating:
                     record.update(run_eval_hook(model, eval_data, config))
                 if writer is not None:
