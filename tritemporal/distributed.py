@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -126,13 +127,16 @@ def _fully_shard(model: TriTemporalModel, device: torch.device) -> None:
     A block is sharded as one communication group hooked on the submodules that hold its
     weights, not on the block itself: an adapter may run a block as a function of its
     submodules without calling the block (transformers' V-JEPA 2 layers, run with our RoPE),
-    and FSDP2 gathers a group's weights only when a hooked module is called.
+    and FSDP2 gathers a group's weights only when a hooked module is called. FSDP2 then warns
+    that the group's last output (the MLP's output projection, a view) must not be changed in
+    place; both block kinds add it to the residual out of place, so the warning is silenced.
     FSDP2 cannot shard 0-dim parameters (the InfoNCE log-temperature): those stay whole on
     every process, and a hook averages their gradient over processes, as DDP would.
     """
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
+    warnings.filterwarnings("ignore", r"FSDP2-wrapped module .* returned a view tensor")
     mesh = init_device_mesh(device.type, (world_size(),))
     backbone = model.backbone
     parts = [
