@@ -65,7 +65,7 @@ def _train_job(run_dir: Path, *extra: str, resume: bool = False) -> list[str]:
 
 def _torchrun(*args: str) -> None:
     """`args` under torchrun with 2 CPU processes; fails with their output if they fail."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # python -m puts the repo root (cwd) on sys.path
     with subprocess.Popen(
         [*TORCHRUN, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, start_new_session=True,
