@@ -11,6 +11,12 @@ the projection's bias grows (Adam steps every parameter by ~lr, however small it
 until every clip maps to one direction: measured, outcome RankMe 1.01 within 30 steps. Centred
 and scaled per dimension, the embedding keeps the differences between clips, and cosine kNN on
 it compares those differences.
+
+Under torchrun the BatchNorm must see the global batch, as one process would: in training, the
+projection's output is gathered from every process (differentiably) before it, so the embedding
+covers the global batch, the running statistics stay identical on every process, and the
+EVENTUALLY contrast gets every clip as a negative. (`nn.SyncBatchNorm` would sync only the
+statistics, and it refuses CPU tensors.)
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ import torch
 from torch import nn
 
 from tritemporal.config import OutcomeConfig
+from tritemporal.distributed import gather_batch
 from tritemporal.heads.attentive import AttentivePooler
 
 
 class OutcomeAbstractor(nn.Module):
-    """NOW context tokens (B, N, D) -> outcome embedding (B, out_dim)."""
+    """NOW context tokens (B, N, D) -> outcome embedding (B, out_dim); in training under torchrun,
+    (global batch, out_dim) in rank order."""
 
     def __init__(self, encoder_dim: int, config: OutcomeConfig) -> None:
         super().__init__()
@@ -35,4 +43,7 @@ class OutcomeAbstractor(nn.Module):
     def forward(self, now_tokens: torch.Tensor) -> torch.Tensor:
         """Summarize the present into an outcome embedding (standardised, not L2-normalized)."""
         slots = self.pool(now_tokens).flatten(1)  # (B, Q * dim)
-        return self.standardize(self.head(self.norm(slots)).float())
+        z = self.head(self.norm(slots)).float()  # (B, out_dim)
+        if self.training:
+            z = gather_batch(z)  # (world_size * B, out_dim); z itself in one process
+        return self.standardize(z)

@@ -20,6 +20,13 @@ with zero gradient (docs/PERFORMANCE.md). Standardised over the batch (here, and
 OutcomeAbstractor), neither side can be constant. Subtracting the present removes the scenery
 that NOW and EVENTUALLY share, so matching a clip to its own future takes knowing where it is
 heading, not which road it is on.
+
+Under torchrun the objective sees the global batch, as one process would: the outcome embedding
+arrives gathered from every process (heads/outcome.py), and in training the pooled teacher
+targets and the labels are gathered here (no gradient needed), so the standardisation, InfoNCE
+and SupCon run over the global batch. Every process then computes the same loss; the gather's
+backward sums its gradient over processes and DDP/FSDP average it, which is the global loss's
+gradient exactly.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import torch
 from torch import nn
 
 from tritemporal.config import LossConfig
+from tritemporal.distributed import gather_batch
 from tritemporal.objectives.losses import info_nce, supervised_contrastive
 
 
@@ -55,10 +63,13 @@ class EventuallyAlignment(nn.Module):
 
     def target(self, event_tokens: torch.Tensor, now_tokens: torch.Tensor) -> torch.Tensor:
         """Teacher EVENTUALLY tokens (B, N_ev, D) and last NOW step tokens (B, N_hw, D), both
-        layer-normed -> standardised target (B, out_dim)."""
+        layer-normed -> standardised target (B, out_dim); in training under torchrun, for the
+        global batch."""
         pooled = event_tokens.float().mean(dim=1)
         if self.change:
             pooled = pooled - now_tokens.float().mean(dim=1)
+        if self.training:
+            pooled = gather_batch(pooled)  # (world_size * B, D); pooled itself in one process
         return self.standardize(self.target_proj(pooled))
 
     def forward(
@@ -68,8 +79,13 @@ class EventuallyAlignment(nn.Module):
         now_tokens: torch.Tensor,
         labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Return the EVENTUALLY loss and its parts (InfoNCE, SupCon, target embedding)."""
+        """Return the EVENTUALLY loss and its parts (InfoNCE, SupCon, target embedding).
+
+        `outcome` covers the global batch under torchrun (OutcomeAbstractor gathers it); the
+        other inputs are this process's rows."""
         target = self.target(event_tokens, now_tokens)
+        if labels is not None and self.training:
+            labels = gather_batch(labels)
         temperature = self.temperature
         nce = info_nce(outcome, target, temperature)
         parts = {"loss_nce": nce.detach(), "event_target": target.detach()}

@@ -23,6 +23,14 @@ renames it into place (re-saving a step swaps the dirs with renameat2(RENAME_EXC
 OS has it), then swaps ``last``. A checkpoint is complete only if all three files exist; ``.tmp-*``
 leftovers of a crash are ignored and removed by the next save. Pruning keeps the ``keep`` newest
 numbered checkpoints plus ``last``'s target (keep=3 normally leaves 3; keep=0 only the target).
+
+Under torchrun the format is the same, so a run saved by N processes resumes with M, DDP or
+FSDP2: every process calls `save_checkpoint`, which gathers the whole model and optimizer state
+onto rank 0 (`distributed.full_state_dicts`: optimizer ids as `Optimizer.state_dict()` numbers
+them), rank 0 writes, and all return once the checkpoint is in place. `load_checkpoint` checks
+the names on every process, reads the tensors on rank 0 only and broadcasts them; the RNG state
+saved is rank 0's, restored on every process. The run directory must be one path every
+process sees (a shared filesystem across nodes).
 """
 
 from __future__ import annotations
@@ -38,8 +46,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import safetensors
 import safetensors.torch
 import torch
+
+from tritemporal.distributed import (
+    barrier,
+    full_state_dicts,
+    is_main,
+    load_full_state_dicts,
+    world_size,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -168,13 +185,37 @@ def save_checkpoint(
     keep: int = 3,
     extra: dict | None = None,
 ) -> Path:
-    """Write checkpoints/step_XXXXXXXX atomically, point `last` at it, prune old numbered ones."""
+    """Write checkpoints/step_XXXXXXXX atomically, point `last` at it, prune old numbered ones.
+
+    Under torchrun every process calls it (the state is gathered from all); rank 0 writes.
+    """
     if step < 0 or keep < 0:
         raise ValueError(f"save_checkpoint needs step >= 0 and keep >= 0, got {step=}, {keep=}")
+    if world_size() == 1:
+        weights = model.state_dict()
+        sd = optimizer.state_dict() if optimizer is not None else None
+        return _write(run_dir, step, weights, sd, config, keep, extra)
+    weights, sd = full_state_dicts(model, optimizer)
+    path = Path(run_dir) / CHECKPOINTS_DIR / f"step_{step:08d}"
+    if is_main():
+        path = _write(run_dir, step, weights, sd, config, keep, extra)
+    barrier()  # no process goes on (or exits) before the checkpoint is complete
+    return path
+
+
+def _write(
+    run_dir: str | Path,
+    step: int,
+    weights: dict[str, torch.Tensor],
+    sd: dict | None,
+    config: dict,
+    keep: int,
+    extra: dict | None,
+) -> Path:
+    """Write a model state dict and an `Optimizer.state_dict()` (or None) as checkpoint `step`."""
     opt_tensors: dict[str, torch.Tensor] = {}
     groups, opt_state = None, {}
-    if optimizer is not None:
-        sd = optimizer.state_dict()
+    if sd is not None:
         for pid, entries in sd["state"].items():
             for name, value in entries.items():
                 if isinstance(value, torch.Tensor):
@@ -195,7 +236,7 @@ def save_checkpoint(
         "rng": _rng_state(),
     }
     text = json.dumps(state, indent=2)  # fails (TypeError) before anything touches the disk
-    model_tensors = {k: _cpu_copy(v) for k, v in model.state_dict().items()}
+    model_tensors = {k: _cpu_copy(v) for k, v in weights.items()}
 
     root = Path(run_dir) / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
@@ -276,17 +317,18 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     restore_rng: bool = True,
 ) -> dict:
-    """Load weights (+ optimizer, RNG) from a checkpoint or a run dir's last; return its state."""
+    """Load weights (+ optimizer, RNG) from a checkpoint or a run dir's last; return its state.
+
+    Under torchrun every process calls it with its wrapped model (DDP or FSDP2).
+    """
     ckpt = _resolve(Path(path))
     state = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
     if state.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{ckpt}: format_version {state.get('format_version')} is not supported")
-    first = next(iter(model.parameters()), None)
-    first = first if first is not None else next(iter(model.buffers()), None)
-    device = str(first.device) if first is not None else "cpu"
-    weights = safetensors.torch.load_file(str(ckpt / MODEL_FILE), device=device)
+    with safetensors.safe_open(str(ckpt / MODEL_FILE), framework="pt") as f:
+        names = set(f.keys())  # the header only: every process checks, rank 0 reads tensors
     expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
+    missing, unexpected = sorted(expected - names), sorted(names - expected)
     hint = "the config likely differs from the run that wrote it"
     if missing or unexpected:
         raise ValueError(
@@ -294,33 +336,54 @@ def load_checkpoint(
             f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys "
             f"{unexpected[:5]}"
         )
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"checkpoint {ckpt} does not match the model ({hint}): {e}") from e
-    if optimizer is not None:
-        if state["param_groups"] is None:
-            raise ValueError(f"checkpoint {ckpt} was saved without optimizer state")
-        tensors = safetensors.torch.load_file(str(ckpt / OPTIMIZER_FILE), device="cpu")
-        opt: dict[int, dict[str, Any]] = {}
-        for key, t in tensors.items():
-            if key.startswith("state."):
-                _, pid, name = key.split(".", 2)
-                opt.setdefault(int(pid), {})[name] = t
-        for pid, entries in state["optimizer_state"].items():
-            opt.setdefault(int(pid), {}).update(_from_json(entries, tensors))
-        live = optimizer.param_groups
-        groups = [
-            _from_json(g, tensors, live[i] if i < len(live) else None)
-            for i, g in enumerate(state["param_groups"])
-        ]
+    if optimizer is not None and state["param_groups"] is None:
+        raise ValueError(f"checkpoint {ckpt} was saved without optimizer state")
+    if world_size() > 1:  # rank 0 reads, then broadcasts into every process's part
+        weights, opt = {}, {}
+        if is_main():
+            weights = safetensors.torch.load_file(str(ckpt / MODEL_FILE), device="cpu")
+            opt = _read_optimizer(ckpt, state, optimizer) if optimizer is not None else None
         try:
-            optimizer.load_state_dict({"state": dict(sorted(opt.items())), "param_groups": groups})
-        except (ValueError, RuntimeError, KeyError) as e:
+            load_full_state_dicts(model, optimizer, weights, opt)
+        except (ValueError, RuntimeError, KeyError, IndexError) as e:
             raise ValueError(
-                f"checkpoint {ckpt}: optimizer state does not fit ({hint}): {e}"
+                f"checkpoint {ckpt} does not fit the model or its optimizer ({hint}): {e}"
             ) from e
+    else:
+        first = next(iter(model.parameters()), None)
+        first = first if first is not None else next(iter(model.buffers()), None)
+        device = str(first.device) if first is not None else "cpu"
+        weights = safetensors.torch.load_file(str(ckpt / MODEL_FILE), device=device)
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"checkpoint {ckpt} does not match the model ({hint}): {e}") from e
+        if optimizer is not None:
+            try:
+                optimizer.load_state_dict(_read_optimizer(ckpt, state, optimizer))
+            except (ValueError, RuntimeError, KeyError) as e:
+                raise ValueError(
+                    f"checkpoint {ckpt}: optimizer state does not fit ({hint}): {e}"
+                ) from e
     if restore_rng:
         _set_rng_state(state["rng"])
     logger.info("loaded checkpoint %s (step %d)", ckpt, state["step"])
     return state
+
+
+def _read_optimizer(ckpt: Path, state: dict, optimizer: torch.optim.Optimizer) -> dict:
+    """The `Optimizer.state_dict()` saved in `ckpt`, tuples restored where `optimizer` has them."""
+    tensors = safetensors.torch.load_file(str(ckpt / OPTIMIZER_FILE), device="cpu")
+    opt: dict[int, dict[str, Any]] = {}
+    for key, t in tensors.items():
+        if key.startswith("state."):
+            _, pid, name = key.split(".", 2)
+            opt.setdefault(int(pid), {})[name] = t
+    for pid, entries in state["optimizer_state"].items():
+        opt.setdefault(int(pid), {}).update(_from_json(entries, tensors))
+    live = optimizer.param_groups
+    groups = [
+        _from_json(g, tensors, live[i] if i < len(live) else None)
+        for i, g in enumerate(state["param_groups"])
+    ]
+    return {"state": dict(sorted(opt.items())), "param_groups": groups}

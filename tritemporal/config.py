@@ -224,6 +224,15 @@ class EvalConfig:
 
 
 @dataclass
+class DistConfig:
+    """Multi-process training under torchrun (ignored in a single process)."""
+
+    # "ddp": every process holds the whole model and gradients are averaged; "fsdp": FSDP2
+    # shards parameters, gradients and optimizer state per transformer block (ViT-H/g)
+    strategy: str = "ddp"
+
+
+@dataclass
 class TriTemporalConfig:
     """The whole configuration of a tri-temporal V-JEPA run."""
 
@@ -237,6 +246,7 @@ class TriTemporalConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict for artifacts (YAML/JSON ready); a Hub token is never included."""
@@ -551,4 +561,14 @@ def validate(config: TriTemporalConfig) -> None:
     _check(
         t.device == "auto" or t.device == "cpu" or t.device.startswith(("cuda", "mps")),
         f"train.device={t.device!r}: use auto, cpu, cuda or cuda:N",
+    )
+    _check(
+        config.dist.strategy in ("ddp", "fsdp"),
+        f"dist.strategy={config.dist.strategy!r}: use ddp or fsdp",
+    )
+    _check(
+        config.dist.strategy == "ddp" or b.lora.r == 0,
+        f"dist.strategy=fsdp with backbone.lora.r={b.lora.r}: the LoRA teacher runs the student's "
+        "modules with its EMA tensors swapped in, which sharded parameters do not allow; use "
+        "dist.strategy=ddp (LoRA trains few weights, so replicas fit)",
     )

@@ -3,6 +3,9 @@
 Read it top to bottom: `train` builds everything once, then each step sets the scheduled LR and
 weight decay, runs the tri-temporal forward under autocast, steps AdamW, moves the EMA teacher,
 logs every `train.log_every` steps and saves every `train.ckpt_every` steps (and at the end).
+Under torchrun (`torchrun --nproc_per_node=N -m tritemporal.cli train ...`) every process runs
+this same loop on its slice of the global `train.batch_size`, with the model wrapped by DDP or
+FSDP2 (`dist.strategy`, see `distributed.py`); rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
@@ -22,8 +25,18 @@ from tqdm.auto import tqdm
 from tritemporal.checkpoint import find_last_checkpoint, load_checkpoint, save_checkpoint
 from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig, save_config
-from tritemporal.data.loader import TrainBatch, build_loader
+from tritemporal.data.loader import TrainBatch, build_loader, local_batch_size
 from tritemporal.data.sources import build_dataset
+from tritemporal.distributed import (
+    distributed,
+    full_parameters,
+    is_main,
+    main_process_first,
+    mean_over_ranks,
+    parallelize,
+    rank,
+    world_size,
+)
 from tritemporal.metrics import MetricsWriter, format_record
 from tritemporal.model import StepOutput, TriTemporalModel
 from tritemporal.schedules import ema_momentum_at, lr_at, weight_decay_at
@@ -102,22 +115,34 @@ def prepare_run_dir(config: TriTemporalConfig, resume: bool) -> tuple[Path, Path
 
 
 def train(config: TriTemporalConfig, resume: bool = False) -> Path:
-    """Run (or resume) training as configured; returns the run directory."""
+    """Run (or resume) training as configured; returns the run directory.
+
+    Under torchrun every process calls it; they join one process group for the run.
+    """
+    with distributed(resolve_device(config.train.device)) as device:
+        return _train(config, resume, device)
+
+
+def _train(config: TriTemporalConfig, resume: bool, device: torch.device) -> Path:
+    """`train` in this process, on `device`."""
     run_dir, last = prepare_run_dir(config, resume)
     t = config.train
-    device = resolve_device(t.device)
+    local_batch_size(t.batch_size, world_size())  # a batch that does not split fails here
     seed_everything(t.seed)
-    dataset = build_dataset(config)  # fails on bad data before any model is built
+    with main_process_first():  # rank 0 builds any clip cache or video index once
+        dataset = build_dataset(config)  # fails on bad data before any model is built
+        eval_data = None
+        if config.eval.every:  # built now so a bad eval folder fails before training starts
+            from tritemporal.eval.report import eval_dataset
+
+            eval_data = eval_dataset(config, config.eval.data)
     summary = getattr(dataset, "summary", None)
     if summary is not None:
         logger.info("data: %s", summary.format())
-        (run_dir / DATA_SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=1))
-    eval_data = None
-    if config.eval.every:  # built now so a bad eval folder fails before training starts
-        from tritemporal.eval.report import eval_dataset
-
-        eval_data = eval_dataset(config, config.eval.data)
+        if is_main():
+            (run_dir / DATA_SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=1))
     model = TriTemporalModel(config).to(device)
+    parallelize(model, config.dist.strategy, device)
     optimizer = build_optimizer(model, config)
     if t.compile:
         compile_blocks(model)
@@ -127,7 +152,8 @@ def train(config: TriTemporalConfig, resume: bool = False) -> Path:
         state = load_checkpoint(last, model, optimizer)
         start_step = int(state["step"])
         logger.info("resumed %s at step %d", last, start_step)
-    save_config(config, run_dir / CONFIG_FILE)
+    if is_main():
+        save_config(config, run_dir / CONFIG_FILE)
     if start_step >= t.steps:
         logger.info("run already finished (%d/%d steps)", start_step, t.steps)
         return run_dir
@@ -140,10 +166,10 @@ def train(config: TriTemporalConfig, resume: bool = False) -> Path:
         config.backbone.name, trainable / 1e6, total / 1e6, 100 * trainable / total, device,
         t.steps, start_step,
     )  # fmt: skip
-    loader = build_loader(config, dataset, start_step)
-    writer = MetricsWriter(run_dir)
+    loader = build_loader(config, dataset, start_step, rank(), world_size())
+    writer = MetricsWriter(run_dir) if is_main() else None
     autocast = autocast_for(device, t.precision)
-    show_bar = t.progress and sys.stderr.isatty()
+    show_bar = t.progress and sys.stderr.isatty() and is_main()
     bar = tqdm(total=t.steps, initial=start_step, disable=not show_bar, desc="train")
 
     def save(step: int) -> Path:
@@ -172,12 +198,13 @@ def train(config: TriTemporalConfig, resume: bool = False) -> Path:
             if logging_step:
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-                speed = window_clips / (time.perf_counter() - window_start)
-                record = {"step": step, **{k: float(v) for k, v in out.metrics.items()}}
-                record.update({k: float(v) for k, v in scalars.items()}, clips_per_s=speed)
+                speed = window_clips * world_size() / (time.perf_counter() - window_start)  # global
+                values = {**out.metrics, **scalars, "clips_per_s": speed}
+                record = {"step": step, **mean_over_ranks(values)}
                 if evaluating:
                     record.update(run_eval_hook(model, eval_data, config))
-                writer.write(record)
+                if writer is not None:
+                    writer.write(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
                 if not show_bar:
                     logger.info(format_record(record))
@@ -185,12 +212,15 @@ def train(config: TriTemporalConfig, resume: bool = False) -> Path:
             if saving:
                 save(step)
     except KeyboardInterrupt:
-        if step > start_step:
+        if world_size() > 1:  # processes stop at different points: a gathering save could hang
+            logger.warning("interrupted at step %d; --resume continues from the last save", step)
+        elif step > start_step:
             logger.warning("interrupted at step %d; saved %s (use --resume)", step, save(step))
         raise
     finally:
         bar.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
     return run_dir
 
 
@@ -200,7 +230,8 @@ def run_eval_hook(model: TriTemporalModel, data: object, config: TriTemporalConf
 
     model.eval()
     try:
-        report = evaluate(model, data, max_samples=config.eval.max_samples, full=False)
+        with full_parameters(model):  # every process evaluates; FSDP2 needs them all
+            report = evaluate(model, data, max_samples=config.eval.max_samples, full=False)
     finally:
         model.train()
     return hook_scalars(report)

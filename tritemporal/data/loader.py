@@ -4,6 +4,12 @@ Everything random here is a pure function of (train.seed, step): the batch sampl
 sample indices of step s from a per-epoch seeded permutation, and the collator draws the step's
 masks from a generator seeded with (seed, step). So any number of DataLoader workers, and a run
 resumed at step s, see exactly the batches an uninterrupted run sees.
+
+`train.batch_size` is the global batch. Under torchrun, rank r of N takes the contiguous slice
+[r * b, (r + 1) * b), b = batch_size / N, of exactly the batch one process would build for the
+step: the same sample keys (so the same augmentation seeds), and the masks drawn for the whole
+batch then sliced (mask counts are fixed per generator, so rows can be taken apart). Each rank
+decodes only its own samples, and N processes see the batches one process would.
 """
 
 from __future__ import annotations
@@ -47,14 +53,41 @@ class TrainBatch:
         return replace(self, video=fn(self.video), labels=fn(self.labels), masks=masks)
 
 
+def local_batch_size(batch_size: int, world_size: int) -> int:
+    """Clips per process of a global `train.batch_size`; a clear error when it does not split."""
+    if batch_size % world_size:
+        raise ValueError(
+            f"train.batch_size={batch_size} is the global batch and must split evenly over the "
+            f"{world_size} processes; use a multiple of {world_size}"
+        )
+    local = batch_size // world_size
+    if local < 2:
+        raise ValueError(
+            f"train.batch_size={batch_size} over {world_size} processes leaves {local} clip per "
+            f"process; the model needs >= 2 per process, so use train.batch_size >= "
+            f"{2 * world_size}"
+        )
+    return local
+
+
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Yields, for each step from `start_step`, the keys (step, sample index) of its batch."""
+    """Yields, for each step from `start_step`, the keys (step, sample index) of its batch
+    (of this rank's slice of it when `world_size` > 1)."""
 
     def __init__(
-        self, num_samples: int, batch_size: int, steps: int, seed: int, start_step: int = 0
+        self,
+        num_samples: int,
+        batch_size: int,
+        steps: int,
+        seed: int,
+        start_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.num_samples, self.batch_size = num_samples, batch_size
         self.steps, self.seed, self.start_step = steps, seed, start_step
+        self.local = local_batch_size(batch_size, world_size)
+        self.offset = rank * self.local
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start_step)
@@ -63,7 +96,8 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
         perm_epoch, perm = -1, None
         for step in range(self.start_step, self.steps):
             keys = []
-            for position in range(step * self.batch_size, (step + 1) * self.batch_size):
+            first = step * self.batch_size + self.offset
+            for position in range(first, first + self.local):
                 epoch, offset = divmod(position, self.num_samples)
                 if epoch != perm_epoch:
                     g = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
@@ -95,9 +129,13 @@ class StepKeyed(Dataset):
 
 
 class MaskCollator:
-    """Stacks samples and draws the step's short and long masks from a (seed, step) generator."""
+    """Stacks samples and draws the step's short and long masks from a (seed, step) generator.
 
-    def __init__(self, config: TriTemporalConfig) -> None:
+    With `world_size` > 1 the samples are rank `rank`'s slice of the global batch: masks are
+    drawn for all world_size * len(samples) rows and this rank's rows are kept.
+    """
+
+    def __init__(self, config: TriTemporalConfig, rank: int = 0, world_size: int = 1) -> None:
         m = config.mask
         aspect = (m.aspect_min, m.aspect_max)
         grid = config.clip.grid
@@ -106,29 +144,44 @@ class MaskCollator:
             MultiBlockMask(grid, m.long_num_blocks, m.long_scale, aspect),
         ]
         self.seed = config.train.seed
+        self.rank, self.world_size = rank, world_size
 
     def __call__(self, samples: list[dict]) -> TrainBatch:
         """Collate one step's samples into a TrainBatch."""
         step = samples[0]["step"]
         assert all(s["step"] == step for s in samples), "a batch must come from one step"
         g = torch.Generator().manual_seed(derive_seed(self.seed, step, 0x4D41534B))
+        n = len(samples)
+        masks = [gen(n * self.world_size, g) for gen in self.generators]
+        if self.world_size > 1:
+            rows = slice(self.rank * n, (self.rank + 1) * n)
+            masks = [MaskSet(context=m.context[rows], target=m.target[rows]) for m in masks]
         return TrainBatch(
             step=step,
             video=torch.stack([s["video"] for s in samples]),
             labels=torch.stack([torch.as_tensor(s["label"]).long() for s in samples]),
-            masks=[gen(len(samples), g) for gen in self.generators],
+            masks=masks,
         )
 
 
-def build_loader(config: TriTemporalConfig, dataset: Dataset, start_step: int = 0) -> DataLoader:
-    """DataLoader yielding one TrainBatch per step from `start_step` to `train.steps`."""
+def build_loader(
+    config: TriTemporalConfig,
+    dataset: Dataset,
+    start_step: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
+    """DataLoader yielding one TrainBatch per step from `start_step` to `train.steps` (rank
+    `rank`'s slice of the global batch when `world_size` > 1)."""
     t, d = config.train, config.data
-    sampler = StepBatchSampler(len(dataset), t.batch_size, t.steps, t.seed, start_step)
+    sampler = StepBatchSampler(
+        len(dataset), t.batch_size, t.steps, t.seed, start_step, rank, world_size
+    )
     workers = d.num_workers
     return DataLoader(
         StepKeyed(dataset, t.seed),
         batch_sampler=sampler,
-        collate_fn=MaskCollator(config),
+        collate_fn=MaskCollator(config, rank, world_size),
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
         prefetch_factor=d.prefetch_factor if workers > 0 else None,
