@@ -42,6 +42,7 @@ VARIANTS = [
     ("vit-large vjepa compiled b64", VIT, "vjepa", True, [64]),
     ("vit-large tri eager", VIT, "tri", False, [16]),
     ("vit-large vjepa compiled b16", VIT, "vjepa", True, [16]),
+    ("vit-large tri compiled b16", VIT, "tri", True, [16]),
     ("vit-large tri compiled b24", VIT, "tri", True, [24]),
 ]
 TINY = [

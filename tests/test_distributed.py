@@ -135,7 +135,7 @@ def two_processes(
 ) -> dict[str, Path]:
     """Every 2-process job: the fresh DDP run through `torchrun -m tritemporal.cli`, then in one
     launch the EVENTUALLY check, the fresh FSDP2 run, DDP and FSDP2 resumes of the one-process
-    run's step-3 checkpoint and an FSDP2 run on V-JEPA 2."""
+    run's step-3 checkpoint, an FSDP2 run on V-JEPA 2 and a compiled FSDP2 run."""
     root = tmp_path_factory.mktemp("two")
     out = {"eventually": root / "eventually", "ddp": root / "ddp", "fsdp": root / "fsdp"}
     _torchrun("-m", "tritemporal.cli", *_train_job(out["ddp"], "dist.strategy=ddp"))
@@ -145,6 +145,8 @@ def two_processes(
         jobs.append(_train_job(resumed, f"dist.strategy={strategy}", resume=True))
     out["vjepa2"] = root / "vjepa2"
     jobs.append(_train_job(out["vjepa2"], "dist.strategy=fsdp", *vjepa2_overrides(vjepa2_dir)))
+    out["fsdp-compiled"] = root / "fsdp-compiled"
+    jobs.append(_train_job(out["fsdp-compiled"], "dist.strategy=fsdp", "train.compile=true"))
     (root / "jobs.json").write_text(json.dumps(jobs))
     _torchrun("-m", "tests.test_distributed", str(root / "jobs.json"))
     return out
@@ -156,6 +158,13 @@ def test_two_processes_give_the_losses_of_one(
 ) -> None:
     """Same losses and grad norm at every step, so the same gradients too."""
     _assert_same_losses(one_process, two_processes[strategy], range(1, STEPS + 1))
+
+
+def test_compiled_blocks_under_fsdp_give_the_losses_of_one_eager_process(
+    one_process: Path, two_processes: dict[str, Path]
+) -> None:
+    """FSDP2's gathers run inside blocks that `train.compile` compiled: results unchanged."""
+    _assert_same_losses(one_process, two_processes["fsdp-compiled"], range(1, STEPS + 1))
 
 
 def test_fsdp_shards_vjepa2_blocks(vjepa2_one_process: Path, two_processes: dict[str, Path]):
