@@ -44,6 +44,13 @@ VARIANTS = [
     ("vit-large vjepa compiled b16", VIT, "vjepa", True, [16]),
     ("vit-large tri compiled b16", VIT, "tri", True, [16]),
     ("vit-large tri compiled b24", VIT, "tri", True, [24]),
+    (
+        "vit-large tri compiled b32 checkpointed",
+        [*VIT, "backbone.activation_checkpointing=true"],
+        "tri",
+        True,
+        [32],
+    ),
 ]
 TINY = [
     "backbone.embed_dim=64", "backbone.depth=2", "backbone.num_heads=4",
