@@ -3,6 +3,8 @@
 Read it top to bottom: `train` builds everything once, then each step sets the scheduled LR and
 weight decay, runs the tri-temporal forward under autocast, steps AdamW, moves the EMA teacher,
 logs every `train.log_every` steps and saves every `train.ckpt_every` steps (and at the end).
+`train_step` never waits on the GPU: the loss is checked and metrics are read on logged and saved
+steps only, and `train.compile` compiles each transformer block (`compile.py`).
 Under torchrun (`torchrun --nproc_per_node=N -m tritemporal.cli train ...`) every process runs
 this same loop on its slice of the global `train.batch_size`, with the model wrapped by DDP or
 FSDP2 (`dist.strategy`, see `distributed.py`); rank 0 alone writes the run directory.
