@@ -28,7 +28,7 @@ from tritemporal.bench import bench_step, compare_steps, loss_and_grads, synthet
 from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig, load_config
 from tritemporal.model import TriTemporalModel
-from tritemporal.train import autocast_for, build_optimizer, train_step
+from tritemporal.train import autocast_for, build_optimizer, resolve_device, train_step
 
 CONFIG = "configs/bench_vitl.yaml"
 VIT = ["backbone.name=vit-large"]
@@ -67,7 +67,7 @@ def profile_step(config: TriTemporalConfig, top: int = 25) -> dict:
     """Kernels of one compiled tri step, by device time: where the time goes."""
     from torch.profiler import ProfilerActivity, profile
 
-    device = torch.device(config.train.device if config.train.device != "auto" else "cuda")
+    device = resolve_device(config.train.device)
     model = TriTemporalModel(config).to(device).train()
     optimizer = build_optimizer(model, config)
     autocast = autocast_for(device, config.train.precision)
@@ -100,6 +100,7 @@ def profile_step(config: TriTemporalConfig, top: int = 25) -> dict:
 def precision_check(config: TriTemporalConfig) -> dict:
     """How far bf16 moves the loss and gradients from float32, eager and compiled: the yardstick
     for "the compiled step agrees with the eager one within bf16 error"."""
+    # not resolve_device: it turns TF32 on, and the float32 reference must be true float32
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     model = TriTemporalModel(config).to(device).train()

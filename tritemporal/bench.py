@@ -37,6 +37,7 @@ from tritemporal.objectives.masks import MaskSet
 from tritemporal.train import (
     autocast_for,
     build_optimizer,
+    compute_dtype,
     resolve_device,
     seed_everything,
     train_step,
@@ -205,17 +206,13 @@ def bench_step(
         check = compare_steps(eager, loss_and_grads(model, batches[0], autocast))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    counter_steps = iter(range(1, 1 + warmup + steps))
-    compile_start = time.perf_counter()
-    seconds = _median_seconds(lambda: run(next(counter_steps)), device, warmup, steps)
-    wall = time.perf_counter() - compile_start
+    step_numbers = iter(range(1, 1 + warmup + steps))
+    wall_start = time.perf_counter()  # warm-up (where compiling happens) and timed steps
+    seconds = _median_seconds(lambda: run(next(step_numbers)), device, warmup, steps)
+    wall = time.perf_counter() - wall_start
     memory = _peak_memory_gib(device)
 
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    if config.train.precision == "bf16":
-        dtype = torch.bfloat16
-    elif config.train.precision == "fp32":
-        dtype = torch.float32
+    dtype = compute_dtype(device, config.train.precision)  # the rate the step's matmuls could get
     size = matmul_size or (8192 if device.type == "cuda" else 1024)
     peak = matmul_tflops(device, dtype, size)
     achieved = flops / seconds / 1e12

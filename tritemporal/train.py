@@ -69,10 +69,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (unless fp32 is asked for); plain fp32 on CPU unless bf16 is."""
+def compute_dtype(device: torch.device, precision: str) -> torch.dtype:
+    """The matmul dtype of a step: bf16 on CUDA (unless fp32 is asked for), fp32 on CPU unless
+    bf16 is."""
     use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if not use_bf16:
+    return torch.bfloat16 if use_bf16 else torch.float32
+
+
+def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast where `compute_dtype` says bf16; plain fp32 otherwise."""
+    if compute_dtype(device, precision) != torch.bfloat16:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
