@@ -1,15 +1,22 @@
-"""Every GPU number of docs/PERFORMANCE.md in one process: run once per lent GPU, read the JSON.
+"""The GPU experiments of docs/PERFORMANCE.md in one process: run once per lent GPU, read the JSON.
 
-    python scripts/bench_gpu.py --out DIR [--budget-s 420] [--tiny]
+    python scripts/bench_gpu.py --out DIR [--budget-s 480] [--tiny]
 
-Times `tritemporal bench`'s step (`tritemporal.bench.bench_step`) for each variant below, in
-order of importance, at configs/bench_vitl.yaml (ViT-L/16, 16 x 256^2, bf16): eager against
-compiled, V-JEPA-only against tri-temporal, the built-in ViT against transformers' V-JEPA 2
-layers. A variant that runs out of memory is retried at the next smaller batch; the run stops
-starting variants when `--budget-s` is nearly spent. Each result is appended to
-DIR/results.jsonl as soon as it exists, so a run cut short keeps what it measured. One compiled
-step is profiled (DIR/profile.json: the kernels that take the time). `--tiny` runs the same
-flow on CPU with tiny models, to test this script before spending GPU time.
+At configs/bench_vitl.yaml with the built-in ViT-L/16 (16 x 256^2, bf16, compiled blocks), in
+order of importance, each stage writing its JSON as soon as it has it (a run cut short keeps
+what it measured), and no stage started once `--budget-s` is nearly spent:
+
+1. attention.json: every SDPA call of one `tri` step (shape, grad, calls per step), each timed
+   alone under cuDNN's, FlashAttention-2's and the memory-efficient kernels.
+2. parts_tri.json: `tritemporal bench --parts`, each pass of the step timed alone.
+3. results.jsonl: `tritemporal bench` for each mode at its baseline batch; in the first mode
+   with each knob of KNOBS alone, then with every knob that beat the baseline by 1% or more
+   together; in the other modes with those winners together.
+4. parts_vjepa.json, and with `--profile` the kernels of one step (profile.json).
+
+`--tiny` runs the same flow on CPU with tiny models, to test this script before spending GPU
+time. The first round's variants (eager, transformers' layers, batch and checkpointing) are in
+this file's git history; their numbers are in docs/bench/h100_run1..4.
 """
 
 from __future__ import annotations
@@ -18,40 +25,47 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import sys
 import time
+from argparse import Namespace
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from tritemporal.bench import bench_step, compare_steps, loss_and_grads, synthetic_batches
+from tritemporal.bench import (
+    bench_parts,
+    bench_step,
+    compare_steps,
+    loss_and_grads,
+    median_seconds,
+    synthetic_batches,
+)
 from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig, load_config
 from tritemporal.model import TriTemporalModel
-from tritemporal.train import autocast_for, build_optimizer, resolve_device, train_step
+from tritemporal.train import (
+    autocast_for,
+    build_optimizer,
+    compute_dtype,
+    resolve_device,
+    train_step,
+)
 
-CONFIG = "configs/bench_vitl.yaml"
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "bench_vitl.yaml"
 VIT = ["backbone.name=vit-large"]
-# (name, overrides, mode, compile, batch sizes to try in order)
-VARIANTS = [
-    ("vit-large vjepa eager", VIT, "vjepa", False, [16]),
-    ("vit-large vjepa compiled", VIT, "vjepa", True, [32, 16]),
-    ("vit-large tri compiled", VIT, "tri", True, [32, 16]),
-    ("vjepa2-vitl vjepa compiled", [], "vjepa", True, [32, 16]),
-    ("vjepa2-vitl tri compiled", [], "tri", True, [32, 16]),
-    ("vit-large vjepa compiled b64", VIT, "vjepa", True, [64]),
-    ("vit-large tri eager", VIT, "tri", False, [16]),
-    ("vit-large vjepa compiled b16", VIT, "vjepa", True, [16]),
-    ("vit-large tri compiled b16", VIT, "tri", True, [16]),
-    ("vit-large tri compiled b24", VIT, "tri", True, [24]),
-    (
-        "vit-large tri compiled b32 checkpointed",
-        [*VIT, "backbone.activation_checkpointing=true"],
-        "tri",
-        True,
-        [32],
-    ),
-]
+# the measured bests of docs/PERFORMANCE.md, re-timed on each machine: the reference for knobs
+BASELINES = {"tri": 16, "vjepa": 32}  # mode -> batch (larger ones run out of 80 GB)
+# knobs tried one at a time against the baseline: name -> (config overrides, SDPA backend or None)
+KNOBS = {
+    "flash attention": ([], "flash"),  # PyTorch's FlashAttention-2 instead of cuDNN's kernels
+    "CUDA graphs": (["train.compile_mode=reduce-overhead"], None),
+    "max-autotune": (["train.compile_mode=max-autotune-no-cudagraphs"], None),
+}
 TINY = [
     "backbone.embed_dim=64", "backbone.depth=2", "backbone.num_heads=4",
     "predictor.embed_dim=32", "predictor.depth=2", "predictor.num_heads=4",
@@ -132,16 +146,144 @@ def environment() -> dict:
     return info
 
 
+SDPA_BACKENDS = {
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+}
+
+
+def attention_calls(config: TriTemporalConfig) -> Counter:
+    """Every SDPA call of one eager training step: (q shape, k shape, with grad) -> calls."""
+    device = resolve_device(config.train.device)
+    model = TriTemporalModel(config).to(device).train()
+    batch = synthetic_batches(config, device, count=1)[0]
+    calls: Counter = Counter()
+    original = F.scaled_dot_product_attention
+
+    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        grad = torch.is_grad_enabled() and q.requires_grad
+        calls[(tuple(q.shape), tuple(k.shape), grad)] += 1
+        return original(q, k, v, *args, **kwargs)
+
+    F.scaled_dot_product_attention = spy
+    try:
+        loss_and_grads(model, batch, autocast_for(device, config.train.precision))
+    finally:
+        F.scaled_dot_product_attention = original
+    return calls
+
+
+def time_attention(config: TriTemporalConfig, steps: int, warmup: int) -> dict:
+    """Each SDPA call of the step timed alone under each backend: which kernel suits which head
+    width, and how much of the step attention takes with each."""
+    device = resolve_device(config.train.device)
+    dtype = compute_dtype(device, config.train.precision)
+    rows, totals = [], dict.fromkeys(SDPA_BACKENDS, 0.0)
+    best_total = 0.0
+    for (q_shape, k_shape, grad), calls in attention_calls(config).items():
+        q = torch.randn(q_shape, device=device, dtype=dtype, requires_grad=grad)
+        k = torch.randn(k_shape, device=device, dtype=dtype, requires_grad=grad)
+        v = torch.randn(k_shape, device=device, dtype=dtype, requires_grad=grad)
+        b, h, n_q, d = q_shape
+        flops = 4 * b * h * n_q * k_shape[2] * d * (3.5 if grad else 1.0)  # as flop_counter
+        row = {"q": list(q_shape), "k": list(k_shape), "grad": grad, "calls": calls}
+
+        call = _attention_call(q, k, v, grad)
+        best = math.inf
+        for name, backend in SDPA_BACKENDS.items():
+            try:
+                with sdpa_kernel(backend):
+                    ms = median_seconds(call, device, warmup, steps) * 1e3
+            except RuntimeError as exc:  # this backend does not take this shape or device
+                row[name] = {"error": str(exc).splitlines()[0][:160]}
+                totals[name] = math.nan
+                continue
+            row[name] = {"ms": round(ms, 3), "tflops": round(flops / ms / 1e9, 1)}
+            totals[name] += calls * ms
+            best = min(best, ms)
+        best_total += calls * best
+        rows.append(row)
+    return {
+        "batch_size": config.train.batch_size,
+        "ms_per_step": {name: round(ms, 2) for name, ms in totals.items()},
+        "ms_per_step_best_kernel_per_shape": round(best_total, 2),
+        "calls": rows,
+    }
+
+
+def _attention_call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad: bool) -> Callable:
+    def call() -> None:
+        out = F.scaled_dot_product_attention(q, k, v)
+        if grad:
+            out.backward(torch.ones_like(out))
+
+    return call
+
+
+@contextlib.contextmanager
+def sdpa_only(backend: str | None) -> Iterator[None]:
+    """Leave only `backend` enabled for SDPA (None: PyTorch's default order, cuDNN first)."""
+    if backend is None:
+        yield
+        return
+    with sdpa_kernel(SDPA_BACKENDS[backend]):
+        yield
+
+
+def run_variant(
+    name: str, mode: str, batch: int, overrides: list[str], sdpa: str | None, args: Namespace
+) -> dict:
+    """`bench_step` of one compiled variant; an error (out of memory, a knob that does not
+    work) is reported in place of the numbers instead of ending the run."""
+    sets = [*VIT, *overrides, *_tiny(args), f"train.batch_size={_batch(batch, args)}"]
+    try:
+        with sdpa_only(sdpa):
+            report = bench_step(load_config(CONFIG, sets), mode, args.steps, args.warmup, True)
+    except Exception as exc:  # one failing knob must not cost the others their numbers
+        logger.exception("%s failed", name)
+        report = {"mode": mode, "batch_size": batch, "error": f"{type(exc).__name__}: {exc}"[:400]}
+    report.update(variant=name, overrides=overrides, sdpa=sdpa)
+    with (Path(args.out) / "results.jsonl").open("a") as f:
+        f.write(json.dumps(report) + "\n")
+    logger.info("%s: %s", name, json.dumps(report)[:400])
+    torch._dynamo.reset()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return report
+
+
+def combined(winners: list[str]) -> tuple[list[str], str | None]:
+    """One variant with every winning knob: both compile modes that won make `max-autotune`
+    (Triton GEMMs and CUDA graphs together)."""
+    overrides = [o for knob in winners for o in KNOBS[knob][0]]
+    modes = [o.split("=", 1)[1] for o in overrides if o.startswith("train.compile_mode=")]
+    others = [o for o in overrides if not o.startswith("train.compile_mode=")]
+    if len(modes) > 1:
+        modes = ["max-autotune"]
+    sdpa = next((KNOBS[knob][1] for knob in winners if KNOBS[knob][1]), None)
+    return others + [f"train.compile_mode={m}" for m in modes], sdpa
+
+
+def _tiny(args: Namespace) -> list[str]:
+    return TINY if args.tiny else []
+
+
+def _batch(batch: int, args: Namespace) -> int:
+    return max(2, batch // 8) if args.tiny else batch
+
+
 def main() -> int:
-    """Run the variants, then the profile, writing JSON as it goes."""
+    """Run the stages in order, writing JSON as it goes."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--budget-s", type=float, default=420.0)
+    parser.add_argument("--budget-s", type=float, default=480.0)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="CPU dry run with tiny models")
-    parser.add_argument("--only", nargs="*", help="run only the variants with these names")
-    parser.add_argument("--no-profile", action="store_true", help="skip the kernel profile")
+    parser.add_argument("--modes", nargs="+", default=["tri", "vjepa"], choices=list(BASELINES))
+    parser.add_argument("--knobs", nargs="*", default=list(KNOBS), choices=list(KNOBS))
+    parser.add_argument("--profile", action="store_true", help="end with a kernel profile")
     parser.add_argument(
         "--precision-check", type=int, metavar="BATCH",
         help="first compare fp32, bf16 eager and bf16 compiled (tri, ViT-L) at this batch",
@@ -152,42 +294,61 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "environment.json").write_text(json.dumps(environment(), indent=1))
-    results = out / "results.jsonl"
-    extra = TINY if args.tiny else []
+
+    def time_left(stage: str) -> bool:
+        if time.perf_counter() - start < args.budget_s - VARIANT_SECONDS:
+            return True
+        logger.warning("budget spent: skipping %s", stage)
+        return False
+
+    def write(name: str, report: dict) -> None:
+        (out / name).write_text(json.dumps(report, indent=1))
+        logger.info("%s: %s", name, json.dumps(report)[:600])
+
+    def config_at(mode: str, *overrides: str) -> TriTemporalConfig:
+        batch = _batch(BASELINES[mode], args)
+        return load_config(CONFIG, [*VIT, *_tiny(args), f"train.batch_size={batch}", *overrides])
+
     if args.precision_check:
-        sets = [*VIT, *extra, f"train.batch_size={args.precision_check}"]
-        check = precision_check(load_config(CONFIG, sets))
-        (out / "precision.json").write_text(json.dumps(check, indent=1))
-        logger.info("precision: %s", json.dumps(check))
+        check = precision_check(config_at("tri", f"train.batch_size={args.precision_check}"))
+        write("precision.json", check)
         torch._dynamo.reset()
-    for name, overrides, mode, compiled, batches in VARIANTS:
-        if args.only is not None and name not in args.only:
-            continue
-        for batch in batches:
-            if time.perf_counter() - start > args.budget_s - VARIANT_SECONDS:
-                logger.warning("budget spent: skipping %s", name)
-                break
-            sets = [*overrides, *extra, f"train.batch_size={batch // 8 if args.tiny else batch}"]
-            try:
-                report = bench_step(
-                    load_config(CONFIG, sets), mode, args.steps, args.warmup, compiled
-                )
-            except torch.OutOfMemoryError as exc:
-                report = {"variant": name, "batch_size": batch, "error": f"OOM: {exc}"[:300]}
-            report["variant"] = name
-            with results.open("a") as f:
-                f.write(json.dumps(report) + "\n")
-            logger.info("%s: %s", name, json.dumps(report)[:400])
+    write("attention.json", time_attention(config_at("tri"), args.steps, args.warmup))
+    for mode in args.modes[:1]:
+        if time_left(f"parts_{mode}"):
+            write(
+                f"parts_{mode}.json",
+                bench_parts(config_at(mode), mode, args.steps, args.warmup, True),
+            )
             torch._dynamo.reset()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            if "error" not in report:
+    knobs, winners = list(args.knobs), []
+    for mode in args.modes:  # the first mode tries each knob; the others its winners, together
+        batch = BASELINES[mode]
+        if not time_left(f"{mode} baseline"):
+            break
+        base = run_variant(f"{mode} b{batch}", mode, batch, [], None, args)
+        for knob in knobs:
+            if not time_left(f"{mode} {knob}"):
                 break
-    if not args.no_profile and time.perf_counter() - start < args.budget_s - VARIANT_SECONDS:
-        sets = [*VIT, *extra, f"train.batch_size={2 if args.tiny else 16}"]
-        profile = profile_step(load_config(CONFIG, sets))
-        (out / "profile.json").write_text(json.dumps(profile, indent=1))
-        logger.info("profile: %s", json.dumps(profile["kernels"][:8]))
+            overrides, sdpa = KNOBS[knob]
+            report = run_variant(f"{mode} b{batch} {knob}", mode, batch, overrides, sdpa, args)
+            if report.get("clips_per_s", 0) >= 1.01 * base.get("clips_per_s", math.inf):
+                winners.append(knob)
+        alone = 2 if knobs else 1  # in the first mode, a single winner was already timed alone
+        if len(winners) >= alone and time_left(f"{mode} winners"):
+            overrides, sdpa = combined(winners)
+            name = f"{mode} b{batch} {' + '.join(winners)}"
+            run_variant(name, mode, batch, overrides, sdpa, args)
+        knobs = []
+    for mode in args.modes[1:]:
+        if time_left(f"parts_{mode}"):
+            write(
+                f"parts_{mode}.json",
+                bench_parts(config_at(mode), mode, args.steps, args.warmup, True),
+            )
+            torch._dynamo.reset()
+    if args.profile and time_left("profile"):
+        write("profile.json", profile_step(config_at("tri")))
     logger.info("done in %.0f s", time.perf_counter() - start)
     return 0
 

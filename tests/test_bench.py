@@ -4,6 +4,7 @@ the compiled step computes what the eager step computes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,16 +12,18 @@ import torch
 
 from tests.conftest import TINY, tiny_config
 from tritemporal.bench import (
+    bench_config,
     bench_step,
     compare_steps,
     count_model_flops,
     loss_and_grads,
+    step_parts,
     synthetic_batches,
 )
 from tritemporal.cli import main
 from tritemporal.compile import compile_blocks
 from tritemporal.model import TriTemporalModel
-from tritemporal.train import autocast_for
+from tritemporal.train import autocast_for, build_optimizer, train_step
 
 
 def test_bench_step_reports_a_consistent_json(tmp_path: Path) -> None:
@@ -99,3 +102,74 @@ def test_recomputed_forwards_are_not_model_flops() -> None:
         batch = synthetic_batches(config, torch.device("cpu"), count=1)[0]
         counts.append(count_model_flops(model, batch, autocast_for(torch.device("cpu"), "fp32")))
     assert counts[0] == counts[1]
+
+
+@pytest.mark.parametrize("mode", ["vjepa", "tri"])
+def test_the_parts_are_the_whole_step(mode: str) -> None:
+    """Timed alone, the parts do exactly the step's work: their FLOPs add up to the step's, and
+    `vjepa` has no NOW, SOON or EVENTUALLY part."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = bench_config(tiny_config("train.device=cpu", "train.batch_size=2"), mode)
+    model = TriTemporalModel(config).train()
+    batch = synthetic_batches(config, torch.device("cpu"), count=1)[0]
+    step = count_model_flops(model, batch, autocast_for(torch.device("cpu"), "fp32"))
+    total, names = 0, []
+    for name, _, forward in step_parts(model, batch, config):
+        names.append(name)
+        with FlopCounterMode(display=False) as counter:
+            out = forward()
+            if out.requires_grad:
+                out.float().sum().backward()
+        total += counter.get_total_flops()
+    assert total == step
+    later = ["student, NOW", "predictor, SOON", "EVENTUALLY head and loss"]
+    assert all((name in names) == (mode == "tri") for name in later)
+    assert names[:3] == ["teacher forward, whole clip", "tubelet embedding", "student, mask 0"]
+
+
+def test_bench_parts_reports_each_part_against_the_step(tmp_path: Path) -> None:
+    out = tmp_path / "parts.json"
+    sets = [a for s in [*TINY, "train.device=cpu"] for a in ("--set", s)]
+    argv = ["bench", "--parts", "--mode", "tri", "--steps", "2", "--warmup", "1", "--out", str(out)]
+    assert main([*argv, *sets]) == 0
+    report = json.loads(out.read_text())
+    parts = {row["part"]: row for row in report["parts"]}
+    assert {"grad clip and AdamW", "EMA teacher update", "predictor, SOON"} <= set(parts)
+    assert report["step_ms"] > 0 and all(row["ms"] > 0 for row in parts.values())
+    assert report["parts_ms"] == pytest.approx(sum(r["ms"] for r in parts.values()), abs=0.01)
+    row = parts["student, mask 0"]
+    assert row["share_of_step"] == pytest.approx(row["ms"] / report["step_ms"], abs=1e-3)
+    assert row["achieved_tflops"] == pytest.approx(row["flops"] / row["ms"] / 1e9, abs=1e-3)
+
+
+def test_compile_mode_reaches_torch_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`train.compile_mode` is torch.compile's mode for every compiled block function."""
+    seen = []
+
+    def fake_compile(fn: Callable, **kwargs: object) -> Callable:  # stands in for torch.compile
+        seen.append(kwargs["mode"])
+        return lambda *args: fn(*args)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model = TriTemporalModel(tiny_config())
+    assert compile_blocks(model, "max-autotune-no-cudagraphs") == 3
+    assert seen == ["max-autotune-no-cudagraphs"]  # one function, shared by every block
+
+
+def test_cuda_graph_mode_starts_a_new_graph_generation_each_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under `reduce-overhead`, each step tells CUDA graphs the last step's outputs are free."""
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    for mode, expected in (("default", 0), ("reduce-overhead", 2)):
+        marks.clear()
+        config = tiny_config("train.compile=true", f"train.compile_mode={mode}")
+        model = TriTemporalModel(config).train()
+        optimizer = build_optimizer(model, config)
+        batch = synthetic_batches(config, torch.device("cpu"), count=1)[0]
+        autocast = autocast_for(torch.device("cpu"), "fp32")
+        for step in range(2):
+            train_step(model, optimizer, batch, step, config, autocast)
+        assert len(marks) == expected

@@ -65,6 +65,7 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
         ("backbone.pos_embed=learned", r"backbone.pos_embed='learned'"),
         ("train.steps=many", r"train.steps must be int, got 'many'"),
         ("loss.temperature=5", r"loss.temperature=5.0 must lie in"),
+        ("train.compile_mode=fast", r"train.compile_mode='fast': use one of default, reduce-"),
     ],
 )
 def test_validation_names_key_and_fix(override: str, message: str) -> None:

@@ -34,6 +34,7 @@ from tritemporal.data.loader import MaskCollator, TrainBatch, build_loader
 from tritemporal.data.sources import build_dataset
 from tritemporal.model import TriTemporalModel
 from tritemporal.objectives.masks import MaskSet
+from tritemporal.objectives.soon import soon_forecast
 from tritemporal.train import (
     autocast_for,
     build_optimizer,
@@ -49,10 +50,13 @@ MODES = ("vjepa", "tri")
 SYNTHETIC_BATCHES = 4  # distinct batches cycled through (different masks each step)
 
 
-def bench_config(config: TriTemporalConfig, mode: str) -> TriTemporalConfig:
-    """The config a mode times: `vjepa` turns SOON and EVENTUALLY off, `tri` keeps all three."""
+def bench_config(config: TriTemporalConfig, mode: str, compile: bool = False) -> TriTemporalConfig:
+    """The config a mode times: `vjepa` turns SOON and EVENTUALLY off, `tri` keeps all three;
+    `compile` (or `train.compile` already set) compiles the blocks with `train.compile_mode`."""
     if mode not in MODES:
         raise ValueError(f"bench mode {mode!r}: use one of {', '.join(MODES)}")
+    train = dataclasses.replace(config.train, compile=compile or config.train.compile)
+    config = dataclasses.replace(config, train=train)
     if mode == "tri":
         return config
     loss = dataclasses.replace(config.loss, lambda_vjepa=1.0, lambda_soon=0.0, lambda_event=0.0)
@@ -80,11 +84,11 @@ def matmul_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: 
     """Achieved TFLOP/s of a square (size x size) @ (size x size) matmul in `dtype`."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    seconds = _median_seconds(lambda: a @ b, device, warmup=3, repeats=repeats)
+    seconds = median_seconds(lambda: a @ b, device, warmup=3, repeats=repeats)
     return 2 * size**3 / seconds / 1e12
 
 
-def _median_seconds(
+def median_seconds(
     fn: Callable[[], object], device: torch.device, warmup: int, repeats: int
 ) -> float:
     """Median wall time of `fn` (CUDA events on a GPU, so no host sync between calls)."""
@@ -186,7 +190,8 @@ def bench_step(
     matmul_size: int | None = None,
 ) -> dict:
     """Time the full training step of `config` in `mode`; returns the JSON-ready report."""
-    config = bench_config(config, mode)
+    config = bench_config(config, mode, compile)
+    compile = config.train.compile
     device = resolve_device(config.train.device)
     seed_everything(config.train.seed)
     model = TriTemporalModel(config).to(device).train()
@@ -202,13 +207,13 @@ def bench_step(
     check = None
     if compile:
         eager = loss_and_grads(model, batches[0], autocast)
-        compile_blocks(model)
+        compile_blocks(model, config.train.compile_mode)
         check = compare_steps(eager, loss_and_grads(model, batches[0], autocast))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     step_numbers = iter(range(1, 1 + warmup + steps))
     wall_start = time.perf_counter()  # warm-up (where compiling happens) and timed steps
-    seconds = _median_seconds(lambda: run(next(step_numbers)), device, warmup, steps)
+    seconds = median_seconds(lambda: run(next(step_numbers)), device, warmup, steps)
     wall = time.perf_counter() - wall_start
     memory = _peak_memory_gib(device)
 
@@ -225,6 +230,7 @@ def bench_step(
         "torch": torch.__version__,
         "precision": str(dtype).removeprefix("torch."),
         "compile": compile,
+        "compile_mode": config.train.compile_mode if compile else None,
         "activation_checkpointing": config.backbone.activation_checkpointing,
         "batch_size": b,
         "clip": {"frames": config.clip.total_frames, "size": list(config.clip.hw)},
@@ -253,6 +259,176 @@ def bench_step(
         mode, config.backbone.name, b, seconds * 1e3, b / seconds, achieved, 100 * achieved / peak,
     )  # fmt: skip
     return report
+
+
+Part = tuple[str, int, Callable[[], torch.Tensor]]  # (name, tokens per clip, forward)
+
+
+def step_parts(model: TriTemporalModel, batch: TrainBatch, config: TriTemporalConfig) -> list[Part]:
+    """The passes one training step makes, each as a forward to run alone at the step's shapes.
+
+    Student and predictor passes start from leaf inputs that require grad, so their backward
+    computes what the step's backward computes (input gradients included); the teacher runs
+    without grad, as in the step. Order and token counts follow `TriTemporalModel.forward`.
+    """
+    enc, pred = model.backbone.encoder, model.backbone.predictor
+    grid, lam = config.clip.grid, config.loss
+    video = model.normalize(batch.video)
+    b = video.shape[0]
+    with torch.no_grad():
+        targets = model.teacher_targets(video)
+        tokens = enc.embed(video)
+
+    def leaf(shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(shape, device=tokens.device, dtype=tokens.dtype).requires_grad_()
+
+    token_leaf = leaf(tokens.shape)
+    n = tokens.shape[1]
+    parts: list[Part] = [
+        ("teacher forward, whole clip", n, lambda: model.teacher_targets(video)),
+        ("tubelet embedding", n, lambda: enc.embed(video)),
+    ]
+    if lam.lambda_vjepa > 0:
+        for i, mask in enumerate(batch.masks):
+            k, m = mask.context.shape[1], mask.target.shape[1]
+            context = leaf((b, k, tokens.shape[2]))
+            parts += [
+                (f"student, mask {i}", k, lambda c=mask.context: enc.encode(token_leaf, grid, c)),
+                (
+                    f"predictor, mask {i}",
+                    k + m,
+                    lambda x=context, c=mask.context, t=mask.target, i=i: pred(x, c, t, grid, i),
+                ),
+            ]
+    event = lam.lambda_event > 0
+    if lam.lambda_soon > 0 or event:
+        now_idx = model.now_idx.expand(b, -1)
+        now = leaf((b, now_idx.shape[1], tokens.shape[2]))
+        parts.append(
+            ("student, NOW", now_idx.shape[1], lambda: enc.encode(token_leaf, grid, now_idx))
+        )
+    if lam.lambda_soon > 0:
+        soon_tokens = now_idx.shape[1] + model.soon_idx.shape[1]
+        parts.append(
+            (
+                "predictor, SOON",
+                soon_tokens,
+                lambda: soon_forecast(model.backbone, now, model.now_idx, model.soon_idx, grid),
+            )
+        )
+    if event:
+        event_tokens = targets[:, model.event_idx[0]]
+        now_last = targets[:, model.now_last_idx[0]]
+        parts.append(
+            (
+                "EVENTUALLY head and loss",
+                now_idx.shape[1],
+                lambda: model.eventually(model.outcome(now), event_tokens, now_last, batch.labels)[
+                    0
+                ],
+            )
+        )
+    return parts
+
+
+def bench_parts(
+    config: TriTemporalConfig,
+    mode: str = "tri",
+    steps: int = 10,
+    warmup: int = 3,
+    compile: bool = False,
+    matmul_size: int | None = None,
+) -> dict:
+    """Time each pass of the step alone, and the optimizer and EMA: where the step's time goes.
+
+    Each part's forward (and backward, for the parts that train) is timed on its own at the
+    step's shapes, with its model FLOPs counted eagerly first; the whole step is timed too, so
+    the report shows each part's share of it and what the parts do not account for.
+    """
+    config = bench_config(config, mode, compile)
+    device = resolve_device(config.train.device)
+    seed_everything(config.train.seed)
+    model = TriTemporalModel(config).to(device).train()
+    optimizer = build_optimizer(model, config)
+    autocast = autocast_for(device, config.train.precision)
+    batch = synthetic_batches(config, device, count=1)[0]
+    graphs = config.train.compile and config.train.compile_mode == "reduce-overhead"
+
+    def run(forward: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        def call() -> None:
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            model.zero_grad(set_to_none=True)
+            with autocast:
+                out = forward()
+            if out.requires_grad:
+                out.float().sum().backward()
+
+        return call
+
+    with autocast:
+        parts = step_parts(model, batch, config)
+    flops = {}
+    for name, _, forward in parts:
+        with FlopCounterMode(display=False) as counter:
+            run(forward)()
+        flops[name] = counter.get_total_flops()
+    for p in model.parameters():  # what the optimizer sees after a backward
+        p.grad = torch.zeros_like(p) if p.requires_grad else None
+    max_norm = config.optim.grad_clip or float("inf")
+    params = [p for p in model.parameters() if p.requires_grad]
+    rest = {
+        "grad clip and AdamW": lambda: (
+            torch.nn.utils.clip_grad_norm_(params, max_norm),
+            optimizer.step(),
+        ),
+        "EMA teacher update": lambda: model.update_teacher(0.999),
+    }
+    rest_ms = {name: median_seconds(fn, device, warmup, steps) * 1e3 for name, fn in rest.items()}
+    if config.train.compile:
+        compile_blocks(model, config.train.compile_mode)
+    rows = [
+        {
+            "part": name,
+            "tokens_per_clip": tokens,
+            "ms": median_seconds(run(forward), device, warmup, steps) * 1e3,
+            "flops": flops[name],
+        }
+        for name, tokens, forward in parts
+    ]
+    rows += [{"part": name, "ms": ms, "flops": 0} for name, ms in rest_ms.items()]
+    step_numbers = iter(range(1, 1 + warmup + steps))
+    step_ms = 1e3 * median_seconds(
+        lambda: train_step(model, optimizer, batch, next(step_numbers), config, autocast),
+        device, warmup, steps,
+    )  # fmt: skip
+    peak = matmul_tflops(
+        device,
+        compute_dtype(device, config.train.precision),
+        matmul_size or (8192 if device.type == "cuda" else 1024),
+    )
+    for row in rows:
+        tflops = row["flops"] / row["ms"] / 1e9 if row["flops"] else None
+        row.update(
+            ms=round(row["ms"], 3),
+            share_of_step=round(row["ms"] / step_ms, 4),
+            achieved_tflops=round(tflops, 3) if tflops else None,
+            fraction_of_matmul=round(tflops / peak, 4) if tflops else None,
+        )
+    parts_ms = sum(row["ms"] for row in rows)
+    return {
+        "mode": mode,
+        "backbone": config.backbone.name,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "compile": config.train.compile,
+        "compile_mode": config.train.compile_mode if config.train.compile else None,
+        "batch_size": config.train.batch_size,
+        "step_ms": round(step_ms, 3),
+        "parts_ms": round(parts_ms, 3),
+        "unattributed_ms": round(step_ms - parts_ms, 3),
+        "matmul_tflops": round(peak, 3),
+        "parts": rows,
+    }
 
 
 def bench_data(

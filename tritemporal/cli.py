@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="time the training step or the loader (JSON)")
     bench.add_argument("--data", action="store_true", help="time the data loader alone")
     bench.add_argument(
+        "--parts", action="store_true",
+        help="time each pass of the step alone (teacher, student, predictor, heads, AdamW, EMA)",
+    )  # fmt: skip
+    bench.add_argument(
         "--mode", choices=["vjepa", "tri"], default="tri",
         help="vjepa: the two-mask V-JEPA 2 step alone; tri: all three objectives",
     )  # fmt: skip
@@ -186,11 +190,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """`tritemporal bench`: the training step's speed (or `--data`: the loader's), as JSON."""
     import json
 
-    from tritemporal.bench import bench_data, bench_step
+    from tritemporal.bench import bench_data, bench_parts, bench_step
 
     config = load_config(args.config, args.overrides)
     if args.data:
         report = bench_data(config, args.workers, args.batches, args.gpu_clips_per_s)
+    elif args.parts:
+        report = bench_parts(config, args.mode, args.steps, args.warmup, args.compile)
     else:
         report = bench_step(config, args.mode, args.steps, args.warmup, args.compile)
     text = json.dumps(report, indent=1)

@@ -23,8 +23,9 @@ from torch import nn
 RECOMPILE_LIMIT = 64
 
 
-def compile_blocks(model: nn.Module) -> int:
-    """Compile the block function of every module that has one; returns how many were switched."""
+def compile_blocks(model: nn.Module, mode: str = "default") -> int:
+    """Compile the block function of every module that has one with torch.compile's `mode`;
+    returns how many modules were switched."""
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
@@ -35,7 +36,7 @@ def compile_blocks(model: nn.Module) -> int:
         if forward is None or forward in compiled.values():
             continue
         if forward not in compiled:
-            compiled[forward] = torch.compile(forward, dynamic=False)
+            compiled[forward] = torch.compile(forward, mode=mode, dynamic=False)
         module.block_forward = compiled[forward]
         switched += 1
     return switched

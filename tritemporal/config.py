@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 POS_EMBEDS = ("rope", "rope-interleaved", "sincos")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -211,6 +212,9 @@ class TrainConfig:
     ckpt_every: int = 100
     keep_checkpoints: int = 3  # numbered checkpoints kept besides the one `last` points to
     compile: bool = False  # torch.compile each transformer block (static token counts per pass)
+    # torch.compile's mode for those blocks: "reduce-overhead" adds CUDA graphs, "max-autotune"
+    # tunes Triton GEMMs with fused epilogues (long first compile)
+    compile_mode: str = "default"
     progress: bool = True
 
 
@@ -561,6 +565,10 @@ def validate(config: TriTemporalConfig) -> None:
     _check(
         t.device == "auto" or t.device == "cpu" or t.device.startswith(("cuda", "mps")),
         f"train.device={t.device!r}: use auto, cpu, cuda or cuda:N",
+    )
+    _check(
+        t.compile_mode in COMPILE_MODES,
+        f"train.compile_mode={t.compile_mode!r}: use one of {', '.join(COMPILE_MODES)}",
     )
     _check(
         config.dist.strategy in ("ddp", "fsdp"),

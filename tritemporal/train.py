@@ -153,7 +153,7 @@ def _train(config: TriTemporalConfig, resume: bool, device: torch.device) -> Pat
     parallelize(model, config.dist.strategy, device)
     optimizer = build_optimizer(model, config)
     if t.compile:
-        compile_blocks(model)
+        compile_blocks(model, t.compile_mode)
 
     start_step = 0
     if last is not None:
@@ -257,6 +257,8 @@ def train_step(
     """One whole training step on a batch already on the device: schedules, forward, backward,
     clip, AdamW, EMA. It never waits on the GPU; `tritemporal bench` times exactly this."""
     scalars = apply_schedules(optimizer, step, config)
+    if config.train.compile and config.train.compile_mode == "reduce-overhead":
+        torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: the last step's buffers are free
     with autocast:
         out: StepOutput = model(batch.video, batch.masks, batch.labels, diagnostics=diagnostics)
     scalars.update(optimize(model, optimizer, out.loss, step, config))
