@@ -32,7 +32,7 @@ from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig
 from tritemporal.data.loader import MaskCollator, TrainBatch, build_loader
 from tritemporal.data.sources import build_dataset
-from tritemporal.model import TriTemporalModel
+from tritemporal.model import TriTemporalModel, scale_grad
 from tritemporal.objectives.masks import MaskSet
 from tritemporal.objectives.soon import soon_forecast
 from tritemporal.train import (
@@ -319,15 +319,12 @@ def step_parts(model: TriTemporalModel, batch: TrainBatch, config: TriTemporalCo
     if event:
         event_tokens = targets[:, model.event_idx[0]]
         now_last = targets[:, model.now_last_idx[0]]
-        parts.append(
-            (
-                "EVENTUALLY head and loss",
-                now_idx.shape[1],
-                lambda: model.eventually(model.outcome(now), event_tokens, now_last, batch.labels)[
-                    0
-                ],
-            )
-        )
+
+        def eventually() -> torch.Tensor:  # the step stops (or scales) the gradient into NOW
+            outcome = model.outcome(scale_grad(now, lam.event_encoder_grad))
+            return model.eventually(outcome, event_tokens, now_last, batch.labels)[0]
+
+        parts.append(("EVENTUALLY head and loss", now_idx.shape[1], eventually))
     return parts
 
 
