@@ -301,26 +301,35 @@ def main() -> int:
         logger.warning("budget spent: skipping %s", stage)
         return False
 
-    def write(name: str, report: dict) -> None:
+    def stage(name: str, measure: Callable[[], dict]) -> None:
+        """Run one measurement and write DIR/name; a failure is written there instead, and the
+        run goes on to the next stage."""
+        if not time_left(name):
+            return
+        try:
+            report = measure()
+        except Exception as exc:  # one broken stage must not cost the others their numbers
+            logger.exception("%s failed", name)
+            report = {"error": f"{type(exc).__name__}: {exc}"[:400]}
         (out / name).write_text(json.dumps(report, indent=1))
         logger.info("%s: %s", name, json.dumps(report)[:600])
+        torch._dynamo.reset()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def config_at(mode: str, *overrides: str) -> TriTemporalConfig:
         batch = _batch(BASELINES[mode], args)
         return load_config(CONFIG, [*VIT, *_tiny(args), f"train.batch_size={batch}", *overrides])
 
+    def parts(mode: str) -> dict:
+        return bench_parts(config_at(mode), mode, args.steps, args.warmup, True)
+
     if args.precision_check:
-        check = precision_check(config_at("tri", f"train.batch_size={args.precision_check}"))
-        write("precision.json", check)
-        torch._dynamo.reset()
-    write("attention.json", time_attention(config_at("tri"), args.steps, args.warmup))
+        batch = f"train.batch_size={args.precision_check}"
+        stage("precision.json", lambda: precision_check(config_at("tri", batch)))
+    stage("attention.json", lambda: time_attention(config_at("tri"), args.steps, args.warmup))
     for mode in args.modes[:1]:
-        if time_left(f"parts_{mode}"):
-            write(
-                f"parts_{mode}.json",
-                bench_parts(config_at(mode), mode, args.steps, args.warmup, True),
-            )
-            torch._dynamo.reset()
+        stage(f"parts_{mode}.json", lambda m=mode: parts(m))
     knobs, winners = list(args.knobs), []
     for mode in args.modes:  # the first mode tries each knob; the others its winners, together
         batch = BASELINES[mode]
@@ -341,14 +350,9 @@ def main() -> int:
             run_variant(name, mode, batch, overrides, sdpa, args)
         knobs = []
     for mode in args.modes[1:]:
-        if time_left(f"parts_{mode}"):
-            write(
-                f"parts_{mode}.json",
-                bench_parts(config_at(mode), mode, args.steps, args.warmup, True),
-            )
-            torch._dynamo.reset()
-    if args.profile and time_left("profile"):
-        write("profile.json", profile_step(config_at("tri")))
+        stage(f"parts_{mode}.json", lambda m=mode: parts(m))
+    if args.profile:
+        stage("profile.json", lambda: profile_step(config_at("tri")))
     logger.info("done in %.0f s", time.perf_counter() - start)
     return 0
 
