@@ -8,12 +8,15 @@ from those indices, and only they go through the transformer. The same class, ru
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
 from tritemporal.adapters.tokens import (
@@ -92,14 +95,50 @@ class Block(nn.Module):
 
 BlockForward = Callable[[nn.Module, torch.Tensor, RopeTables | None], torch.Tensor]
 
+# `backbone.sdpa_kernel` / `predictor.sdpa_kernel` -> the one SDPA kernel allowed ("auto": all,
+# in PyTorch's order, which picks cuDNN's on an H100)
+SDPA_BACKENDS = {
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "math": SDPBackend.MATH,
+}
+CUDA_ONLY_KERNELS = ("cudnn", "efficient")
 
-def call_block(block: nn.Module, x: torch.Tensor, rope: RopeTables | None) -> torch.Tensor:
+
+def sdpa_backend(kernel: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """A context in which SDPA uses only `kernel` ("auto": PyTorch's choice) on `device`.
+
+    Entered inside the (compiled) block function: dynamo traces it and keys graphs on it, while
+    a context around a compiled call would be ignored by graphs traced under another one.
+    """
+    if kernel == "auto":
+        return contextlib.nullcontext()
+    if kernel in CUDA_ONLY_KERNELS and device.type != "cuda":
+        raise ValueError(
+            f"sdpa_kernel={kernel!r} (backbone.sdpa_kernel or predictor.sdpa_kernel) runs on CUDA "
+            f"only, and this block runs on {device.type}: use auto, flash or math there"
+        )
+    return sdpa_kernel(SDPA_BACKENDS[kernel])
+
+
+def call_block(
+    block: nn.Module, x: torch.Tensor, rope: RopeTables | None, kernel: str = "auto"
+) -> torch.Tensor:
     """Run one built-in block: the default `block_forward` of encoders and predictors.
 
     Encoders and predictors call their blocks through a `block_forward` attribute so that
-    `tritemporal.compile.compile_blocks` can swap in one compiled function for every block.
+    `tritemporal.compile.compile_blocks` can swap in one compiled function for every block, and
+    `use_sdpa_kernel` can bind the attention kernel the config asks for.
     """
-    return block(x, rope)
+    with sdpa_backend(kernel, x.device):
+        return block(x, rope)
+
+
+def use_sdpa_kernel(module: nn.Module, kernel: str) -> None:
+    """Make every block of `module` (an encoder or predictor) attend with `kernel`."""
+    if kernel != "auto":
+        module.block_forward = functools.partial(module.block_forward, kernel=kernel)
 
 
 def run_blocks(

@@ -38,7 +38,7 @@ from tritemporal.adapters.tokens import (
     token_coords,
     tubelet_linear,
 )
-from tritemporal.adapters.vit import BlockForward, RopeTables, run_blocks
+from tritemporal.adapters.vit import BlockForward, RopeTables, run_blocks, sdpa_backend
 from tritemporal.config import BackboneConfig, TriTemporalConfig
 from tritemporal.data.common import IMAGENET_MEAN, IMAGENET_STD
 
@@ -71,8 +71,11 @@ PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
 SOON_MASK_TOKEN = 2
 
 
-def hf_layer_forward(layer: nn.Module, x: torch.Tensor, rope: RopeTables | None) -> torch.Tensor:
-    """One transformers `VJEPA2Layer` on tokens x (B, N, D) with our RoPE tables (SDPA)."""
+def hf_layer_forward(
+    layer: nn.Module, x: torch.Tensor, rope: RopeTables | None, kernel: str = "auto"
+) -> torch.Tensor:
+    """One transformers `VJEPA2Layer` on tokens x (B, N, D) with our RoPE tables (SDPA with
+    `kernel`, see `adapters.vit.sdpa_backend`)."""
     attn = layer.attention
     b, n, d = x.shape
     h = layer.norm1(x)
@@ -82,7 +85,8 @@ def hf_layer_forward(layer: nn.Module, x: torch.Tensor, rope: RopeTables | None)
     )
     q, k = apply_rope(q, *rope), apply_rope(k, *rope)
     dropout = attn.dropout_prob if attn.training else 0.0
-    out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+    with sdpa_backend(kernel, x.device):
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
     x = x + layer.drop_path(attn.proj(out.transpose(1, 2).reshape(b, n, d)))
     return x + layer.drop_path(layer.mlp(layer.norm2(x)))
 

@@ -7,11 +7,13 @@ order of importance, each stage writing its JSON as soon as it has it (a run cut
 what it measured), and no stage started once `--budget-s` is nearly spent:
 
 1. attention.json: every SDPA call of one `tri` step (shape, grad, calls per step), each timed
-   alone under cuDNN's, FlashAttention-2's and the memory-efficient kernels.
+   alone under cuDNN's, FlashAttention-2's and the memory-efficient kernels, and the fastest
+   kernel for the encoder's calls and for the predictor's.
 2. parts_tri.json: `tritemporal bench --parts`, each pass of the step timed alone.
 3. results.jsonl: `tritemporal bench` for each mode at its baseline batch; in the first mode
-   with each knob of KNOBS alone, then with every knob that beat the baseline by 1% or more
-   together; in the other modes with those winners together.
+   with each knob alone (those fastest attention kernels when one is not cuDNN's, then KNOBS),
+   then with every knob that beat the baseline by 1% or more together; in the other modes
+   with those winners together.
 4. parts_vjepa.json, and with `--profile` the kernels of one step (profile.json).
 
 `--tiny` runs the same flow on CPU with tiny models, to test this script before spending GPU
@@ -30,13 +32,14 @@ import sys
 import time
 from argparse import Namespace
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention import sdpa_kernel
 
+from tritemporal.adapters.vit import SDPA_BACKENDS
 from tritemporal.bench import (
     bench_parts,
     bench_step,
@@ -60,12 +63,13 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "bench_vitl.yaml"
 VIT = ["backbone.name=vit-large"]
 # the measured bests of docs/PERFORMANCE.md, re-timed on each machine: the reference for knobs
 BASELINES = {"tri": 16, "vjepa": 32}  # mode -> batch (larger ones run out of 80 GB)
-# knobs tried one at a time against the baseline: name -> (config overrides, SDPA backend or None)
+# knobs tried one at a time against the baseline: name -> config overrides. The run adds
+# "attention kernels" when attention.json finds a faster kernel than cuDNN's for a part.
 KNOBS = {
-    "flash attention": ([], "flash"),  # PyTorch's FlashAttention-2 instead of cuDNN's kernels
-    "CUDA graphs": (["train.compile_mode=reduce-overhead"], None),
-    "max-autotune": (["train.compile_mode=max-autotune-no-cudagraphs"], None),
+    "CUDA graphs": ["train.compile_mode=reduce-overhead"],
+    "max-autotune": ["train.compile_mode=max-autotune-no-cudagraphs"],
 }
+KERNEL_KNOB = "attention kernels"
 TINY = [
     "backbone.embed_dim=64", "backbone.depth=2", "backbone.num_heads=4",
     "predictor.embed_dim=32", "predictor.depth=2", "predictor.num_heads=4",
@@ -146,17 +150,15 @@ def environment() -> dict:
     return info
 
 
-SDPA_BACKENDS = {
-    "cudnn": SDPBackend.CUDNN_ATTENTION,
-    "flash": SDPBackend.FLASH_ATTENTION,
-    "efficient": SDPBackend.EFFICIENT_ATTENTION,
-}
+SDPA_KERNELS = ("cudnn", "flash", "efficient")  # the fused kernels `auto` chooses among
 
 
-def attention_calls(config: TriTemporalConfig) -> Counter:
-    """Every SDPA call of one eager training step: (q shape, k shape, with grad) -> calls."""
+def attention_calls(config: TriTemporalConfig) -> tuple[Counter, dict[str, int]]:
+    """Every SDPA call of one eager training step, (q shape, k shape, with grad) -> calls, and
+    the attention width (heads x head width) of the encoder and of the predictor."""
     device = resolve_device(config.train.device)
     model = TriTemporalModel(config).to(device).train()
+    widths = {"backbone": model.backbone.embed_dim, "predictor": model.backbone.predictor.embed_dim}
     batch = synthetic_batches(config, device, count=1)[0]
     calls: Counter = Counter()
     original = F.scaled_dot_product_attention
@@ -171,79 +173,85 @@ def attention_calls(config: TriTemporalConfig) -> Counter:
         loss_and_grads(model, batch, autocast_for(device, config.train.precision))
     finally:
         F.scaled_dot_product_attention = original
-    return calls
+    return calls, widths
 
 
 def time_attention(config: TriTemporalConfig, steps: int, warmup: int) -> dict:
-    """Each SDPA call of the step timed alone under each backend: which kernel suits which head
-    width, and how much of the step attention takes with each."""
+    """Each SDPA call of the step timed alone under each kernel: which kernel suits which head
+    width, how much of the step attention takes with each, and the fastest kernel for the
+    encoder's and for the predictor's calls (`backbone.sdpa_kernel`, `predictor.sdpa_kernel`)."""
     device = resolve_device(config.train.device)
     dtype = compute_dtype(device, config.train.precision)
-    rows, totals = [], dict.fromkeys(SDPA_BACKENDS, 0.0)
+    calls, widths = attention_calls(config)
+    rows, totals = [], dict.fromkeys(SDPA_KERNELS, 0.0)
+    per_part = {part: dict.fromkeys(SDPA_KERNELS, 0.0) for part in widths}
     best_total = 0.0
-    for (q_shape, k_shape, grad), calls in attention_calls(config).items():
+    for (q_shape, k_shape, grad), count in calls.items():
         q = torch.randn(q_shape, device=device, dtype=dtype, requires_grad=grad)
         k = torch.randn(k_shape, device=device, dtype=dtype, requires_grad=grad)
         v = torch.randn(k_shape, device=device, dtype=dtype, requires_grad=grad)
         b, h, n_q, d = q_shape
         flops = 4 * b * h * n_q * k_shape[2] * d * (3.5 if grad else 1.0)  # as flop_counter
-        row = {"q": list(q_shape), "k": list(k_shape), "grad": grad, "calls": calls}
-
+        row = {"q": list(q_shape), "k": list(k_shape), "grad": grad, "calls": count}
+        parts = [part for part, width in widths.items() if width == h * d]
         call = _attention_call(q, k, v, grad)
         best = math.inf
-        for name, backend in SDPA_BACKENDS.items():
+        for name in SDPA_KERNELS:
             try:
-                with sdpa_kernel(backend):
+                with sdpa_kernel(SDPA_BACKENDS[name]):
                     ms = median_seconds(call, device, warmup, steps) * 1e3
-            except RuntimeError as exc:  # this backend does not take this shape or device
+            except RuntimeError as exc:  # this kernel does not take this shape or device
                 row[name] = {"error": str(exc).splitlines()[0][:160]}
-                totals[name] = math.nan
-                continue
-            row[name] = {"ms": round(ms, 3), "tflops": round(flops / ms / 1e9, 1)}
-            totals[name] += calls * ms
-            best = min(best, ms)
-        best_total += calls * best
+                ms = math.nan
+            else:
+                row[name] = {"ms": round(ms, 3), "tflops": round(flops / ms / 1e9, 1)}
+                best = min(best, ms)
+            totals[name] += count * ms
+            for part in parts:
+                per_part[part][name] += count * ms
+        best_total += count * best
         rows.append(row)
+    fastest = {
+        part: min((ms, name) for name, ms in kernels.items() if not math.isnan(ms))[1]
+        for part, kernels in per_part.items()
+        if any(not math.isnan(ms) for ms in kernels.values())
+    }
     return {
         "batch_size": config.train.batch_size,
+        "widths": widths,
         "ms_per_step": {name: round(ms, 2) for name, ms in totals.items()},
         "ms_per_step_best_kernel_per_shape": round(best_total, 2),
+        "ms_per_step_per_part": {
+            part: {name: round(ms, 2) for name, ms in kernels.items()}
+            for part, kernels in per_part.items()
+        },
+        "fastest_kernel_per_part": fastest,
         "calls": rows,
     }
 
 
 def _attention_call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad: bool) -> Callable:
+    """One SDPA forward (and backward): fresh gradients each call, as in a step."""
+
     def call() -> None:
         out = F.scaled_dot_product_attention(q, k, v)
         if grad:
+            q.grad = k.grad = v.grad = None
             out.backward(torch.ones_like(out))
 
     return call
 
 
-@contextlib.contextmanager
-def sdpa_only(backend: str | None) -> Iterator[None]:
-    """Leave only `backend` enabled for SDPA (None: PyTorch's default order, cuDNN first)."""
-    if backend is None:
-        yield
-        return
-    with sdpa_kernel(SDPA_BACKENDS[backend]):
-        yield
-
-
-def run_variant(
-    name: str, mode: str, batch: int, overrides: list[str], sdpa: str | None, args: Namespace
-) -> dict:
+def run_variant(name: str, mode: str, batch: int, overrides: list[str], args: Namespace) -> dict:
     """`bench_step` of one compiled variant; an error (out of memory, a knob that does not
     work) is reported in place of the numbers instead of ending the run."""
     sets = [*VIT, *overrides, *_tiny(args), f"train.batch_size={_batch(batch, args)}"]
     try:
-        with sdpa_only(sdpa):
-            report = bench_step(load_config(CONFIG, sets), mode, args.steps, args.warmup, True)
+        report = bench_step(load_config(CONFIG, sets), mode, args.steps, args.warmup, True)
     except Exception as exc:  # one failing knob must not cost the others their numbers
         logger.exception("%s failed", name)
         report = {"mode": mode, "batch_size": batch, "error": f"{type(exc).__name__}: {exc}"[:400]}
-    report.update(variant=name, overrides=overrides, sdpa=sdpa)
+    report.update(variant=name, overrides=overrides)
     with (Path(args.out) / "results.jsonl").open("a") as f:
         f.write(json.dumps(report) + "\n")
     logger.info("%s: %s", name, json.dumps(report)[:400])
@@ -253,16 +261,15 @@ def run_variant(
     return report
 
 
-def combined(winners: list[str]) -> tuple[list[str], str | None]:
-    """One variant with every winning knob: both compile modes that won make `max-autotune`
-    (Triton GEMMs and CUDA graphs together)."""
-    overrides = [o for knob in winners for o in KNOBS[knob][0]]
+def combined(winners: list[list[str]]) -> list[str]:
+    """The overrides of every winning knob together: both compile modes winning make
+    `max-autotune` (Triton GEMMs and CUDA graphs at once)."""
+    overrides = [o for knob in winners for o in knob]
     modes = [o.split("=", 1)[1] for o in overrides if o.startswith("train.compile_mode=")]
     others = [o for o in overrides if not o.startswith("train.compile_mode=")]
     if len(modes) > 1:
         modes = ["max-autotune"]
-    sdpa = next((KNOBS[knob][1] for knob in winners if KNOBS[knob][1]), None)
-    return others + [f"train.compile_mode={m}" for m in modes], sdpa
+    return others + [f"train.compile_mode={m}" for m in modes]
 
 
 def _tiny(args: Namespace) -> list[str]:
@@ -301,11 +308,11 @@ def main() -> int:
         logger.warning("budget spent: skipping %s", stage)
         return False
 
-    def stage(name: str, measure: Callable[[], dict]) -> None:
+    def stage(name: str, measure: Callable[[], dict]) -> dict:
         """Run one measurement and write DIR/name; a failure is written there instead, and the
         run goes on to the next stage."""
         if not time_left(name):
-            return
+            return {}
         try:
             report = measure()
         except Exception as exc:  # one broken stage must not cost the others their numbers
@@ -316,6 +323,7 @@ def main() -> int:
         torch._dynamo.reset()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+        return report
 
     def config_at(mode: str, *overrides: str) -> TriTemporalConfig:
         batch = _batch(BASELINES[mode], args)
@@ -327,28 +335,33 @@ def main() -> int:
     if args.precision_check:
         batch = f"train.batch_size={args.precision_check}"
         stage("precision.json", lambda: precision_check(config_at("tri", batch)))
-    stage("attention.json", lambda: time_attention(config_at("tri"), args.steps, args.warmup))
+    attention = stage(
+        "attention.json", lambda: time_attention(config_at("tri"), args.steps, args.warmup)
+    )
     for mode in args.modes[:1]:
         stage(f"parts_{mode}.json", lambda m=mode: parts(m))
-    knobs, winners = list(args.knobs), []
+    knobs = {knob: KNOBS[knob] for knob in args.knobs}
+    fastest = attention.get("fastest_kernel_per_part", {})
+    if any(kernel != "cudnn" for kernel in fastest.values()):  # cuDNN's is what `auto` picks
+        kernels = [f"{part}.sdpa_kernel={kernel}" for part, kernel in fastest.items()]
+        knobs = {KERNEL_KNOB: kernels, **knobs}
+    tried, winners = knobs, []
     for mode in args.modes:  # the first mode tries each knob; the others its winners, together
         batch = BASELINES[mode]
         if not time_left(f"{mode} baseline"):
             break
-        base = run_variant(f"{mode} b{batch}", mode, batch, [], None, args)
-        for knob in knobs:
+        base = run_variant(f"{mode} b{batch}", mode, batch, [], args)
+        for knob, overrides in tried.items():
             if not time_left(f"{mode} {knob}"):
                 break
-            overrides, sdpa = KNOBS[knob]
-            report = run_variant(f"{mode} b{batch} {knob}", mode, batch, overrides, sdpa, args)
+            report = run_variant(f"{mode} b{batch} {knob}", mode, batch, overrides, args)
             if report.get("clips_per_s", 0) >= 1.01 * base.get("clips_per_s", math.inf):
                 winners.append(knob)
-        alone = 2 if knobs else 1  # in the first mode, a single winner was already timed alone
+        alone = 2 if tried else 1  # in the first mode, a single winner was already timed alone
         if len(winners) >= alone and time_left(f"{mode} winners"):
-            overrides, sdpa = combined(winners)
-            name = f"{mode} b{batch} {' + '.join(winners)}"
-            run_variant(name, mode, batch, overrides, sdpa, args)
-        knobs = []
+            overrides = combined([knobs[knob] for knob in winners])
+            run_variant(f"{mode} b{batch} {' + '.join(winners)}", mode, batch, overrides, args)
+        tried = {}
     for mode in args.modes[1:]:
         stage(f"parts_{mode}.json", lambda m=mode: parts(m))
     if args.profile:

@@ -60,10 +60,11 @@ def test_unknown_mode_is_a_clear_error() -> None:
 
 def test_compiled_step_matches_eager_and_compiles_each_shape_once() -> None:
     """fp32 on CPU: compiled blocks give the eager loss and gradients to float rounding, and
-    one graph serves every block of a pass (no per-block recompiles)."""
+    one graph serves every block of a pass (no per-block recompiles), also with an SDPA kernel
+    bound to the predictor's blocks."""
     from torch._dynamo.utils import counters
 
-    config = tiny_config("train.device=cpu", "backbone.depth=3")
+    config = tiny_config("train.device=cpu", "backbone.depth=3", "predictor.sdpa_kernel=math")
     torch.manual_seed(0)
     model = TriTemporalModel(config).train()
     batch = synthetic_batches(config, torch.device("cpu"), count=1)[0]

@@ -66,6 +66,7 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
         ("train.steps=many", r"train.steps must be int, got 'many'"),
         ("loss.temperature=5", r"loss.temperature=5.0 must lie in"),
         ("train.compile_mode=fast", r"train.compile_mode='fast': use one of default, reduce-"),
+        ("predictor.sdpa_kernel=fa3", r"predictor.sdpa_kernel='fa3': use one of auto, cudnn"),
     ],
 )
 def test_validation_names_key_and_fix(override: str, message: str) -> None:

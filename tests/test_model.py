@@ -149,3 +149,49 @@ def test_context_indices_are_respected_per_sample(tiny) -> None:
     assert torch.allclose(both[1:], one, atol=1e-6)
     assert F.mse_loss(both[0], both[1]) > 0
     assert isinstance(_batch(tiny).masks[0], MaskSet)
+
+
+def _kernels_seen(model: TriTemporalModel, config, monkeypatch: pytest.MonkeyPatch) -> set:
+    """(width of q, was the math kernel alone allowed) for every SDPA call of one step."""
+    import torch.nn.functional as F
+
+    from tritemporal.bench import synthetic_batches
+
+    seen = set()
+    original = F.scaled_dot_product_attention
+
+    def spy(q: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        math_only = not torch.backends.cuda.flash_sdp_enabled()
+        seen.add((q.shape[1] * q.shape[-1], math_only))
+        return original(q, *args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    batch = synthetic_batches(config, torch.device("cpu"), count=1)[0]
+    model(batch.video, batch.masks, batch.labels)
+    return seen
+
+
+@pytest.mark.parametrize("vjepa2", [False, True])
+def test_each_part_attends_with_the_kernel_its_key_names(
+    vjepa2: bool, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """predictor.sdpa_kernel reaches the predictor's attention only (built-in and transformers'
+    layers), the results stay the same, and a CUDA-only kernel on CPU is a clear error."""
+    from tests.conftest import vjepa2_overrides
+
+    base = vjepa2_overrides(request.getfixturevalue("vjepa2_dir")) if vjepa2 else []
+    config = tiny_config(*base)
+    torch.manual_seed(0)
+    auto = TriTemporalModel(config).eval()
+    math = TriTemporalModel(tiny_config(*base, "predictor.sdpa_kernel=math")).eval()
+    math.load_state_dict(auto.state_dict())
+    seen = _kernels_seen(math, config, monkeypatch)
+    math_only = {width for width, only in seen if only}  # the predictor's width alone
+    assert len(math_only) == 1 and auto.backbone.embed_dim not in math_only
+    assert (auto.backbone.embed_dim, False) in seen
+    assert not any(only for _, only in _kernels_seen(auto, config, monkeypatch))
+    batch_video = torch.rand(2, 3, config.clip.total_frames, *config.clip.hw)
+    torch.testing.assert_close(math.encode(batch_video)["soon"], auto.encode(batch_video)["soon"])
+    cudnn = TriTemporalModel(tiny_config(*base, "backbone.sdpa_kernel=cudnn"))
+    with pytest.raises(ValueError, match=r"sdpa_kernel='cudnn' .* runs on CUDA only"):
+        cudnn.encode(batch_video)

@@ -18,6 +18,9 @@ from typing import Any
 import yaml
 
 POS_EMBEDS = ("rope", "rope-interleaved", "sincos")
+# "auto": PyTorch picks per call (cuDNN's kernel on an H100); the others allow only that one:
+# FlashAttention-2, the memory-efficient kernel (both CUDA only: "efficient", "cudnn"), or math
+SDPA_KERNELS = ("auto", "cudnn", "flash", "efficient", "math")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -53,6 +56,7 @@ class BackboneConfig:
     num_heads: int | None = None
     drop_path: float = 0.0
     activation_checkpointing: bool = False  # recompute block activations in backward (memory)
+    sdpa_kernel: str = "auto"  # attention kernel of encoder and teacher (see SDPA_KERNELS)
     lora: LoraConfig = field(default_factory=LoraConfig)
 
 
@@ -64,6 +68,7 @@ class PredictorConfig:
     depth: int = 12
     num_heads: int = 12
     num_mask_tokens: int = 3  # one learned mask token per objective: short, long, SOON
+    sdpa_kernel: str = "auto"  # attention kernel of the predictor (see SDPA_KERNELS)
 
 
 @dataclass
@@ -455,6 +460,11 @@ def validate(config: TriTemporalConfig) -> None:
         "weights by (1 - 0.99925) of their gap, below bfloat16's resolution, so a bfloat16 EMA "
         "teacher would silently stop updating",
     )
+    for key, kernel in (("backbone", b.sdpa_kernel), ("predictor", p.sdpa_kernel)):
+        _check(
+            kernel in SDPA_KERNELS,
+            f"{key}.sdpa_kernel={kernel!r}: use one of {', '.join(SDPA_KERNELS)}",
+        )
     _check(
         p.embed_dim % p.num_heads == 0,
         f"predictor.embed_dim={p.embed_dim} must be divisible by predictor.num_heads={p.num_heads}",

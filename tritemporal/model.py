@@ -25,6 +25,7 @@ from torch import nn
 
 from tritemporal.adapters.lora import SharedBaseTeacher, apply_lora
 from tritemporal.adapters.registry import Backbone, create_backbone
+from tritemporal.adapters.vit import use_sdpa_kernel
 from tritemporal.config import TriTemporalConfig
 from tritemporal.ema import ema_update
 from tritemporal.heads.outcome import OutcomeAbstractor
@@ -57,6 +58,8 @@ class TriTemporalModel(nn.Module):
         super().__init__()
         self.config = config
         self.backbone: Backbone = create_backbone(config)
+        use_sdpa_kernel(self.backbone.encoder, config.backbone.sdpa_kernel)  # teacher copies it
+        use_sdpa_kernel(self.backbone.predictor, config.predictor.sdpa_kernel)
         if config.backbone.lora.r > 0:  # teacher shares the frozen base: EMA of adapters only
             apply_lora(self.backbone, config.backbone.lora)
             self.teacher = SharedBaseTeacher(self.backbone.encoder)
