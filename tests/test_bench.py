@@ -174,3 +174,13 @@ def test_cuda_graph_mode_starts_a_new_graph_generation_each_step(
         for step in range(2):
             train_step(model, optimizer, batch, step, config, autocast)
         assert len(marks) == expected
+
+
+def test_attention_flops_are_counted_on_cpu_too() -> None:
+    """CPU reports count SDPA as GPU ones do: 4 B H N^2 d forward, 2.5 times that backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    q = torch.randn(2, 3, 16, 8, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.scaled_dot_product_attention(q, q, q).sum().backward()
+    assert counter.get_total_flops() == 4 * 2 * 3 * 16 * 16 * 8 * 3.5

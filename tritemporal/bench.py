@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from tritemporal.compile import compile_blocks
@@ -48,6 +49,30 @@ logger = logging.getLogger(__name__)
 
 MODES = ("vjepa", "tri")
 SYNTHETIC_BATCHES = 4  # distinct batches cycled through (different masks each step)
+
+
+def _count_cpu_attention() -> None:
+    """Teach `FlopCounterMode` the CPU flash-attention ops, which PyTorch leaves uncounted (it
+    knows the CUDA kernels only), so CPU reports count attention as GPU reports do."""
+    aten = torch.ops.aten
+    fwd = aten._scaled_dot_product_flash_attention_for_cpu
+    bwd = aten._scaled_dot_product_flash_attention_for_cpu_backward
+    if fwd not in flop_counter.flop_registry:
+
+        @flop_counter.register_flop_formula(fwd)
+        def _forward(q: tuple, k: tuple, v: tuple, *args: object, **kwargs: object) -> int:
+            return flop_counter.sdpa_flop_count(q, k, v)
+
+    if bwd not in flop_counter.flop_registry:
+
+        @flop_counter.register_flop_formula(bwd)
+        def _backward(
+            grad: tuple, q: tuple, k: tuple, v: tuple, *args: object, **kwargs: object
+        ) -> int:
+            return flop_counter.sdpa_backward_flop_count(grad, q, k, v)
+
+
+_count_cpu_attention()
 
 
 def bench_config(config: TriTemporalConfig, mode: str, compile: bool = False) -> TriTemporalConfig:
