@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -112,13 +113,18 @@ def sdpa_backend(kernel: str, device: torch.device) -> contextlib.AbstractContex
     Entered inside the (compiled) block function: dynamo traces it and keys graphs on it, while
     a context around a compiled call would be ignored by graphs traced under another one.
     """
+    if kernel in CUDA_ONLY_KERNELS and device.type != "cuda":
+        # a speed choice, not a result: a model trained with it still runs on a CPU (warned in
+        # eager mode; a warning inside a compiled block would split its graph)
+        if not torch.compiler.is_compiling():
+            warnings.warn(
+                f"sdpa_kernel={kernel!r} (backbone.sdpa_kernel or predictor.sdpa_kernel) runs "
+                f"on CUDA only; on {device.type} PyTorch picks the attention kernel instead",
+                stacklevel=2,
+            )
+        kernel = "auto"
     if kernel == "auto":
         return contextlib.nullcontext()
-    if kernel in CUDA_ONLY_KERNELS and device.type != "cuda":
-        raise ValueError(
-            f"sdpa_kernel={kernel!r} (backbone.sdpa_kernel or predictor.sdpa_kernel) runs on CUDA "
-            f"only, and this block runs on {device.type}: use auto, flash or math there"
-        )
     return sdpa_kernel(SDPA_BACKENDS[kernel])
 
 

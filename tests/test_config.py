@@ -102,3 +102,10 @@ def test_bad_override_syntax_and_files(tmp_path: Path) -> None:
     section.write_text("train: 5\n")
     with pytest.raises(ValueError, match="train must be a mapping"):
         load_config(section)
+
+
+def test_every_sdpa_kernel_key_has_a_kernel() -> None:
+    from tritemporal.adapters.vit import SDPA_BACKENDS
+    from tritemporal.config import SDPA_KERNELS
+
+    assert set(SDPA_KERNELS) == {"auto", *SDPA_BACKENDS}

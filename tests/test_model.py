@@ -176,7 +176,7 @@ def test_each_part_attends_with_the_kernel_its_key_names(
     vjepa2: bool, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     """predictor.sdpa_kernel reaches the predictor's attention only (built-in and transformers'
-    layers), the results stay the same, and a CUDA-only kernel on CPU is a clear error."""
+    layers), the results stay the same, and a CUDA-only kernel falls back, warned, on a CPU."""
     from tests.conftest import vjepa2_overrides
 
     base = vjepa2_overrides(request.getfixturevalue("vjepa2_dir")) if vjepa2 else []
@@ -192,6 +192,8 @@ def test_each_part_attends_with_the_kernel_its_key_names(
     assert not any(only for _, only in _kernels_seen(auto, config, monkeypatch))
     batch_video = torch.rand(2, 3, config.clip.total_frames, *config.clip.hw)
     torch.testing.assert_close(math.encode(batch_video)["soon"], auto.encode(batch_video)["soon"])
-    cudnn = TriTemporalModel(tiny_config(*base, "backbone.sdpa_kernel=cudnn"))
-    with pytest.raises(ValueError, match=r"sdpa_kernel='cudnn' .* runs on CUDA only"):
-        cudnn.encode(batch_video)
+    cudnn = TriTemporalModel(tiny_config(*base, "backbone.sdpa_kernel=cudnn")).eval()
+    cudnn.load_state_dict(auto.state_dict())
+    with pytest.warns(UserWarning, match=r"sdpa_kernel='cudnn' .* CUDA only; on cpu PyTorch"):
+        out = cudnn.encode(batch_video)["soon"]  # a model trained on GPUs still runs on a CPU
+    torch.testing.assert_close(out, auto.encode(batch_video)["soon"])

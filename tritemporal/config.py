@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 POS_EMBEDS = ("rope", "rope-interleaved", "sincos")
-# "auto": PyTorch picks per call (cuDNN's kernel on an H100); the others allow only that one:
-# FlashAttention-2, the memory-efficient kernel (both CUDA only: "efficient", "cudnn"), or math
+# "auto": PyTorch picks per call (cuDNN's kernel on an H100); the others allow only one kernel:
+# cuDNN's or the memory-efficient one (CUDA only: elsewhere PyTorch picks), FlashAttention-2, math
 SDPA_KERNELS = ("auto", "cudnn", "flash", "efficient", "math")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
