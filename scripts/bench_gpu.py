@@ -15,6 +15,7 @@ what it measured), and no stage started once `--budget-s` is nearly spent:
    then with every knob that beat the baseline by 1% or more together; in the other modes
    with those winners together.
 4. parts_vjepa.json, and with `--profile` the kernels of one step (profile.json).
+5. summary.md: all of it as Markdown tables, also printed at the end.
 
 `--tiny` runs the same flow on CPU with tiny models, to test this script before spending GPU
 time. The first round's variants (eager, transformers' layers, batch and checkpointing) are in
@@ -273,6 +274,54 @@ def combined(winners: list[list[str]]) -> list[str]:
     return others + [f"train.compile_mode={m}" for m in modes]
 
 
+def summarize(out: Path) -> str:
+    """The run's numbers as Markdown tables (also DIR/summary.md), to read at a glance."""
+    lines = []
+    attention = _read_json(out / "attention.json")
+    if "ms_per_step_per_part" in attention:
+        lines += ["| attention, ms per step | " + " | ".join(SDPA_KERNELS) + " |"]
+        lines += ["|---" * (len(SDPA_KERNELS) + 1) + "|"]
+        for part, kernels in attention["ms_per_step_per_part"].items():
+            width = attention["widths"][part]
+            cells = " | ".join(str(kernels[name]) for name in SDPA_KERNELS)
+            lines.append(f"| {part} (width {width}) | {cells} |")
+        lines += ["", f"fastest per part: {attention['fastest_kernel_per_part']}", ""]
+    for mode in BASELINES:
+        parts = _read_json(out / f"parts_{mode}.json")
+        if "parts" not in parts:
+            continue
+        lines += [f"| {mode} part | ms | share of step | TFLOP/s |", "|---|---|---|---|"]
+        for row in parts["parts"]:
+            lines.append(
+                f"| {row['part']} | {row['ms']} | {row['share_of_step']:.1%} | "
+                f"{row['achieved_tflops']} |"
+            )
+        lines.append(f"| step / not in the parts | {parts['step_ms']} | "
+                     f"{parts['unattributed_ms'] / parts['step_ms']:.1%} | |")  # fmt: skip
+        lines.append("")
+    results = out / "results.jsonl"
+    if results.exists():
+        lines += ["| variant | batch | clips/s | of matmul | peak GiB | compiled vs eager grads |"]
+        lines += ["|---|---|---|---|---|---|"]
+        for line in results.read_text().splitlines():
+            r = json.loads(line)
+            if "error" in r:
+                lines.append(f"| {r['variant']} | {r['batch_size']} | {r['error'][:80]} | | | |")
+                continue
+            error = (r.get("compiled_vs_eager") or {}).get("grad_rel_error")
+            check = f"{error:.1e}" if error is not None else ""
+            memory = r.get("peak_memory_gib", r.get("peak_rss_gib"))
+            lines.append(
+                f"| {r['variant']} | {r['batch_size']} | {r['clips_per_s']} | "
+                f"{r['fraction_of_matmul']:.1%} | {memory} | {check} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def _tiny(args: Namespace) -> list[str]:
     return TINY if args.tiny else []
 
@@ -368,6 +417,9 @@ def main() -> int:
         stage(f"parts_{mode}.json", lambda m=mode: parts(m))
     if args.profile:
         stage("profile.json", lambda: profile_step(config_at("tri")))
+    summary = summarize(out)
+    (out / "summary.md").write_text(summary)
+    print(summary)
     logger.info("done in %.0f s", time.perf_counter() - start)
     return 0
 
