@@ -206,6 +206,23 @@ def _peak_memory_gib(device: torch.device) -> dict:
     return {"peak_rss_gib": round(rss_kib / 2**20, 2)}
 
 
+def _setup(
+    config: TriTemporalConfig,
+) -> tuple[
+    torch.device, TriTemporalModel, torch.optim.Optimizer, contextlib.AbstractContextManager
+]:
+    """What the training loop builds for a step: device, seeded model, AdamW, autocast."""
+    device = resolve_device(config.train.device)
+    seed_everything(config.train.seed)
+    model = TriTemporalModel(config).to(device).train()
+    return (
+        device,
+        model,
+        build_optimizer(model, config),
+        autocast_for(device, config.train.precision),
+    )
+
+
 def bench_step(
     config: TriTemporalConfig,
     mode: str = "tri",
@@ -217,11 +234,7 @@ def bench_step(
     """Time the full training step of `config` in `mode`; returns the JSON-ready report."""
     config = bench_config(config, mode, compile)
     compile = config.train.compile
-    device = resolve_device(config.train.device)
-    seed_everything(config.train.seed)
-    model = TriTemporalModel(config).to(device).train()
-    optimizer = build_optimizer(model, config)
-    autocast = autocast_for(device, config.train.precision)
+    device, model, optimizer, autocast = _setup(config)
     batches = synthetic_batches(config, device)
     b = config.train.batch_size
 
@@ -368,11 +381,7 @@ def bench_parts(
     the report shows each part's share of it and what the parts do not account for.
     """
     config = bench_config(config, mode, compile)
-    device = resolve_device(config.train.device)
-    seed_everything(config.train.seed)
-    model = TriTemporalModel(config).to(device).train()
-    optimizer = build_optimizer(model, config)
-    autocast = autocast_for(device, config.train.precision)
+    device, model, optimizer, autocast = _setup(config)
     batch = synthetic_batches(config, device, count=1)[0]
     graphs = config.train.compile and config.train.compile_mode == "reduce-overhead"
 
