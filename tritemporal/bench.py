@@ -29,7 +29,7 @@ import torch
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from tritemporal.compile import compile_blocks
+from tritemporal.compile import begin_step, compile_blocks
 from tritemporal.config import TriTemporalConfig
 from tritemporal.data.loader import MaskCollator, TrainBatch, build_loader
 from tritemporal.data.sources import build_dataset
@@ -383,12 +383,10 @@ def bench_parts(
     config = bench_config(config, mode, compile)
     device, model, optimizer, autocast = _setup(config)
     batch = synthetic_batches(config, device, count=1)[0]
-    graphs = config.train.compile and config.train.compile_mode == "reduce-overhead"
 
     def run(forward: Callable[[], torch.Tensor]) -> Callable[[], None]:
         def call() -> None:
-            if graphs:
-                torch.compiler.cudagraph_mark_step_begin()
+            begin_step(config.train.compile, config.train.compile_mode)
             model.zero_grad(set_to_none=True)
             with autocast:
                 out = forward()
