@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel
+from torch.utils import flop_counter
 
 from tritemporal.adapters.vit import SDPA_BACKENDS
 from tritemporal.bench import (
@@ -47,14 +48,13 @@ from tritemporal.bench import (
     compare_steps,
     loss_and_grads,
     median_seconds,
+    step_setup,
     synthetic_batches,
 )
 from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig, load_config
 from tritemporal.model import TriTemporalModel
 from tritemporal.train import (
-    autocast_for,
-    build_optimizer,
     compute_dtype,
     resolve_device,
     train_step,
@@ -87,10 +87,7 @@ def profile_step(config: TriTemporalConfig, top: int = 25) -> dict:
     """Kernels of one compiled tri step, by device time: where the time goes."""
     from torch.profiler import ProfilerActivity, profile
 
-    device = resolve_device(config.train.device)
-    model = TriTemporalModel(config).to(device).train()
-    optimizer = build_optimizer(model, config)
-    autocast = autocast_for(device, config.train.precision)
+    device, model, optimizer, autocast = step_setup(config)
     batch = synthetic_batches(config, device, count=1)[0]
     compile_blocks(model)
     for step in range(3):  # compile and warm up
@@ -158,8 +155,7 @@ SDPA_KERNELS = ("cudnn", "flash", "efficient")  # the fused kernels `auto` choos
 def attention_calls(config: TriTemporalConfig) -> tuple[Counter, dict[str, int]]:
     """Every SDPA call of one eager training step, (q shape, k shape, with grad) -> calls, and
     the attention width (heads x head width) of the encoder and of the predictor."""
-    device = resolve_device(config.train.device)
-    model = TriTemporalModel(config).to(device).train()
+    device, model, _, autocast = step_setup(config)
     widths = {"backbone": model.backbone.embed_dim, "predictor": model.backbone.predictor.embed_dim}
     batch = synthetic_batches(config, device, count=1)[0]
     calls: Counter = Counter()
@@ -172,7 +168,7 @@ def attention_calls(config: TriTemporalConfig) -> tuple[Counter, dict[str, int]]
 
     F.scaled_dot_product_attention = spy
     try:
-        loss_and_grads(model, batch, autocast_for(device, config.train.precision))
+        loss_and_grads(model, batch, autocast)
     finally:
         F.scaled_dot_product_attention = original
     return calls, widths
@@ -192,8 +188,10 @@ def time_attention(config: TriTemporalConfig, steps: int, warmup: int) -> dict:
         q = torch.randn(q_shape, device=device, dtype=dtype, requires_grad=grad)
         k = torch.randn(k_shape, device=device, dtype=dtype, requires_grad=grad)
         v = torch.randn(k_shape, device=device, dtype=dtype, requires_grad=grad)
-        b, h, n_q, d = q_shape
-        flops = 4 * b * h * n_q * k_shape[2] * d * (3.5 if grad else 1.0)  # as flop_counter
+        _, h, _, d = q_shape
+        flops = flop_counter.sdpa_flop_count(q_shape, k_shape, k_shape)
+        if grad:
+            flops += flop_counter.sdpa_backward_flop_count(q_shape, q_shape, k_shape, k_shape)
         row = {"q": list(q_shape), "k": list(k_shape), "grad": grad, "calls": count}
         parts = [part for part, width in widths.items() if width == h * d]
         call = _attention_call(q, k, v, grad)
@@ -245,18 +243,28 @@ def _attention_call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad: boo
 
 
 def run_variant(name: str, mode: str, batch: int, overrides: list[str], args: Namespace) -> dict:
-    """`bench_step` of one compiled variant; an error (out of memory, a knob that does not
-    work) is reported in place of the numbers instead of ending the run."""
+    """`bench_step` of one compiled variant, appended to DIR/results.jsonl (an error in place
+    of the numbers when it fails, see `guarded`)."""
     sets = [*VIT, *overrides, *_tiny(args), f"train.batch_size={_batch(batch, args)}"]
-    try:
-        report = bench_step(load_config(CONFIG, sets), mode, args.steps, args.warmup, True)
-    except Exception as exc:  # one failing knob must not cost the others their numbers
-        logger.exception("%s failed", name)
-        report = {"mode": mode, "batch_size": batch, "error": f"{type(exc).__name__}: {exc}"[:400]}
+    config = load_config(CONFIG, sets)
+    report = guarded(name, lambda: bench_step(config, mode, args.steps, args.warmup, True))
+    report.setdefault("mode", mode)
+    report.setdefault("batch_size", batch)
     report.update(variant=name, overrides=overrides)
     with (Path(args.out) / "results.jsonl").open("a") as f:
         f.write(json.dumps(report) + "\n")
-    logger.info("%s: %s", name, json.dumps(report)[:400])
+    return report
+
+
+def guarded(name: str, measure: Callable[[], dict]) -> dict:
+    """`measure()`, or its error in place of the numbers, so that one failing stage or knob does
+    not cost the others theirs; then compiled graphs and cached GPU memory are released."""
+    try:
+        report = measure()
+    except Exception as exc:  # out of memory, a knob that does not work on this card
+        logger.exception("%s failed", name)
+        report = {"error": f"{type(exc).__name__}: {exc}"[:400]}
+    logger.info("%s: %s", name, json.dumps(report)[:600])
     torch._dynamo.reset()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -363,16 +371,8 @@ def main() -> int:
         run goes on to the next stage."""
         if not time_left(name):
             return {}
-        try:
-            report = measure()
-        except Exception as exc:  # one broken stage must not cost the others their numbers
-            logger.exception("%s failed", name)
-            report = {"error": f"{type(exc).__name__}: {exc}"[:400]}
+        report = guarded(name, measure)
         (out / name).write_text(json.dumps(report, indent=1))
-        logger.info("%s: %s", name, json.dumps(report)[:600])
-        torch._dynamo.reset()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
         return report
 
     def config_at(mode: str, *overrides: str) -> TriTemporalConfig:

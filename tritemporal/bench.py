@@ -206,7 +206,7 @@ def _peak_memory_gib(device: torch.device) -> dict:
     return {"peak_rss_gib": round(rss_kib / 2**20, 2)}
 
 
-def _setup(
+def step_setup(
     config: TriTemporalConfig,
 ) -> tuple[
     torch.device, TriTemporalModel, torch.optim.Optimizer, contextlib.AbstractContextManager
@@ -223,6 +223,19 @@ def _setup(
     )
 
 
+def _matmul_reference(
+    device: torch.device, config: TriTemporalConfig, size: int | None
+) -> tuple[int, float]:
+    """The side of the square matmul timed as the reference, and its TFLOP/s in the dtype the
+    step's matmuls run in (8192 on a GPU, 1024 on a CPU unless `size` is given)."""
+    size = size or (8192 if device.type == "cuda" else 1024)
+    return size, matmul_tflops(device, compute_dtype(device, config.train.precision), size)
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 def bench_step(
     config: TriTemporalConfig,
     mode: str = "tri",
@@ -234,7 +247,7 @@ def bench_step(
     """Time the full training step of `config` in `mode`; returns the JSON-ready report."""
     config = bench_config(config, mode, compile)
     compile = config.train.compile
-    device, model, optimizer, autocast = _setup(config)
+    device, model, optimizer, autocast = step_setup(config)
     batches = synthetic_batches(config, device)
     b = config.train.batch_size
 
@@ -255,18 +268,16 @@ def bench_step(
     wall = time.perf_counter() - wall_start
     memory = _peak_memory_gib(device)
 
-    dtype = compute_dtype(device, config.train.precision)  # the rate the step's matmuls could get
-    size = matmul_size or (8192 if device.type == "cuda" else 1024)
-    peak = matmul_tflops(device, dtype, size)
+    size, peak = _matmul_reference(device, config, matmul_size)
     achieved = flops / seconds / 1e12
     masks = MaskCollator(config).generators
     report = {
         "mode": mode,
         "backbone": config.backbone.name,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": _device_name(device),
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
-        "precision": str(dtype).removeprefix("torch."),
+        "precision": str(compute_dtype(device, config.train.precision)).removeprefix("torch."),
         "compile": compile,
         "compile_mode": config.train.compile_mode if compile else None,
         "activation_checkpointing": config.backbone.activation_checkpointing,
@@ -381,7 +392,7 @@ def bench_parts(
     the report shows each part's share of it and what the parts do not account for.
     """
     config = bench_config(config, mode, compile)
-    device, model, optimizer, autocast = _setup(config)
+    device, model, optimizer, autocast = step_setup(config)
     batch = synthetic_batches(config, device, count=1)[0]
 
     def run(forward: Callable[[], torch.Tensor]) -> Callable[[], None]:
@@ -431,11 +442,7 @@ def bench_parts(
         lambda: train_step(model, optimizer, batch, next(step_numbers), config, autocast),
         device, warmup, steps,
     )  # fmt: skip
-    peak = matmul_tflops(
-        device,
-        compute_dtype(device, config.train.precision),
-        matmul_size or (8192 if device.type == "cuda" else 1024),
-    )
+    _, peak = _matmul_reference(device, config, matmul_size)
     for row in rows:
         tflops = row["flops"] / row["ms"] / 1e9 if row["flops"] else None
         row.update(
@@ -448,7 +455,7 @@ def bench_parts(
     return {
         "mode": mode,
         "backbone": config.backbone.name,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": _device_name(device),
         "compile": config.train.compile,
         "compile_mode": config.train.compile_mode if config.train.compile else None,
         "batch_size": config.train.batch_size,
