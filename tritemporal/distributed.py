@@ -204,9 +204,9 @@ def gather_batch(x: torch.Tensor) -> torch.Tensor:
     """
     if world_size() == 1:
         return x
-    from torch.distributed._functional_collectives import all_gather_single
+    from torch.distributed.nn.functional import all_gather
 
-    return all_gather_single(x.contiguous(), 0, dist.group.WORLD)
+    return torch.cat(all_gather(x), dim=0)
 
 
 def mean_over_ranks(values: dict[str, Any]) -> dict[str, float]:
