@@ -23,7 +23,7 @@ from tritemporal.bench import (
 from tritemporal.cli import main
 from tritemporal.compile import compile_blocks
 from tritemporal.model import TriTemporalModel
-from tritemporal.train import autocast_for, build_optimizer, train_step
+from tritemporal.train import autocast_for
 
 
 def test_bench_step_reports_a_consistent_json(tmp_path: Path) -> None:
@@ -156,25 +156,6 @@ def test_compile_mode_reaches_torch_compile(monkeypatch: pytest.MonkeyPatch) -> 
     model = TriTemporalModel(tiny_config())
     assert compile_blocks(model, "max-autotune-no-cudagraphs") == 3
     assert seen == ["max-autotune-no-cudagraphs"]  # one function, shared by every block
-
-
-def test_cuda_graph_mode_starts_a_new_graph_generation_each_step(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """In the modes with CUDA graphs, each step tells them the last step's outputs are free."""
-    marks = []
-    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
-    modes = {"default": 0, "max-autotune-no-cudagraphs": 0, "reduce-overhead": 2, "max-autotune": 2}
-    for mode, expected in modes.items():
-        marks.clear()
-        config = tiny_config("train.compile=true", f"train.compile_mode={mode}")
-        model = TriTemporalModel(config).train()
-        optimizer = build_optimizer(model, config)
-        batch = synthetic_batches(config, torch.device("cpu"), count=1)[0]
-        autocast = autocast_for(torch.device("cpu"), "fp32")
-        for step in range(2):
-            train_step(model, optimizer, batch, step, config, autocast)
-        assert len(marks) == expected
 
 
 def test_attention_flops_are_counted_on_cpu_too() -> None:

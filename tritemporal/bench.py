@@ -29,7 +29,7 @@ import torch
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from tritemporal.compile import begin_step, compile_blocks
+from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig
 from tritemporal.data.loader import MaskCollator, TrainBatch, build_loader
 from tritemporal.data.sources import build_dataset
@@ -397,7 +397,6 @@ def bench_parts(
 
     def run(forward: Callable[[], torch.Tensor]) -> Callable[[], None]:
         def call() -> None:
-            begin_step(config.train.compile, config.train.compile_mode)
             model.zero_grad(set_to_none=True)
             with autocast:
                 out = forward()

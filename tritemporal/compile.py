@@ -21,7 +21,6 @@ from torch import nn
 # one graph per (token count, width, grad mode, dtype) seen in a step: ~7 for the tri step, more
 # with LoRA or eval passes; the default limit of 8 would silently fall back to eager
 RECOMPILE_LIMIT = 64
-CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that add CUDA graphs
 
 
 def compile_blocks(model: nn.Module, mode: str = "default") -> int:
@@ -41,10 +40,3 @@ def compile_blocks(model: nn.Module, mode: str = "default") -> int:
         module.block_forward = compiled[forward]
         switched += 1
     return switched
-
-
-def begin_step(compile: bool, mode: str) -> None:
-    """Tell CUDA graphs a new step begins, so the last step's graph buffers may be reused; a
-    no-op unless the blocks are compiled in a mode with CUDA graphs."""
-    if compile and mode in CUDA_GRAPH_MODES:
-        torch.compiler.cudagraph_mark_step_begin()

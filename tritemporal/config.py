@@ -21,7 +21,12 @@ POS_EMBEDS = ("rope", "rope-interleaved", "sincos")
 # "auto": PyTorch picks per call (cuDNN's kernel on an H100); the others allow only one kernel:
 # cuDNN's or the memory-efficient one (CUDA only: elsewhere PyTorch picks), FlashAttention-2, math
 SDPA_KERNELS = ("auto", "cudnn", "flash", "efficient", "math")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# torch.compile modes for the per-block functions. The modes that add CUDA graphs
+# ("reduce-overhead", "max-autotune") are refused: a no-grad pass calls the same compiled block
+# once per layer, CUDA graph trees start a new generation at each call without a pending
+# backward, and the next layer overwrites the output it reads (seen on an H100, PERFORMANCE.md)
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 @dataclass
@@ -217,8 +222,8 @@ class TrainConfig:
     ckpt_every: int = 100
     keep_checkpoints: int = 3  # numbered checkpoints kept besides the one `last` points to
     compile: bool = False  # torch.compile each transformer block (static token counts per pass)
-    # torch.compile's mode for those blocks: "reduce-overhead" adds CUDA graphs, "max-autotune"
-    # tunes Triton GEMMs with fused epilogues (long first compile)
+    # torch.compile's mode for those blocks: "max-autotune-no-cudagraphs" tunes Triton GEMMs
+    # against cuBLAS (minutes of compile per token count)
     compile_mode: str = "default"
     progress: bool = True
 
@@ -575,6 +580,12 @@ def validate(config: TriTemporalConfig) -> None:
     _check(
         t.device == "auto" or t.device == "cpu" or t.device.startswith(("cuda", "mps")),
         f"train.device={t.device!r}: use auto, cpu, cuda or cuda:N",
+    )
+    _check(
+        t.compile_mode not in CUDA_GRAPH_MODES,
+        f"train.compile_mode={t.compile_mode!r} adds CUDA graphs, which break per-block "
+        "compilation (each no-grad block call overwrites the last one's output); use default or "
+        "max-autotune-no-cudagraphs",
     )
     _check(
         t.compile_mode in COMPILE_MODES,

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tritemporal.checkpoint import find_last_checkpoint, load_checkpoint, save_checkpoint
-from tritemporal.compile import begin_step, compile_blocks
+from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig, save_config
 from tritemporal.data.loader import TrainBatch, build_loader, local_batch_size
 from tritemporal.data.sources import build_dataset
@@ -257,7 +257,6 @@ def train_step(
     """One whole training step on a batch already on the device: schedules, forward, backward,
     clip, AdamW, EMA. It never waits on the GPU; `tritemporal bench` times exactly this."""
     scalars = apply_schedules(optimizer, step, config)
-    begin_step(config.train.compile, config.train.compile_mode)
     with autocast:
         out: StepOutput = model(batch.video, batch.masks, batch.labels, diagnostics=diagnostics)
     scalars.update(optimize(model, optimizer, out.loss, step, config))
