@@ -6,20 +6,25 @@ At configs/bench_vitl.yaml with the built-in ViT-L/16 (16 x 256^2, bf16, compile
 order of importance, each stage writing its JSON as soon as it has it (a run cut short keeps
 what it measured), and no stage started once `--budget-s` is nearly spent:
 
-1. attention.json: every SDPA call of one `tri` step (shape, grad, calls per step), each timed
-   alone under cuDNN's, FlashAttention-2's and the memory-efficient kernels, and the fastest
-   kernel for the encoder's calls and for the predictor's.
-2. parts_tri.json: `tritemporal bench --parts`, each pass of the step timed alone.
-3. results.jsonl: `tritemporal bench` for each mode at its baseline batch; in the first mode
-   with each knob alone (those fastest attention kernels when one is not cuDNN's, then KNOBS),
-   then with every knob that beat the baseline by 1% or more together; in the other modes
-   with those winners together.
-4. parts_vjepa.json, and with `--profile` the kernels of one step (profile.json).
-5. summary.md: all of it as Markdown tables, also printed at the end.
+1. results.jsonl: `tritemporal bench` for each mode at its baseline batch, then at larger
+   batches (BATCHES: the largest first, smaller ones only if it fails); a batch whose memory,
+   scaled linearly from the baseline's peak, would exceed the card's is skipped unrun. A
+   larger batch is the lever left for the short passes (the 344-token student pass ran at 33%
+   of the matmul rate at batch 16 and 50% at 32, docs/PERFORMANCE.md), and an H200's 141 GB
+   holds twice the batch an H100's 80 GB does.
+2. parts_MODE.json: `tritemporal bench --parts` at each mode's fastest batch.
+3. With `--knobs`, each knob alone at each mode's fastest batch (KNOBS).
+4. With `--attention`, attention.json: every SDPA call of one `tri` step timed alone under
+   cuDNN's, FlashAttention-2's and the memory-efficient kernels; when the fastest for the
+   encoder's or the predictor's calls is not cuDNN's, it joins the knobs.
+5. With `--profile`, the kernels of one step (profile.json).
+6. summary.md: all of it as Markdown tables, also printed at the end.
 
 `--tiny` runs the same flow on CPU with tiny models, to test this script before spending GPU
-time. The first round's variants (eager, transformers' layers, batch and checkpointing) are in
-this file's git history; their numbers are in docs/bench/h100_run1..4.
+time. Earlier rounds' variants are in this file's git history and their numbers in
+docs/bench/h100_run1..6: eager, transformers' layers, checkpointing (rounds 1-2); attention
+kernels, CUDA graphs and max-autotune (round 3: cuDNN's attention won for both parts, CUDA
+graphs break per-block compilation, max-autotune's tuning outlasted the lease).
 """
 
 from __future__ import annotations
@@ -62,14 +67,14 @@ from tritemporal.train import (
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "bench_vitl.yaml"
 VIT = ["backbone.name=vit-large"]
-# the measured bests of docs/PERFORMANCE.md, re-timed on each machine: the reference for knobs
+# the measured bests of docs/PERFORMANCE.md, re-timed on each machine: the reference
 BASELINES = {"tri": 16, "vjepa": 32}  # mode -> batch (larger ones run out of 80 GB)
-# knobs tried one at a time against the baseline: name -> config overrides. The run adds
-# "attention kernels" when attention.json finds a faster kernel than cuDNN's for a part.
-KNOBS = {
-    "CUDA graphs": ["train.compile_mode=reduce-overhead"],
-    "max-autotune": ["train.compile_mode=max-autotune-no-cudagraphs"],
-}
+# mode -> larger batches to try after the baseline, largest first (they fit in 141 GB)
+BATCHES = {"tri": (32, 24), "vjepa": (64, 48)}
+MEMORY_HEADROOM = 0.95  # a batch predicted to need more than this share of the card is skipped
+# knobs `--knobs` tries one at a time: name -> config overrides. `--attention` adds
+# "attention kernels" when it finds a faster kernel than cuDNN's for a part.
+KNOBS = {"max-autotune": ["train.compile_mode=max-autotune-no-cudagraphs"]}
 KERNEL_KNOB = "attention kernels"
 TINY = [
     "backbone.embed_dim=64", "backbone.depth=2", "backbone.num_heads=4",
@@ -78,7 +83,9 @@ TINY = [
     "clip.image_size=64", "train.device=cpu", "train.precision=fp32",
 ]  # fmt: skip
 VARIANT_SECONDS = 60  # do not start a variant with less than this left of the budget
-KNOB_SECONDS = {"max-autotune": 240}  # knobs that compile longer need more left
+# knobs that compile longer need more left: max-autotune tuned 18 GEMM shapes for 8 minutes on
+# an H100 and had not finished
+KNOB_SECONDS = {"max-autotune": 540}
 
 logger = logging.getLogger("bench_gpu")
 
@@ -271,17 +278,6 @@ def guarded(name: str, measure: Callable[[], dict]) -> dict:
     return report
 
 
-def combined(winners: list[list[str]]) -> list[str]:
-    """The overrides of every winning knob together: both compile modes winning make
-    `max-autotune` (Triton GEMMs and CUDA graphs at once)."""
-    overrides = [o for knob in winners for o in knob]
-    modes = [o.split("=", 1)[1] for o in overrides if o.startswith("train.compile_mode=")]
-    others = [o for o in overrides if not o.startswith("train.compile_mode=")]
-    if len(modes) > 1:
-        modes = ["max-autotune"]
-    return others + [f"train.compile_mode={m}" for m in modes]
-
-
 def summarize(out: Path) -> str:
     """The run's numbers as Markdown tables (also DIR/summary.md), to read at a glance."""
     lines = []
@@ -298,7 +294,8 @@ def summarize(out: Path) -> str:
         parts = _read_json(out / f"parts_{mode}.json")
         if "parts" not in parts:
             continue
-        lines += [f"| {mode} part | ms | share of step | TFLOP/s |", "|---|---|---|---|"]
+        title = f"{mode} part, batch {parts['batch_size']}"
+        lines += [f"| {title} | ms | share of step | TFLOP/s |", "|---|---|---|---|"]
         for row in parts["parts"]:
             lines.append(
                 f"| {row['part']} | {row['ms']} | {row['share_of_step']:.1%} | "
@@ -347,7 +344,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="CPU dry run with tiny models")
     parser.add_argument("--modes", nargs="+", default=["tri", "vjepa"], choices=list(BASELINES))
-    parser.add_argument("--knobs", nargs="*", default=list(KNOBS), choices=list(KNOBS))
+    parser.add_argument("--knobs", nargs="*", default=[], choices=list(KNOBS))
+    parser.add_argument("--attention", action="store_true", help="time each SDPA call's kernels")
     parser.add_argument("--profile", action="store_true", help="end with a kernel profile")
     parser.add_argument(
         "--precision-check", type=int, metavar="BATCH",
@@ -379,42 +377,28 @@ def main() -> int:
         batch = _batch(BASELINES[mode], args)
         return load_config(CONFIG, [*VIT, *_tiny(args), f"train.batch_size={batch}", *overrides])
 
-    def parts(mode: str) -> dict:
-        return bench_parts(config_at(mode), mode, args.steps, args.warmup, True)
-
     if args.precision_check:
         batch = f"train.batch_size={args.precision_check}"
         stage("precision.json", lambda: precision_check(config_at("tri", batch)))
-    attention = stage(
-        "attention.json", lambda: time_attention(config_at("tri"), args.steps, args.warmup)
-    )
-    for mode in args.modes[:1]:
-        stage(f"parts_{mode}.json", lambda m=mode: parts(m))
+    fastest = {}  # mode -> (clips/s, batch) of its fastest batch
+    for mode in args.modes:
+        if time_left(f"{mode} b{BASELINES[mode]}"):
+            fastest[mode] = sweep_batches(mode, args, time_left)
+    for mode, (_, batch) in fastest.items():
+        overrides = [f"train.batch_size={_batch(batch, args)}"]
+        stage(f"parts_{mode}.json", lambda m=mode, o=overrides: parts(config_at(m, *o), m, args))
     knobs = {knob: KNOBS[knob] for knob in args.knobs}
-    fastest = attention.get("fastest_kernel_per_part", {})
-    if any(kernel != "cudnn" for kernel in fastest.values()):  # cuDNN's is what `auto` picks
-        kernels = [f"{part}.sdpa_kernel={kernel}" for part, kernel in fastest.items()]
-        knobs = {KERNEL_KNOB: kernels, **knobs}
-    tried, winners = knobs, []
-    for mode in args.modes:  # the first mode tries each knob; the others its winners, together
-        batch = BASELINES[mode]
-        if not time_left(f"{mode} baseline"):
-            break
-        base = run_variant(f"{mode} b{batch}", mode, batch, [], args)
-        for knob, overrides in tried.items():
-            if not time_left(f"{mode} {knob}", KNOB_SECONDS.get(knob, VARIANT_SECONDS)):
-                continue
-            report = run_variant(f"{mode} b{batch} {knob}", mode, batch, overrides, args)
-            if report.get("clips_per_s", 0) >= 1.01 * base.get("clips_per_s", math.inf):
-                winners.append(knob)
-        alone = 2 if tried else 1  # in the first mode, a single winner was already timed alone
-        need = max(KNOB_SECONDS.get(knob, VARIANT_SECONDS) for knob in winners or [""])
-        if len(winners) >= alone and time_left(f"{mode} winners", need):
-            overrides = combined([knobs[knob] for knob in winners])
-            run_variant(f"{mode} b{batch} {' + '.join(winners)}", mode, batch, overrides, args)
-        tried = {}
-    for mode in args.modes[1:]:
-        stage(f"parts_{mode}.json", lambda m=mode: parts(m))
+    if args.attention:
+        attention = stage(
+            "attention.json", lambda: time_attention(config_at("tri"), args.steps, args.warmup)
+        )
+        kernels = attention.get("fastest_kernel_per_part", {})
+        if any(kernel != "cudnn" for kernel in kernels.values()):  # cuDNN's is what auto picks
+            knobs[KERNEL_KNOB] = [f"{part}.sdpa_kernel={k}" for part, k in kernels.items()]
+    for mode, (_, batch) in fastest.items():
+        for knob, overrides in knobs.items():
+            if time_left(f"{mode} {knob}", KNOB_SECONDS.get(knob, VARIANT_SECONDS)):
+                run_variant(f"{mode} b{batch} {knob}", mode, batch, overrides, args)
     if args.profile:
         stage("profile.json", lambda: profile_step(config_at("tri")))
     summary = summarize(out)
@@ -422,6 +406,38 @@ def main() -> int:
     print(summary)
     logger.info("done in %.0f s", time.perf_counter() - start)
     return 0
+
+
+def sweep_batches(mode: str, args: Namespace, time_left: Callable[[str], bool]) -> tuple:
+    """The baseline batch, then BATCHES largest first until one runs; returns (clips/s, batch)
+    of the fastest. A batch is skipped unrun when the baseline's peak memory, scaled linearly
+    (an overestimate: weights and optimizer state do not grow), exceeds the card's."""
+    base = BASELINES[mode]
+    report = run_variant(f"{mode} b{base}", mode, base, [], args)
+    best = (report.get("clips_per_s", 0.0), base)
+    peak, card = report.get("peak_memory_gib"), _card_memory_gib()
+    for batch in BATCHES[mode]:
+        if peak and card and peak * batch / base > MEMORY_HEADROOM * card:
+            logger.info("%s b%d skipped: ~%.0f of %.0f GiB", mode, batch, peak * batch / base, card)
+            continue
+        if not time_left(f"{mode} b{batch}"):
+            break
+        report = run_variant(f"{mode} b{batch}", mode, batch, [], args)
+        if "error" not in report:
+            best = max(best, (report["clips_per_s"], batch))
+            break
+    return best
+
+
+def parts(config: TriTemporalConfig, mode: str, args: Namespace) -> dict:
+    """`tritemporal bench --parts` of one mode, compiled."""
+    return bench_parts(config, mode, args.steps, args.warmup, True)
+
+
+def _card_memory_gib() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(0).total_memory / 2**30
 
 
 if __name__ == "__main__":
