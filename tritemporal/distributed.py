@@ -5,13 +5,15 @@ LOCAL_RANK and WORLD_SIZE set; `distributed` joins them into one process group (
 gloo on CPU) and gives each its device (cuda:LOCAL_RANK). Without torchrun, or with one
 process, nothing here does anything: no process group, and every helper is the identity.
 
-`parallelize` is the one place the model gets wrapped (the model code knows nothing of it), in
-place, so the training loop keeps calling the same object and state-dict names never change:
-- `ddp`: composable DDP (`replicate`): every process holds the whole model; gradients are
-  averaged in buckets during the backward pass.
+`parallelize` is the one place the model gets wrapped (the model code knows nothing of it). It
+returns the module the training step calls; everything else (optimizer, EMA, checkpoints,
+evaluation) keeps using the model itself, so state-dict names never change:
+- `ddp`: `DistributedDataParallel` around the model: every process holds the whole model;
+  gradients are averaged in buckets during the backward pass. The step calls the wrapper.
 - `fsdp`: FSDP2 (`fully_shard`) on every transformer block of the student encoder, the
   predictor and the EMA teacher, on the teacher, then on the root: parameters, gradients and
-  AdamW state are sharded, a block's weights are gathered only while it runs (ViT-H/g).
+  AdamW state are sharded, a block's weights are gathered only while it runs (ViT-H/g). It
+  works in place: the step calls the model.
 
 `gather_batch` lets the EVENTUALLY head and objective see the global batch (batch statistics
 and contrastive negatives); `full_state_dicts` / `load_full_state_dicts` move weights and
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 if TYPE_CHECKING:
     from tritemporal.model import TriTemporalModel
@@ -104,21 +107,28 @@ def main_process_first() -> Iterator[None]:
         barrier()
 
 
-def parallelize(model: TriTemporalModel, strategy: str, device: torch.device) -> None:
-    """Wrap `model` in place for data-parallel training (`ddp` or `fsdp`); nothing in a single
-    process. Every process first takes rank 0's weights (FSDP2 does not broadcast them)."""
+def parallelize(model: TriTemporalModel, strategy: str, device: torch.device) -> nn.Module:
+    """Set `model` up for data-parallel training (`ddp` or `fsdp`) and return the module the
+    training step calls: the DDP wrapper, or `model` itself (FSDP2, or a single process).
+    Every process first takes rank 0's weights (FSDP2 does not broadcast them)."""
     if world_size() == 1:
-        return
+        return model
     with torch.no_grad():
         for tensor in [*model.parameters(), *model.buffers()]:
             dist.broadcast(tensor, src=0)
+    step_module: nn.Module = model
     if strategy == "fsdp":
         _fully_shard(model, device)
     else:
-        from torch.distributed._composable.replicate import replicate
-
-        replicate(model, device_ids=[device.index] if device.type == "cuda" else None)
+        device_ids = [device.index] if device.type == "cuda" else None
+        step_module = DistributedDataParallel(model, device_ids=device_ids)
     logger.info("%s over %d processes", strategy, world_size())
+    return step_module
+
+
+def unwrap(module: nn.Module) -> TriTemporalModel:
+    """The model inside what `parallelize` returned (the DDP wrapper's module, else itself)."""
+    return module.module if isinstance(module, DistributedDataParallel) else module
 
 
 def _fully_shard(model: TriTemporalModel, device: torch.device) -> None:

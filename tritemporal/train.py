@@ -37,6 +37,7 @@ from tritemporal.distributed import (
     mean_over_ranks,
     parallelize,
     rank,
+    unwrap,
     world_size,
 )
 from tritemporal.metrics import MetricsWriter, format_record
@@ -150,7 +151,7 @@ def _train(config: TriTemporalConfig, resume: bool, device: torch.device) -> Pat
         if is_main():
             (run_dir / DATA_SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=1))
     model = TriTemporalModel(config).to(device)
-    parallelize(model, config.dist.strategy, device)
+    step_module = parallelize(model, config.dist.strategy, device)  # what the step calls
     optimizer = build_optimizer(model, config)
     if t.compile:
         compile_blocks(model, t.compile_mode)
@@ -195,7 +196,7 @@ def _train(config: TriTemporalConfig, resume: bool, device: torch.device) -> Pat
             logging_step = (step + 1) % t.log_every == 0 or step + 1 == t.steps or evaluating
             saving = (step + 1) % t.ckpt_every == 0 or step + 1 == t.steps
             out, scalars = train_step(
-                model, optimizer, batch.to(device), step, config, autocast, logging_step
+                step_module, optimizer, batch.to(device), step, config, autocast, logging_step
             )
             step += 1
             window_clips += batch.video.shape[0]
@@ -246,7 +247,7 @@ def run_eval_hook(model: TriTemporalModel, data: object, config: TriTemporalConf
 
 
 def train_step(
-    model: TriTemporalModel,
+    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     batch: TrainBatch,
     step: int,
@@ -255,11 +256,12 @@ def train_step(
     diagnostics: bool = False,
 ) -> tuple[StepOutput, dict[str, torch.Tensor | float]]:
     """One whole training step on a batch already on the device: schedules, forward, backward,
-    clip, AdamW, EMA. It never waits on the GPU; `tritemporal bench` times exactly this."""
+    clip, AdamW, EMA. It never waits on the GPU; `tritemporal bench` times exactly this.
+    `model` is the model or the module `distributed.parallelize` returned for it (DDP's)."""
     scalars = apply_schedules(optimizer, step, config)
     with autocast:
         out: StepOutput = model(batch.video, batch.masks, batch.labels, diagnostics=diagnostics)
-    scalars.update(optimize(model, optimizer, out.loss, step, config))
+    scalars.update(optimize(unwrap(model), optimizer, out.loss, step, config))
     return out, scalars
 
 
