@@ -240,8 +240,11 @@ def random_vjepa2(b: BackboneConfig) -> VJEPA2Model:
             f"got {b.name!r}"
         )
     arch = dict(ARCHITECTURES[b.name])
-    sizes = {"hidden_size": b.embed_dim, "num_hidden_layers": b.depth}
-    sizes["num_attention_heads"] = b.num_heads
+    sizes = {
+        "hidden_size": b.embed_dim,
+        "num_hidden_layers": b.depth,
+        "num_attention_heads": b.num_heads,
+    }
     arch.update({k: v for k, v in sizes.items() if v is not None})  # backbone.* size overrides
     config = VJEPA2Config(**arch, drop_path_rate=b.drop_path)
     config._attn_implementation = "sdpa"

@@ -223,6 +223,26 @@ def step_setup(
     )
 
 
+def median_step_seconds(
+    model: TriTemporalModel,
+    optimizer: torch.optim.Optimizer,
+    batches: list[TrainBatch],
+    config: TriTemporalConfig,
+    autocast: contextlib.AbstractContextManager,
+    warmup: int,
+    steps: int,
+) -> float:
+    """Median seconds of `train_step` over `steps` steps after `warmup`, cycling `batches`."""
+    device = batches[0].video.device
+    step_numbers = iter(range(1, 1 + warmup + steps))
+
+    def run() -> None:
+        i = next(step_numbers)
+        train_step(model, optimizer, batches[i % len(batches)], i, config, autocast)
+
+    return median_seconds(run, device, warmup, steps)
+
+
 def _matmul_reference(
     device: torch.device, config: TriTemporalConfig, size: int | None
 ) -> tuple[int, float]:
@@ -250,10 +270,6 @@ def bench_step(
     device, model, optimizer, autocast = step_setup(config)
     batches = synthetic_batches(config, device)
     b = config.train.batch_size
-
-    def run(i: int) -> None:
-        train_step(model, optimizer, batches[i % len(batches)], i, config, autocast)
-
     flops = count_model_flops(model, batches[0], autocast)  # eager, before any compile
     check = None
     if compile:
@@ -262,9 +278,8 @@ def bench_step(
         check = compare_steps(eager, loss_and_grads(model, batches[0], autocast))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    step_numbers = iter(range(1, 1 + warmup + steps))
     wall_start = time.perf_counter()  # warm-up (where compiling happens) and timed steps
-    seconds = median_seconds(lambda: run(next(step_numbers)), device, warmup, steps)
+    seconds = median_step_seconds(model, optimizer, batches, config, autocast, warmup, steps)
     wall = time.perf_counter() - wall_start
     memory = _peak_memory_gib(device)
 
@@ -436,11 +451,7 @@ def bench_parts(
         for name, tokens, forward in parts
     ]
     rows += [{"part": name, "ms": ms, "flops": 0} for name, ms in rest_ms.items()]
-    step_numbers = iter(range(1, 1 + warmup + steps))
-    step_ms = 1e3 * median_seconds(
-        lambda: train_step(model, optimizer, batch, next(step_numbers), config, autocast),
-        device, warmup, steps,
-    )  # fmt: skip
+    step_ms = 1e3 * median_step_seconds(model, optimizer, [batch], config, autocast, warmup, steps)
     _, peak = _matmul_reference(device, config, matmul_size)
     for row in rows:
         tflops = row["flops"] / row["ms"] / 1e9 if row["flops"] else None
