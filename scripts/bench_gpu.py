@@ -17,7 +17,8 @@ what it measured), and no stage started once `--budget-s` is nearly spent:
 4. With `--attention`, attention.json: every SDPA call of one `tri` step timed alone under
    cuDNN's, FlashAttention-2's and the memory-efficient kernels; when the fastest for the
    encoder's or the predictor's calls is not cuDNN's, it joins the knobs.
-5. With `--profile`, the kernels of one step (profile.json).
+5. With `--profile`, profile_MODE.json: the kernels of one step at each mode's fastest batch,
+   with the time, FLOPs and TFLOP/s of its GEMMs, its attention and the rest.
 6. summary.md: all of it as Markdown tables, also printed at the end.
 
 `--tiny` runs the same flow on CPU with tiny models, to test this script before spending GPU
@@ -49,9 +50,11 @@ from torch.utils import flop_counter
 
 from tritemporal.adapters.vit import SDPA_BACKENDS
 from tritemporal.bench import (
+    bench_config,
     bench_parts,
     bench_step,
     compare_steps,
+    count_flops_by_op,
     loss_and_grads,
     median_seconds,
     step_setup,
@@ -91,35 +94,81 @@ KNOB_SECONDS = {"max-autotune": 540}
 logger = logging.getLogger("bench_gpu")
 
 
-def profile_step(config: TriTemporalConfig, top: int = 25) -> dict:
-    """Kernels of one compiled tri step, by device time: where the time goes."""
+def kernel_profile(config: TriTemporalConfig, mode: str, top: int = 20) -> dict:
+    """Kernels of one compiled step of `mode`, by device time, and the time, FLOPs and TFLOP/s
+    of its GEMMs, its attention and everything else: which kind of work holds the step below
+    the matmul rate, and how fast the step could be if only one kind got faster."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
+    config = bench_config(config, mode, compile=True)
     device, model, optimizer, autocast = step_setup(config)
     batch = synthetic_batches(config, device, count=1)[0]
+    flops = Counter()
+    for op, count in count_flops_by_op(model, batch, autocast).items():
+        flops[kernel_kind(op)] += count
     compile_blocks(model)
     for step in range(3):  # compile and warm up
         train_step(model, optimizer, batch, step, config, autocast)
-    activities = [ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(ProfilerActivity.CUDA)
-        torch.cuda.synchronize(device)
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    _synchronize(device)
     with profile(activities=activities) as prof:
         train_step(model, optimizer, batch, 3, config, autocast)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    events = [e for e in prof.key_averages() if getattr(e, attr, 0) > 0]
-    total = sum(getattr(e, attr) for e in events)
+        _synchronize(device)
+    # on a GPU the kernels alone (the ops that launch them carry the same time again); on a CPU
+    # each op's own time
+    attr = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = [
+        e for e in prof.key_averages()
+        if getattr(e, attr) > 0 and (not cuda or e.device_type == DeviceType.CUDA)
+    ]  # fmt: skip
     events.sort(key=lambda e: getattr(e, attr), reverse=True)
+    ms = Counter()
+    for e in events:
+        ms[kernel_kind(e.key)] += getattr(e, attr) / 1e3
+    total = sum(ms.values())
+    kinds = {
+        kind: {
+            "ms": round(ms[kind], 2),
+            "share": round(ms[kind] / total, 4),
+            "tflop": round(flops[kind] / 1e12, 2),
+            "tflops": round(flops[kind] / ms[kind] / 1e9, 1) if flops[kind] and ms[kind] else None,
+        }
+        for kind in KERNEL_KINDS
+    }
     return {
-        "total_ms": round(total / 1e3, 2),
+        "mode": mode,
+        "batch_size": config.train.batch_size,
+        "busy_ms": round(total, 2),
+        "kinds": kinds,
         "kernels": [
-            {"name": e.key[:120], "ms": round(getattr(e, attr) / 1e3, 3), "calls": e.count,
-             "share": round(getattr(e, attr) / total, 4)}
+            {"name": e.key[:120], "kind": kernel_kind(e.key), "calls": e.count,
+             "ms": round(getattr(e, attr) / 1e3, 3),
+             "share": round(getattr(e, attr) / 1e3 / total, 4)}
             for e in events[:top]
         ],
     }  # fmt: skip
+
+
+# what a kernel (GPU) or op (CPU, FlopCounterMode) name says it computes; attention first, since
+# cuDNN's attention kernels are GEMM-like by name ("wgmma")
+KERNEL_KINDS = ("attention", "gemm", "other")
+ATTENTION_MARKERS = ("attention", "sdpa", "flash", "fmha")
+GEMM_MARKERS = ("gemm", "nvjet", "cutlass", "triton_tem", "aten.mm", "aten::mm", "addmm", "bmm")
+
+
+def kernel_kind(name: str) -> str:
+    """The kind of work a kernel's (GPU) or an op's (CPU) name says: attention, gemm, other."""
+    name = name.lower()
+    if any(marker in name for marker in ATTENTION_MARKERS):
+        return "attention"
+    return "gemm" if any(marker in name for marker in GEMM_MARKERS) else "other"
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def precision_check(config: TriTemporalConfig) -> dict:
@@ -305,6 +354,17 @@ def summarize(out: Path) -> str:
         lines.append(f"| step / not in the parts | {parts['step_ms']} | "
                      f"{parts['unattributed_ms'] / parts['step_ms']:.1%} | |")  # fmt: skip
         lines.append("")
+    for mode in BASELINES:
+        profile = _read_json(out / f"profile_{mode}.json")
+        if "kinds" not in profile:
+            continue
+        title = f"{mode} kernels, batch {profile['batch_size']}"
+        lines += [f"| {title} | ms | share | TFLOP | TFLOP/s |", "|---|---|---|---|---|"]
+        for kind, row in profile["kinds"].items():
+            lines.append(
+                f"| {kind} | {row['ms']} | {row['share']:.1%} | {row['tflop']} | {row['tflops']} |"
+            )
+        lines += [f"| busy | {profile['busy_ms']} | | | |", ""]
     results = out / "results.jsonl"
     if results.exists():
         lines += ["| variant | batch | clips/s | of matmul | peak GiB | compiled vs eager grads |"]
@@ -347,7 +407,7 @@ def main() -> int:
     parser.add_argument("--modes", nargs="+", default=["tri", "vjepa"], choices=list(BASELINES))
     parser.add_argument("--knobs", nargs="*", default=[], choices=list(KNOBS))
     parser.add_argument("--attention", action="store_true", help="time each SDPA call's kernels")
-    parser.add_argument("--profile", action="store_true", help="end with a kernel profile")
+    parser.add_argument("--profile", action="store_true", help="end with kernel profiles")
     parser.add_argument(
         "--precision-check", type=int, metavar="BATCH",
         help="first compare fp32, bf16 eager and bf16 compiled (tri, ViT-L) at this batch",
@@ -385,9 +445,12 @@ def main() -> int:
     for mode in args.modes:
         if time_left(f"{mode} b{BASELINES[mode]}"):
             fastest[mode] = sweep_batches(mode, args, time_left)
-    for mode, (_, batch) in fastest.items():
-        overrides = [f"train.batch_size={_batch(batch, args)}"]
-        stage(f"parts_{mode}.json", lambda m=mode, o=overrides: parts(config_at(m, *o), m, args))
+
+    def at_fastest(mode: str) -> TriTemporalConfig:
+        return config_at(mode, f"train.batch_size={_batch(fastest[mode][1], args)}")
+
+    for mode in fastest:
+        stage(f"parts_{mode}.json", lambda m=mode: parts(at_fastest(m), m, args))
     knobs = {knob: KNOBS[knob] for knob in args.knobs}
     if args.attention:
         attention = stage(
@@ -401,7 +464,8 @@ def main() -> int:
             if time_left(f"{mode} {knob}", KNOB_SECONDS.get(knob, VARIANT_SECONDS)):
                 run_variant(f"{mode} b{batch} {knob}", mode, batch, overrides, args)
     if args.profile:
-        stage("profile.json", lambda: profile_step(config_at("tri")))
+        for mode in fastest:
+            stage(f"profile_{mode}.json", lambda m=mode: kernel_profile(at_fastest(m), m))
     summary = summarize(out)
     (out / "summary.md").write_text(summary)
     print(summary)

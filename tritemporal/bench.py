@@ -142,7 +142,15 @@ def count_model_flops(
     model: TriTemporalModel, batch: TrainBatch, autocast: contextlib.AbstractContextManager
 ) -> int:
     """Model FLOPs of one training step on `batch` (matmuls, convolutions, attention; forward
-    and backward), counted by `FlopCounterMode` on its first two clips and scaled to the batch.
+    and backward): the sum of `count_flops_by_op`."""
+    return sum(count_flops_by_op(model, batch, autocast).values())
+
+
+def count_flops_by_op(
+    model: TriTemporalModel, batch: TrainBatch, autocast: contextlib.AbstractContextManager
+) -> dict[str, int]:
+    """Model FLOPs of one training step on `batch` per aten op ("aten.mm", "aten.addmm", the
+    attention ops...), counted by `FlopCounterMode` on its first two clips and scaled to the batch.
 
     Every op of the step is linear in the batch except the EVENTUALLY logits (B x B x E, a
     rounding error here), so two clips give the count without holding a second full-batch
@@ -164,7 +172,8 @@ def count_model_flops(
     finally:
         for m, flag in flags.items():
             m.activation_checkpointing = flag
-    return counter.get_total_flops() * batch.video.shape[0] // 2
+    counts = counter.get_flop_counts()["Global"]
+    return {str(op): flops * batch.video.shape[0] // 2 for op, flops in counts.items()}
 
 
 def _has_checkpointing(module: torch.nn.Module) -> bool:
