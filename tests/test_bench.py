@@ -15,6 +15,7 @@ from tritemporal.bench import (
     bench_config,
     bench_step,
     compare_steps,
+    count_flops_by_op,
     count_model_flops,
     loss_and_grads,
     step_parts,
@@ -91,6 +92,21 @@ def test_flops_counted_on_two_clips_scale_to_the_full_batch() -> None:
         loss_and_grads(model, batch, autocast)
     scaled = count_model_flops(model, batch, autocast)
     assert scaled == pytest.approx(counter.get_total_flops(), rel=0.01)
+
+
+def test_flops_by_op_split_the_step_into_matmuls_and_attention() -> None:
+    """The per-op counts `bench_gpu.py --profile` sorts into GEMMs and attention add up to the
+    step's model FLOPs, and attention is counted under its own ops."""
+    config = tiny_config("train.device=cpu", "train.batch_size=4")
+    model = TriTemporalModel(config).train()
+    batch = synthetic_batches(config, torch.device("cpu"), count=1)[0]
+    autocast = autocast_for(torch.device("cpu"), "fp32")
+    by_op = count_flops_by_op(model, batch, autocast)
+    assert sum(by_op.values()) == count_model_flops(model, batch, autocast)
+    attention = sum(n for op, n in by_op.items() if "attention" in op)
+    matmuls = sum(n for op, n in by_op.items() if op in ("aten.mm", "aten.addmm", "aten.bmm"))
+    assert attention > 0 and matmuls > 0
+    assert attention + matmuls == sum(by_op.values())  # the tubelet embedding is a matmul too
 
 
 def test_recomputed_forwards_are_not_model_flops() -> None:
