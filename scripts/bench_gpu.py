@@ -342,29 +342,24 @@ def summarize(out: Path) -> str:
         lines += ["", f"fastest per part: {attention['fastest_kernel_per_part']}", ""]
     for mode in BASELINES:
         parts = _read_json(out / f"parts_{mode}.json")
-        if "parts" not in parts:
-            continue
-        title = f"{mode} part, batch {parts['batch_size']}"
-        lines += [f"| {title} | ms | share of step | TFLOP/s |", "|---|---|---|---|"]
-        for row in parts["parts"]:
-            lines.append(
-                f"| {row['part']} | {row['ms']} | {row['share_of_step']:.1%} | "
-                f"{row['achieved_tflops']} |"
-            )
-        lines.append(f"| step / not in the parts | {parts['step_ms']} | "
-                     f"{parts['unattributed_ms'] / parts['step_ms']:.1%} | |")  # fmt: skip
-        lines.append("")
-    for mode in BASELINES:
+        if "parts" in parts:
+            rows = [
+                [r["part"], r["ms"], f"{r['share_of_step']:.1%}", r["achieved_tflops"]]
+                for r in parts["parts"]
+            ]
+            unattributed = f"{parts['unattributed_ms'] / parts['step_ms']:.1%}"
+            rows.append(["step / not in the parts", parts["step_ms"], unattributed, ""])
+            header = [f"{mode} part, batch {parts['batch_size']}", "ms", "share of step", "TFLOP/s"]
+            lines += _markdown_table(header, rows)
         profile = _read_json(out / f"profile_{mode}.json")
-        if "kinds" not in profile:
-            continue
-        title = f"{mode} kernels, batch {profile['batch_size']}"
-        lines += [f"| {title} | ms | share | TFLOP | TFLOP/s |", "|---|---|---|---|---|"]
-        for kind, row in profile["kinds"].items():
-            lines.append(
-                f"| {kind} | {row['ms']} | {row['share']:.1%} | {row['tflop']} | {row['tflops']} |"
-            )
-        lines += [f"| busy | {profile['busy_ms']} | | | |", ""]
+        if "kinds" in profile:
+            rows = [
+                [kind, r["ms"], f"{r['share']:.1%}", r["tflop"], r["tflops"]]
+                for kind, r in profile["kinds"].items()
+            ]
+            rows.append(["busy", profile["busy_ms"], "", "", ""])
+            header = [f"{mode} kernels, batch {profile['batch_size']}", "ms", "share", "TFLOP"]
+            lines += _markdown_table([*header, "TFLOP/s"], rows)
     results = out / "results.jsonl"
     if results.exists():
         lines += ["| variant | batch | clips/s | of matmul | peak GiB | compiled vs eager grads |"]
@@ -382,6 +377,12 @@ def summarize(out: Path) -> str:
                 f"{r['fraction_of_matmul']:.1%} | {memory} | {check} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _markdown_table(header: list[str], rows: list[list]) -> list[str]:
+    """A Markdown table's lines, then a blank line."""
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    return [*lines, *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows), ""]
 
 
 def _read_json(path: Path) -> dict:
