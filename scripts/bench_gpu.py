@@ -206,7 +206,8 @@ def environment() -> dict:
     return info
 
 
-SDPA_KERNELS = ("cudnn", "flash", "efficient")  # the fused kernels `auto` chooses among
+# the fused kernels `auto` chooses among: every kernel of the config keys but the math one
+FUSED_KERNELS = tuple(name for name in SDPA_BACKENDS if name != "math")
 
 
 def attention_calls(config: TriTemporalConfig) -> tuple[Counter, dict[str, int]]:
@@ -238,8 +239,8 @@ def time_attention(config: TriTemporalConfig, steps: int, warmup: int) -> dict:
     device = resolve_device(config.train.device)
     dtype = compute_dtype(device, config.train.precision)
     calls, widths = attention_calls(config)
-    rows, totals = [], dict.fromkeys(SDPA_KERNELS, 0.0)
-    per_part = {part: dict.fromkeys(SDPA_KERNELS, 0.0) for part in widths}
+    rows, totals = [], dict.fromkeys(FUSED_KERNELS, 0.0)
+    per_part = {part: dict.fromkeys(FUSED_KERNELS, 0.0) for part in widths}
     best_total = 0.0
     for (q_shape, k_shape, grad), count in calls.items():
         q = torch.randn(q_shape, device=device, dtype=dtype, requires_grad=grad)
@@ -253,7 +254,7 @@ def time_attention(config: TriTemporalConfig, steps: int, warmup: int) -> dict:
         parts = [part for part, width in widths.items() if width == h * d]
         call = _attention_call(q, k, v, grad)
         best = math.inf
-        for name in SDPA_KERNELS:
+        for name in FUSED_KERNELS:
             try:
                 with sdpa_kernel(SDPA_BACKENDS[name]):
                     ms = median_seconds(call, device, warmup, steps) * 1e3
@@ -333,13 +334,12 @@ def summarize(out: Path) -> str:
     lines = []
     attention = _read_json(out / "attention.json")
     if "ms_per_step_per_part" in attention:
-        lines += ["| attention, ms per step | " + " | ".join(SDPA_KERNELS) + " |"]
-        lines += ["|---" * (len(SDPA_KERNELS) + 1) + "|"]
-        for part, kernels in attention["ms_per_step_per_part"].items():
-            width = attention["widths"][part]
-            cells = " | ".join(str(kernels[name]) for name in SDPA_KERNELS)
-            lines.append(f"| {part} (width {width}) | {cells} |")
-        lines += ["", f"fastest per part: {attention['fastest_kernel_per_part']}", ""]
+        rows = [
+            [f"{part} (width {attention['widths'][part]})", *(kernels[k] for k in FUSED_KERNELS)]
+            for part, kernels in attention["ms_per_step_per_part"].items()
+        ]
+        lines += _markdown_table(["attention, ms per step", *FUSED_KERNELS], rows)
+        lines += [f"fastest per part: {attention['fastest_kernel_per_part']}", ""]
     for mode in BASELINES:
         parts = _read_json(out / f"parts_{mode}.json")
         if "parts" in parts:
