@@ -11,16 +11,12 @@ matrices start at zero, so its initial copies reproduce the pretrained encoder e
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from tritemporal.adapters.registry import Backbone
 from tritemporal.config import LoraConfig
-
-if TYPE_CHECKING:
-    from tritemporal.adapters.registry import Backbone
 
 ADAPTER_NAME = "default"
 

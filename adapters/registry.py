@@ -1,56 +1,138 @@
-"""Backbone registry: `backbone.name` in the config picks a function registered here.
+"""Backbone registry and the contract every backbone meets.
 
 A backbone is a context encoder plus the predictor that fills in masked tokens; every objective
 talks to it through `Backbone` alone, so swapping the built-in ViT for Meta's V-JEPA 2 is one
-config key. Register a variant with `@register_backbone` (its name is the function name with
-underscores as dashes), build one with `create_backbone`, list them with `list_backbones`.
+config key. The contract is written down as two `typing.Protocol`s, `Encoder` and `Predictor`,
+checked on every backbone `create_backbone` builds.
+
+Register a variant with `@register_backbone` in any module (its name is the function name with
+underscores as dashes); importing that module registers it. Every module of this package is
+imported with `tritemporal.adapters`, so the built-in entries (and a new file dropped here) are
+always known. Build one with `create_backbone`, list them with `list_backbones`.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import logging
 import warnings
 from collections.abc import Callable
-from dataclasses import replace
+from typing import Protocol, runtime_checkable
 
+import torch
 from torch import nn
 
-from tritemporal.adapters.vit import VideoViT, VitArgs
 from tritemporal.config import TriTemporalConfig
-from tritemporal.data.common import IMAGENET_MEAN, IMAGENET_STD
-from tritemporal.heads.predictor import MaskedPredictor
+from tritemporal.layers.blocks import BlockForward
+from tritemporal.layers.tokens import Grid, MaskToken
 
-logger = logging.getLogger(__name__)
+# the statistics [0, 1] pixels are normalized with when a backbone does not say otherwise
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
-BackboneFactory = Callable[[TriTemporalConfig], "Backbone"]
-_BACKBONES: dict[str, BackboneFactory] = {}
+
+@runtime_checkable
+class Encoder(Protocol):
+    """The context encoder (student); the EMA teacher is a copy of it.
+
+    - `embed(video)`: tubelet tokens of the whole clip (B, C, T, H, W) -> (B, N, D), computed once
+      per step and shared by every student pass; positions that are added (sin-cos) are added
+      here, positions that rotate (RoPE) are applied in `encode`.
+    - `encode(tokens, grid, keep)`: run the transformer on the `keep` (B, K) token indices only
+      (gathered from `tokens`, with their true 3D positions in the token `grid`), or on all
+      tokens when `keep` is None -> (B, K or N, D), after the final norm. A student never sees a
+      token outside `keep`: that is the V-JEPA rule, and the reason this is not a mask argument.
+    - `forward(video, keep)`: `encode(embed(video), grid(video), keep)`.
+    - `grid(video)`: the token grid (T', H', W') of a clip; `embed_dim`: D.
+    - `blocks`: the transformer blocks are the items of a `nn.ModuleList` whose attribute name
+      `Backbone.lora_targets[part][1]` gives (`blocks`, `layer`): LoRA and FSDP2 find them so.
+    - `block_forward(block, x, rope)`: how one block runs; `compile_blocks` swaps in a compiled
+      version and `use_sdpa_kernel` binds the attention kernel, so blocks run only through it.
+    - `activation_checkpointing`: recompute each block's activations in the backward pass.
+    """
+
+    embed_dim: int
+    activation_checkpointing: bool
+    block_forward: BlockForward
+
+    def grid(self, video: torch.Tensor) -> Grid:
+        """Token grid (T', H', W') of a clip (B, C, T, H, W)."""
+        ...
+
+    def embed(self, video: torch.Tensor) -> torch.Tensor:
+        """Tubelet tokens (B, N, D) of the whole clip."""
+        ...
+
+    def encode(
+        self, tokens: torch.Tensor, grid: Grid, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Encode the `keep` (B, K) tokens only (all when None) -> (B, K, D)."""
+        ...
+
+    def __call__(self, video: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode a clip, optionally only the `keep` token indices."""
+        ...
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """The masked predictor: (context tokens, their indices, target indices) -> predictions.
+
+    `predictor(context, context_idx, target_idx, grid, mask_token)` places the learned token
+    `mask_token` (a `MaskToken`: which task it solves) at every `target_idx` (B, M) position,
+    mixes it with the encoded `context` (B, K, D) at `context_idx` (B, K), and returns
+    encoder-width predictions (B, M, D) for the targets only. It raises when it holds fewer
+    mask tokens than the task's index needs. `embed_dim` is its own (narrow) width;
+    `block_forward` and `activation_checkpointing` mean what they mean for `Encoder`.
+    """
+
+    embed_dim: int
+    activation_checkpointing: bool
+    block_forward: BlockForward
+
+    def __call__(
+        self,
+        context: torch.Tensor,
+        context_idx: torch.Tensor,
+        target_idx: torch.Tensor,
+        grid: Grid,
+        mask_token: MaskToken,
+    ) -> torch.Tensor:
+        """Predictions (B, M, D) for the `target_idx` tokens."""
+        ...
 
 
 class Backbone(nn.Module):
-    """The two trainable parts V-JEPA needs: a context encoder and a masked predictor.
+    """The two trainable parts V-JEPA needs: a context `Encoder` and a masked `Predictor`.
 
-    `encoder` exposes `embed(video) -> (B, N, D)`, `encode(tokens, grid, keep) -> (B, K, D)`,
-    `grid(video)`, `embed_dim`; `predictor(context, context_idx, target_idx, grid, mask_index)`
-    returns predictions (B, M, D) for the target indices. The EMA teacher is a copy of `encoder`.
     `pixel_mean` / `pixel_std` are the statistics the encoder expects its [0, 1] pixels
     normalized with (ImageNet's unless a pretrained processor config says otherwise);
-    `lora_targets` names the Linear layers LoRA adapts by default in each part.
+    `lora_targets` names, per part, the Linear layers LoRA adapts by default and the attribute
+    name of its block list.
     """
 
     def __init__(
         self,
-        encoder: nn.Module,
-        predictor: nn.Module,
+        encoder: Encoder,
+        predictor: Predictor,
         pixel_mean: tuple[float, ...] = IMAGENET_MEAN,
         pixel_std: tuple[float, ...] = IMAGENET_STD,
         lora_targets: dict[str, tuple[list[str], str]] | None = None,
     ) -> None:
         super().__init__()
+        for part, value, protocol in (
+            ("encoder", encoder, Encoder),
+            ("predictor", predictor, Predictor),
+        ):
+            if not isinstance(value, protocol):
+                members = ", ".join(sorted(_protocol_members(protocol)))
+                raise TypeError(
+                    f"Backbone {part}: {type(value).__name__} does not provide the "
+                    f"{protocol.__name__} interface ({members}); see "
+                    f"tritemporal.adapters.registry.{protocol.__name__}"
+                )
         self.encoder = encoder
         self.predictor = predictor
         self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
-        # default LoRA target modules and block-list name per part (backbone.lora)
         self.lora_targets = lora_targets or {
             "encoder": (["qkv"], "blocks"),
             "predictor": (["qkv"], "blocks"),
@@ -60,6 +142,16 @@ class Backbone(nn.Module):
     def embed_dim(self) -> int:
         """Width of the encoder's output tokens."""
         return self.encoder.embed_dim
+
+
+def _protocol_members(protocol: type) -> set[str]:
+    """The attribute and method names a Protocol asks for."""
+    names = set(getattr(protocol, "__annotations__", {}))
+    return names | {n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")}
+
+
+BackboneFactory = Callable[[TriTemporalConfig], Backbone]
+_BACKBONES: dict[str, BackboneFactory] = {}
 
 
 def register_backbone(fn: BackboneFactory) -> BackboneFactory:
@@ -82,56 +174,7 @@ def create_backbone(config: TriTemporalConfig) -> Backbone:
     if name not in _BACKBONES:
         raise ValueError(
             f"backbone.name={name!r} is not a registered backbone; known: "
-            f"{', '.join(list_backbones())}"
+            f"{', '.join(list_backbones())} (a backbone of your own registers when the module "
+            "holding its @register_backbone function is imported)"
         )
     return _BACKBONES[name](config)
-
-
-def _builtin_vit(config: TriTemporalConfig, args: VitArgs) -> Backbone:
-    """Built-in ViT encoder + narrow predictor; `backbone.*` size keys override the variant."""
-    b, clip = config.backbone, config.clip
-    args = replace(
-        args,
-        embed_dim=b.embed_dim or args.embed_dim,
-        depth=b.depth or args.depth,
-        num_heads=b.num_heads or args.num_heads,
-    )
-    encoder = VideoViT(args, clip.channels, clip.tubelet_t, clip.patch, b.pos_embed, b.drop_path)
-    encoder.activation_checkpointing = b.activation_checkpointing
-    predictor = MaskedPredictor(args.embed_dim, config.predictor, b.pos_embed)
-    predictor.activation_checkpointing = b.activation_checkpointing
-    return Backbone(encoder, predictor)
-
-
-@register_backbone
-def vit_debug(config: TriTemporalConfig) -> Backbone:
-    """64 wide, 2 deep: for unit tests only."""
-    return _builtin_vit(config, VitArgs(embed_dim=64, depth=2, num_heads=4))
-
-
-@register_backbone
-def vit_tiny(config: TriTemporalConfig) -> Backbone:
-    """ViT-Ti: 192 wide, 12 deep, 3 heads."""
-    return _builtin_vit(config, VitArgs(embed_dim=192, depth=12, num_heads=3))
-
-
-@register_backbone
-def vit_small(config: TriTemporalConfig) -> Backbone:
-    """ViT-S: 384 wide, 12 deep, 6 heads."""
-    return _builtin_vit(config, VitArgs(embed_dim=384, depth=12, num_heads=6))
-
-
-@register_backbone
-def vit_base(config: TriTemporalConfig) -> Backbone:
-    """ViT-B: 768 wide, 12 deep, 12 heads."""
-    return _builtin_vit(config, VitArgs(embed_dim=768, depth=12, num_heads=12))
-
-
-@register_backbone
-def vit_large(config: TriTemporalConfig) -> Backbone:
-    """ViT-L: 1024 wide, 24 deep, 16 heads (V-JEPA 2's ViT-L shape)."""
-    return _builtin_vit(config, VitArgs(embed_dim=1024, depth=24, num_heads=16))
-
-
-# Entries defined in other modules register on import; they import this module first.
-from tritemporal.adapters import vjepa2 as _vjepa2  # noqa: E402, F401

@@ -1,4 +1,6 @@
-"""The built-in video ViT, read bottom-up: attention -> MLP -> block -> encoder.
+"""The built-in video ViT encoder and its registry entries (`vit-debug` ... `vit-large`).
+
+Its blocks come from `tritemporal.layers.blocks`; its predictor is `heads.MaskedPredictor`.
 
 The encoder follows V-JEPA's rule for the context (student) encoder: tokens are embedded for the
 whole clip once, then only the visible ones (`keep` indices) are gathered, with positions taken
@@ -8,160 +10,23 @@ from those indices, and only they go through the transformer. The same class, ru
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.checkpoint import checkpoint
 
-from tritemporal.adapters.tokens import (
+from tritemporal.adapters.registry import Backbone, register_backbone
+from tritemporal.config import TriTemporalConfig
+from tritemporal.heads.predictor import MaskedPredictor
+from tritemporal.layers.blocks import Block, BlockForward, call_block, init_weights, run_blocks
+from tritemporal.layers.tokens import (
     Rope3D,
     TubeletEmbed,
-    apply_rope,
     gather_tokens,
     grid_coords,
     sincos_3d,
     token_coords,
 )
-
-RopeTables = tuple[torch.Tensor, torch.Tensor]
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention (SDPA), with optional 3D RoPE on queries and keys."""
-
-    def __init__(self, dim: int, num_heads: int, use_rope: bool) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.use_rope = use_rope
-
-    def forward(self, x: torch.Tensor, rope: RopeTables | None = None) -> torch.Tensor:
-        """Attend over all tokens of x (B, N, D)."""
-        b, n, d = x.shape
-        qkv = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, head_dim)
-        if self.use_rope:
-            assert rope is not None, "a RoPE attention layer needs position tables"
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))
-
-
-class Mlp(nn.Module):
-    """Two-layer GELU MLP."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the MLP token-wise."""
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block with stochastic depth."""
-
-    def __init__(
-        self, dim: int, num_heads: int, mlp_ratio: float, use_rope: bool, drop_path: float
-    ) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, num_heads, use_rope)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = drop_path
-
-    def forward(self, x: torch.Tensor, rope: RopeTables | None = None) -> torch.Tensor:
-        """One residual attention + MLP step."""
-        x = x + self._drop(self.attn(self.norm1(x), rope))
-        return x + self._drop(self.mlp(self.norm2(x)))
-
-    def _drop(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.drop_path == 0.0:
-            return x
-        keep = 1.0 - self.drop_path
-        mask = x.new_empty(x.shape[0], 1, 1).bernoulli_(keep)
-        return x * mask / keep
-
-
-BlockForward = Callable[[nn.Module, torch.Tensor, RopeTables | None], torch.Tensor]
-
-# `backbone.sdpa_kernel` / `predictor.sdpa_kernel` -> the one SDPA kernel allowed ("auto": all,
-# in PyTorch's order, which picks cuDNN's on an H100)
-SDPA_BACKENDS = {
-    "cudnn": SDPBackend.CUDNN_ATTENTION,
-    "flash": SDPBackend.FLASH_ATTENTION,
-    "efficient": SDPBackend.EFFICIENT_ATTENTION,
-    "math": SDPBackend.MATH,
-}
-CUDA_ONLY_KERNELS = ("cudnn", "efficient")
-
-
-def sdpa_backend(kernel: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """A context in which SDPA uses only `kernel` ("auto": PyTorch's choice) on `device`.
-
-    Entered inside the (compiled) block function: dynamo traces it and keys graphs on it, while
-    a context around a compiled call would be ignored by graphs traced under another one.
-    """
-    if kernel in CUDA_ONLY_KERNELS and device.type != "cuda":
-        # a speed choice, not a result: a model trained with it still runs on a CPU (warned in
-        # eager mode; a warning inside a compiled block would split its graph)
-        if not torch.compiler.is_compiling():
-            warnings.warn(
-                f"sdpa_kernel={kernel!r} (backbone.sdpa_kernel or predictor.sdpa_kernel) runs "
-                f"on CUDA only; on {device.type} PyTorch picks the attention kernel instead",
-                stacklevel=2,
-            )
-        kernel = "auto"
-    if kernel == "auto":
-        return contextlib.nullcontext()
-    return sdpa_kernel(SDPA_BACKENDS[kernel])
-
-
-def call_block(
-    block: nn.Module, x: torch.Tensor, rope: RopeTables | None, kernel: str = "auto"
-) -> torch.Tensor:
-    """Run one built-in block: the default `block_forward` of encoders and predictors.
-
-    Encoders and predictors call their blocks through a `block_forward` attribute so that
-    `tritemporal.compile.compile_blocks` can swap in one compiled function for every block, and
-    `use_sdpa_kernel` can bind the attention kernel the config asks for.
-    """
-    with sdpa_backend(kernel, x.device):
-        return block(x, rope)
-
-
-def use_sdpa_kernel(module: nn.Module, kernel: str) -> None:
-    """Make every block of `module` (an encoder or predictor) attend with `kernel`."""
-    if kernel != "auto":
-        module.block_forward = functools.partial(module.block_forward, kernel=kernel)
-
-
-def run_blocks(
-    blocks: nn.ModuleList,
-    x: torch.Tensor,
-    rope: RopeTables | None,
-    use_checkpoint: bool,
-    forward: BlockForward = call_block,
-) -> torch.Tensor:
-    """Run a stack of blocks with `forward(block, x, rope)`, optionally recomputing each
-    block's activations in the backward pass to save memory."""
-    for block in blocks:
-        if use_checkpoint and torch.is_grad_enabled():
-            x = checkpoint(forward, block, x, rope, use_reentrant=False)
-        else:
-            x = forward(block, x, rope)
-    return x
 
 
 @dataclass(frozen=True)
@@ -238,12 +103,47 @@ class VideoViT(nn.Module):
         return self.encode(self.embed(video), self.grid(video), keep)
 
 
-def init_weights(module: nn.Module) -> None:
-    """Truncated-normal linear weights, zero biases (as in V-JEPA)."""
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
+def _builtin_vit(config: TriTemporalConfig, args: VitArgs) -> Backbone:
+    """Built-in ViT encoder + narrow predictor; `backbone.*` size keys override the variant."""
+    b, clip = config.backbone, config.clip
+    args = replace(
+        args,
+        embed_dim=b.embed_dim or args.embed_dim,
+        depth=b.depth or args.depth,
+        num_heads=b.num_heads or args.num_heads,
+    )
+    encoder = VideoViT(args, clip.channels, clip.tubelet_t, clip.patch, b.pos_embed, b.drop_path)
+    encoder.activation_checkpointing = b.activation_checkpointing
+    predictor = MaskedPredictor(args.embed_dim, config.predictor, b.pos_embed)
+    predictor.activation_checkpointing = b.activation_checkpointing
+    return Backbone(encoder, predictor)
+
+
+@register_backbone
+def vit_debug(config: TriTemporalConfig) -> Backbone:
+    """64 wide, 2 deep: for unit tests only."""
+    return _builtin_vit(config, VitArgs(embed_dim=64, depth=2, num_heads=4))
+
+
+@register_backbone
+def vit_tiny(config: TriTemporalConfig) -> Backbone:
+    """ViT-Ti: 192 wide, 12 deep, 3 heads."""
+    return _builtin_vit(config, VitArgs(embed_dim=192, depth=12, num_heads=3))
+
+
+@register_backbone
+def vit_small(config: TriTemporalConfig) -> Backbone:
+    """ViT-S: 384 wide, 12 deep, 6 heads."""
+    return _builtin_vit(config, VitArgs(embed_dim=384, depth=12, num_heads=6))
+
+
+@register_backbone
+def vit_base(config: TriTemporalConfig) -> Backbone:
+    """ViT-B: 768 wide, 12 deep, 12 heads."""
+    return _builtin_vit(config, VitArgs(embed_dim=768, depth=12, num_heads=12))
+
+
+@register_backbone
+def vit_large(config: TriTemporalConfig) -> Backbone:
+    """ViT-L: 1024 wide, 24 deep, 16 heads (V-JEPA 2's ViT-L shape)."""
+    return _builtin_vit(config, VitArgs(embed_dim=1024, depth=24, num_heads=16))

@@ -12,10 +12,11 @@ transformers' names), but the forward passes are ours:
   (`Rope3D`), so every grid is right and the official square case matches exactly (tested).
 
 Mask tokens of the pretrained predictor (it holds `pred_num_mask_tokens`, 10 in the releases):
-index 0 serves the short spatial masks and 1 the long ones, as in Meta's pretraining (one token
-per mask generator, in order), so fine-tuning starts from the tokens trained for those tasks.
-SOON uses index 2, a token Meta never trained (it is zero in the releases); it starts as a copy
-of token 1, whose task (predicting large masked regions over the whole clip) is the closest.
+index 0 serves the short spatial masks and 1 the long ones (`MaskToken.SHORT`, `.LONG`), as in
+Meta's pretraining (one token per mask generator, in order), so fine-tuning starts from the tokens
+trained for those tasks. SOON uses index 2 (`MaskToken.SOON`), a token Meta never trained (it is
+zero in the releases); it starts as a copy of token 1, whose task (predicting large masked
+regions over the whole clip) is the closest.
 """
 
 from __future__ import annotations
@@ -30,17 +31,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tritemporal.adapters.registry import Backbone, register_backbone
-from tritemporal.adapters.tokens import (
+from tritemporal.adapters.registry import IMAGENET_MEAN, IMAGENET_STD, Backbone, register_backbone
+from tritemporal.config import BackboneConfig, TriTemporalConfig
+from tritemporal.layers.blocks import BlockForward, RopeTables, run_blocks, sdpa_backend
+from tritemporal.layers.tokens import (
+    MaskToken,
     Rope3D,
     apply_rope,
     gather_tokens,
     token_coords,
     tubelet_linear,
 )
-from tritemporal.adapters.vit import BlockForward, RopeTables, run_blocks, sdpa_backend
-from tritemporal.config import BackboneConfig, TriTemporalConfig
-from tritemporal.data.common import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:
     from transformers import VJEPA2Model
@@ -68,14 +69,13 @@ ARCHITECTURES = {
     },
 }  # fmt: skip
 PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
-SOON_MASK_TOKEN = 2
 
 
 def hf_layer_forward(
     layer: nn.Module, x: torch.Tensor, rope: RopeTables | None, kernel: str = "auto"
 ) -> torch.Tensor:
     """One transformers `VJEPA2Layer` on tokens x (B, N, D) with our RoPE tables (SDPA with
-    `kernel`, see `adapters.vit.sdpa_backend`)."""
+    `kernel`, see `layers.blocks.sdpa_backend`)."""
     attn = layer.attention
     b, n, d = x.shape
     h = layer.norm1(x)
@@ -153,15 +153,15 @@ class VJEPA2Predictor(nn.Module):
         context_idx: torch.Tensor,
         target_idx: torch.Tensor,
         grid: tuple[int, int, int],
-        mask_index: int = 0,
+        mask_token: MaskToken,
     ) -> torch.Tensor:
         """Predict encoder-width embeddings (B, M, D) of the `target_idx` (B, M) tokens."""
         emb = self.hf.embeddings
         b, k = context_idx.shape
         m = target_idx.shape[1]
         tokens = emb.mask_tokens  # (num_mask_tokens, 1, 1, P)
-        mask_token = tokens[mask_index % tokens.shape[0]].view(1, 1, -1)
-        x = torch.cat([emb.predictor_embeddings(context), mask_token.expand(b, m, -1)], dim=1)
+        token = mask_token.pick(tokens).view(1, 1, -1)
+        x = torch.cat([emb.predictor_embeddings(context), token.expand(b, m, -1)], dim=1)
         index = torch.cat([context_idx, target_idx], dim=1)  # (B, K + M)
         coords = token_coords(grid, index, context.device)
         rope = self.rope.angles(coords)
@@ -308,8 +308,9 @@ def build_vjepa2(config: TriTemporalConfig) -> Backbone:
 @torch.no_grad()
 def _init_soon_mask_token(tokens: torch.Tensor) -> None:
     """Start the never-trained SOON mask token as a copy of the long-mask token (see above)."""
-    if tokens.shape[0] > SOON_MASK_TOKEN and not tokens[SOON_MASK_TOKEN].any():
-        tokens[SOON_MASK_TOKEN].copy_(tokens[1])
+    soon, long = MaskToken.SOON, MaskToken.LONG
+    if tokens.shape[0] > soon and not tokens[soon].any():
+        tokens[soon].copy_(tokens[long])
 
 
 @register_backbone

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tritemporal.adapters.vit import Mlp, init_weights
+from tritemporal.layers.blocks import Mlp, init_weights
 
 
 class AttentivePooler(nn.Module):

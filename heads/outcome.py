@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from tritemporal.config import OutcomeConfig
-from tritemporal.distributed import gather_batch
 from tritemporal.heads.attentive import AttentivePooler
+from tritemporal.runtime import gather_batch
 
 
 class OutcomeAbstractor(nn.Module):

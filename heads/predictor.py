@@ -5,9 +5,9 @@ positions (positions from the target indices, via sin-cos or 3D RoPE like the en
 transformer mixes them, and only the target positions are projected back to encoder width.
 Everything is batched gathers: no loop over the batch.
 
-Mask-token indices: each objective has its own learned mask token, so the predictor knows which
-task it is solving: 0 = short spatial mask, 1 = long spatial mask, 2 = SOON forecast (see
-`objectives/`). With fewer tokens configured, indices wrap around.
+Mask tokens: each objective has its own learned mask token (`MaskToken`: short spatial mask,
+long spatial mask, SOON forecast), so the predictor knows which task it is solving; asking for a
+token it does not hold is an error, never a silent wrap-around.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tritemporal.adapters.tokens import Rope3D, sincos_3d, token_coords
-from tritemporal.adapters.vit import Block, BlockForward, call_block, init_weights, run_blocks
 from tritemporal.config import PredictorConfig
+from tritemporal.layers.blocks import Block, BlockForward, call_block, init_weights, run_blocks
+from tritemporal.layers.tokens import Grid, MaskToken, Rope3D, sincos_3d, token_coords
 
 
 class MaskedPredictor(nn.Module):
@@ -46,8 +46,8 @@ class MaskedPredictor(nn.Module):
         context: torch.Tensor,
         context_idx: torch.Tensor,
         target_idx: torch.Tensor,
-        grid: tuple[int, int, int],
-        mask_index: int = 0,
+        grid: Grid,
+        mask_token: MaskToken,
     ) -> torch.Tensor:
         """Predict encoder-width embeddings (B, M, D) of the `target_idx` (B, M) tokens."""
         b, k = context_idx.shape
@@ -55,8 +55,8 @@ class MaskedPredictor(nn.Module):
         index = torch.cat([context_idx, target_idx], dim=1)  # (B, K + M)
         coords = token_coords(grid, index, context.device)  # (B, K + M, 3)
 
-        mask_token = self.mask_tokens[mask_index % self.mask_tokens.shape[0]]
-        x = torch.cat([self.embed(context), mask_token.expand(b, m, -1)], dim=1)  # (B, K+M, P)
+        token = mask_token.pick(self.mask_tokens)
+        x = torch.cat([self.embed(context), token.expand(b, m, -1)], dim=1)  # (B, K+M, P)
         rope = None
         if self.rope is not None:
             rope = self.rope.angles(coords)

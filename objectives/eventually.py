@@ -37,8 +37,8 @@ import torch
 from torch import nn
 
 from tritemporal.config import LossConfig
-from tritemporal.distributed import gather_batch
 from tritemporal.objectives.losses import info_nce, supervised_contrastive
+from tritemporal.runtime import gather_batch
 
 
 class EventuallyAlignment(nn.Module):

@@ -50,13 +50,25 @@ def supervised_contrastive(
 
 
 def effective_rank(z: torch.Tensor) -> torch.Tensor:
-    """RankMe (Garrido et al. 2023): exp(entropy) of the normalized singular values of z (N, E).
+    """RankMe (Garrido et al. 2023): exp(entropy) of the L1-normalized singular values of z (N, E).
 
-    NaN when z holds a non-finite value (a diverged step is reported, not crashed on).
+    The one RankMe of the project: training logs it (`outcome_rank`), `eval` reports it. Computed
+    in float32 whatever z's dtype (bf16/fp16 features are upcast first, as `eval` upcasts them).
+    Edges: at most min(N, E) (a batch of 8 spans at most 8 directions); one nonzero sample gives
+    1; all-zero features give 0 (no direction spanned); singular values below the float32 noise
+    floor (s_max * max(N, E) * eps, as in `torch.linalg.matrix_rank`) count as zero, so a rank-1
+    matrix gives 1 exactly; NaN when z holds a non-finite value (a diverged step is reported, not
+    crashed on). A 0-d float32 tensor, computed without a host sync.
     """
+    if z.ndim != 2:
+        raise ValueError(f"effective_rank needs 2-D features (N, E), got shape {tuple(z.shape)}")
     z = z.float()
     finite = torch.isfinite(z).all()
-    s = torch.linalg.svdvals(torch.where(finite, z, torch.zeros_like(z)))
-    p = s / s.sum().clamp(min=1e-12) + 1e-12
-    rank = torch.exp(-(p * p.log()).sum())
+    s = torch.linalg.svdvals(torch.where(finite, z, torch.zeros_like(z)))  # descending
+    noise = s[:1] * max(z.shape) * torch.finfo(s.dtype).eps
+    s = torch.where(s > noise, s, torch.zeros_like(s))
+    total = s.sum()
+    p = s / total.clamp(min=torch.finfo(s.dtype).tiny)
+    rank = torch.exp(torch.special.entr(p).sum())  # entr(0) = 0: 0 log 0 = 0
+    rank = torch.where(total > 0, rank, torch.zeros_like(rank))
     return torch.where(finite, rank, torch.full_like(rank, float("nan")))

@@ -1,9 +1,9 @@
 """Objective 2, SOON: forecast the near future in latent space.
 
 Context = every token of the NOW window (the student's one NOW pass, shared with EVENTUALLY);
-targets = every token of the SOON window. The predictor places mask token 2 at all SOON positions
-and regresses the teacher's layer-normed SOON embeddings with L1. The student never sees a SOON
-pixel, so this is a forecast, not an inpainting.
+targets = every token of the SOON window. The predictor places `MaskToken.SOON` at all SOON
+positions and regresses the teacher's layer-normed SOON embeddings with L1. The student never
+sees a SOON pixel, so this is a forecast, not an inpainting.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from __future__ import annotations
 import torch
 
 from tritemporal.adapters.registry import Backbone
-from tritemporal.adapters.tokens import gather_tokens
+from tritemporal.layers.tokens import MaskToken, gather_tokens
 from tritemporal.objectives.losses import masked_l1
-
-SOON_MASK_INDEX = 2
 
 
 def soon_forecast(
@@ -28,7 +26,7 @@ def soon_forecast(
     b = now_context.shape[0]
     context_idx = now_idx.expand(b, -1)
     target_idx = soon_idx.expand(b, -1)
-    return backbone.predictor(now_context, context_idx, target_idx, grid, SOON_MASK_INDEX)
+    return backbone.predictor(now_context, context_idx, target_idx, grid, MaskToken.SOON)
 
 
 def soon_loss(

@@ -48,7 +48,6 @@ import torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel
 from torch.utils import flop_counter
 
-from tritemporal.adapters.vit import SDPA_BACKENDS
 from tritemporal.bench import (
     bench_config,
     bench_parts,
@@ -62,12 +61,10 @@ from tritemporal.bench import (
 )
 from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig, load_config
+from tritemporal.layers.blocks import SDPA_BACKENDS
 from tritemporal.model import TriTemporalModel
-from tritemporal.train import (
-    compute_dtype,
-    resolve_device,
-    train_step,
-)
+from tritemporal.runtime import resolve_device
+from tritemporal.train import compute_dtype, train_step
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "bench_vitl.yaml"
 VIT = ["backbone.name=vit-large"]

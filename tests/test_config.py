@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
 
-from tritemporal.config import TriTemporalConfig, apply_override, load_config, save_config
+from tritemporal.config import (
+    SdpaKernel,
+    TriTemporalConfig,
+    apply_override,
+    load_config,
+    save_config,
+)
+from tritemporal.layers.blocks import SDPA_BACKENDS
 
 CONFIGS = sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml"))
+
+
+def _keys(cls: type, prefix: str = "") -> dict[str, typing.Any]:
+    """Every dotted key of a config dataclass with its type hint."""
+    keys = {}
+    for name, kind in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(kind):
+            keys.update(_keys(kind, f"{prefix}{name}."))
+        else:
+            keys[f"{prefix}{name}"] = kind
+    return keys
+
+
+KEYS = _keys(TriTemporalConfig)
+CHOICE_KEYS = {k: v for k, v in KEYS.items() if typing.get_origin(v) is typing.Literal}
+INT_KEYS = [k for k, v in KEYS.items() if v is int or int in typing.get_args(v)]
 
 
 def test_defaults_are_valid_and_vjepa2_like() -> None:
@@ -68,6 +93,14 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
         ("train.compile_mode=fast", r"train.compile_mode='fast': use one of default, max-"),
         ("train.compile_mode=reduce-overhead", r"adds CUDA graphs, which break per-block"),
         ("predictor.sdpa_kernel=fa3", r"predictor.sdpa_kernel='fa3': use one of auto, cudnn"),
+        ("clip.tubelet_t=0", r"clip.tubelet_t=0 must be positive"),
+        ("clip.patch=0", r"clip.patch=0 must be positive"),
+        ("predictor.num_heads=0", r"predictor.num_heads=0 must be >= 1"),
+        ("outcome.num_heads=0", r"outcome.num_heads=0 must be >= 1"),
+        (
+            "backbone.lora.apply_to=[encoder, head]",
+            r"apply_to\[1\]='head': use encoder or predictor",
+        ),
     ],
 )
 def test_validation_names_key_and_fix(override: str, message: str) -> None:
@@ -106,7 +139,45 @@ def test_bad_override_syntax_and_files(tmp_path: Path) -> None:
 
 
 def test_every_sdpa_kernel_key_has_a_kernel() -> None:
-    from tritemporal.adapters.vit import SDPA_BACKENDS
-    from tritemporal.config import SDPA_KERNELS
+    assert set(typing.get_args(SdpaKernel)) == {"auto", *SDPA_BACKENDS}
 
-    assert set(SDPA_KERNELS) == {"auto", *SDPA_BACKENDS}
+
+@pytest.mark.parametrize("key", sorted(CHOICE_KEYS))
+def test_choices_are_checked_where_parsed(key: str) -> None:
+    choices = typing.get_args(CHOICE_KEYS[key])
+    with pytest.raises(ValueError, match=rf"{key}='nope': use .*{choices[-1]}"):
+        load_config(None, [f"{key}=nope"])
+    with pytest.raises(ValueError, match=rf"{key}=3: use "):
+        load_config(None, [f"{key}=3"])
+
+
+@pytest.mark.parametrize("key", INT_KEYS)
+@pytest.mark.parametrize("value", [0, -1])
+def test_bad_integers_name_their_key_never_crash(key: str, value: int) -> None:
+    try:
+        load_config(None, [f"{key}={value}"])
+    except ValueError as exc:  # anything else (ZeroDivisionError, ...) fails the test
+        assert key in str(exc)
+
+
+def test_highway_image_size_is_height_width_and_the_old_key_says_the_fix(tmp_path: Path) -> None:
+    quickstart = load_config(Path(CONFIGS[0]).with_name("quickstart.yaml"))
+    assert quickstart.data.highway.image_size == quickstart.clip.image_size == [64, 128]
+    fix = (
+        r"data.highway.size=\[128, 64\] is now data.highway.image_size in \[H, W\] order: "
+        r"write \[H, W\] \(here data.highway.image_size: \[64, 128\]\)"
+    )
+    with pytest.raises(ValueError, match=fix):
+        load_config(None, ["data.highway.size=[128, 64]"])
+    old = tmp_path / "old.yaml"
+    old.write_text("data:\n  highway:\n    size: [128, 64]\n")
+    with pytest.raises(ValueError, match=fix):
+        load_config(old)
+
+
+def test_stored_configs_with_the_old_highway_size_still_load() -> None:
+    stored = TriTemporalConfig().to_dict()
+    del stored["data"]["highway"]["image_size"]
+    stored["data"]["highway"]["size"] = [128, 64]  # [W, H], as checkpoints before it saved
+    assert TriTemporalConfig.from_dict(stored).data.highway.image_size == [64, 128]
+    assert stored["data"]["highway"]["size"] == [128, 64]  # the caller's dict is left alone

@@ -38,9 +38,9 @@ from tritemporal.checkpoint import (
 )
 from tritemporal.cli import main
 from tritemporal.config import LossConfig
-from tritemporal.data.loader import build_loader, local_batch_size
 from tritemporal.data.sources import build_dataset
 from tritemporal.heads.outcome import OutcomeAbstractor
+from tritemporal.loader import build_loader, local_batch_size
 from tritemporal.metrics import METRICS_FILE, read_metrics
 from tritemporal.objectives.eventually import EventuallyAlignment
 from tritemporal.train import train

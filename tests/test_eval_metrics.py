@@ -5,17 +5,34 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-from tritemporal.eval.metrics import classification_metrics, feature_stats, rankme
-from tritemporal.eval.plots import plot_bars, plot_confusion, plot_horizon, plot_projection
+from tests.conftest import tiny_config
+from tritemporal.eval.metrics import classification_metrics, feature_stats
+from tritemporal.eval.plots import (
+    bars_figure,
+    confusion_figure,
+    plot_bars,
+    plot_confusion,
+    plot_horizon,
+    plot_projection,
+    projection_figure,
+)
 from tritemporal.eval.probes import (
     _folds,
     _knn_predict,
+    _logistic,
     attentive_probe_cv,
+    fit_linear_probe,
     knn_probe_cv,
     linear_probe_cv,
     usable_classes,
 )
+from tritemporal.heads.probe import PROBE_CONFIG, PROBE_WEIGHTS, LinearProbe
+from tritemporal.loader import MaskCollator
+from tritemporal.model import TriTemporalModel
+from tritemporal.objectives.losses import effective_rank
 
 NAMES = ["keep_lane", "lane_change_left", "lane_change_right", "brake"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -41,6 +58,11 @@ def planted_tokens(n: int = 200, t: int = 8, d: int = 16, seed: int = 0):
 def shuffled(y: np.ndarray) -> np.ndarray:
     """Labels with any link to the features broken."""
     return np.random.default_rng(123).permutation(y)
+
+
+def rankme(x) -> float:
+    """The project's one RankMe (training's `outcome_rank`, the report's `rankme`) as a float."""
+    return float(effective_rank(torch.as_tensor(x)))
 
 
 def test_classification_metrics_by_hand() -> None:
@@ -84,6 +106,44 @@ def test_rankme_and_feature_stats() -> None:
     assert stats["rankme"] == pytest.approx(1.0, abs=1e-3)
     with pytest.raises(ValueError, match="2-D"):
         rankme(np.ones(5))
+
+
+def test_rankme_edges() -> None:
+    """The semantics `effective_rank` documents, which training logs and the report share."""
+    torch.manual_seed(0)
+    assert rankme(torch.randn(1, 16)) == pytest.approx(1.0)  # one sample spans one direction
+    assert rankme(torch.zeros(6, 4)) == 0.0  # nothing spanned
+    wide = torch.randn(4, 32)  # N < D: at most N directions
+    assert 3.0 < rankme(wide) <= 4.0 + 1e-5
+    assert rankme(wide) == pytest.approx(rankme(1000 * wide), rel=1e-5)  # scale-free
+    z = torch.randn(64, 8)
+    for dtype in (torch.float16, torch.bfloat16):  # upcast first: the same as eval's float copy
+        low = z.to(dtype)
+        assert effective_rank(low).dtype == torch.float32
+        assert rankme(low) == rankme(low.float()) == rankme(low.float().numpy())
+    assert rankme(z) == pytest.approx(8.0, abs=0.5)
+    assert np.isnan(rankme(torch.tensor([[1.0, float("inf")], [0.0, 1.0]])))
+    with pytest.raises(ValueError, match="non-finite"):  # the report refuses what training flags
+        feature_stats(np.array([[1.0, np.nan], [0.0, 1.0]]))
+
+
+def test_training_log_and_report_give_the_same_rank() -> None:
+    """`outcome_rank` in metrics.jsonl and the report's outcome `rankme`, on the same features."""
+    config = tiny_config()
+    torch.manual_seed(0)
+    model = TriTemporalModel(config)
+    c = config.clip
+    samples = [
+        {"video": torch.rand(c.channels, c.total_frames, *c.hw), "label": i % 2, "step": 0}
+        for i in range(config.train.batch_size)
+    ]
+    batch = MaskCollator(config)(samples)
+    seen = []
+    model.outcome.register_forward_hook(lambda _m, _i, out: seen.append(out.detach()))
+    logged = model(batch.video, batch.masks, batch.labels).metrics["outcome_rank"]
+    (outcome,) = seen
+    assert 1.0 < float(logged) <= config.train.batch_size
+    assert feature_stats(outcome.numpy())["rankme"] == pytest.approx(float(logged), rel=1e-5)
 
 
 def test_usable_classes() -> None:

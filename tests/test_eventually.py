@@ -7,9 +7,9 @@ import torch
 
 from tests.conftest import tiny_config
 from tritemporal.config import LossConfig
-from tritemporal.data.loader import MaskCollator
 from tritemporal.data.synthetic import SyntheticDrivingShapes
 from tritemporal.heads.outcome import OutcomeAbstractor
+from tritemporal.loader import MaskCollator
 from tritemporal.model import TriTemporalModel, scale_grad
 from tritemporal.objectives.eventually import EventuallyAlignment
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 
 import av
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tritemporal.config import HighwayScenario
 from tritemporal.data import highway
 from tritemporal.data.annotations import load_annotation
 from tritemporal.data.common import MANEUVERS
@@ -21,7 +23,7 @@ from tritemporal.data.highway import (
     make_clips,
 )
 
-FPS, SIZE, SECONDS = 8.0, (96, 64), 6.0
+FPS, IMAGE_SIZE, SECONDS = 8.0, (64, 96), 6.0  # [H, W]
 SEED = 12  # env seeds 12-13 change lane both ways within 6 s (checked below)
 
 
@@ -35,7 +37,7 @@ def _decode(path: Path) -> tuple[np.ndarray, float]:
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("highway")
-    return out, make_clips(out, 2, seed=SEED, fps=FPS, size=SIZE, seconds=SECONDS)
+    return out, make_clips(out, 2, seed=SEED, fps=FPS, image_size=IMAGE_SIZE, seconds=SECONDS)
 
 
 def _annotations(out: Path, summary: dict) -> list[tuple[Path, Path]]:
@@ -49,7 +51,7 @@ def _annotations(out: Path, summary: dict) -> list[tuple[Path, Path]]:
 def test_summary_and_files(clips: tuple[Path, dict]) -> None:
     out, summary = clips
     assert summary["scenario"] == "highway" and summary["videos"] == 2
-    assert summary["fps"] == FPS and summary["size"] == list(SIZE)
+    assert summary["fps"] == FPS and summary["image_size"] == list(IMAGE_SIZE)
     assert set(summary["event_counts"]) <= set(MANEUVERS)
     assert sum(summary["event_seconds"].values()) >= summary["frames"] / FPS - 1e-6
     json.dumps(summary)  # JSON-ready
@@ -66,7 +68,7 @@ def test_videos_decode_with_pyav_and_decord(clips: tuple[Path, dict]) -> None:
     for video, annotation in _annotations(out, summary):
         frames, rate = _decode(video)
         n = len(load_annotation(annotation).ego_time)
-        assert frames.shape == (n, SIZE[1], SIZE[0], 3) and rate == FPS
+        assert frames.shape == (n, *IMAGE_SIZE, 3) and rate == FPS
         total += n
         # Not black: grey road, white marks, coloured cars.
         assert frames.mean() > 40 and frames.std() > 5
@@ -74,7 +76,7 @@ def test_videos_decode_with_pyav_and_decord(clips: tuple[Path, dict]) -> None:
         assert chroma.max() > 60
         reader = decord.VideoReader(str(video))
         assert len(reader) == n and reader.get_avg_fps() == pytest.approx(FPS)
-        assert reader[0].shape == (SIZE[1], SIZE[0], 3)
+        assert reader[0].shape == (*IMAGE_SIZE, 3)
     assert total == summary["frames"]
 
 
@@ -135,7 +137,7 @@ def test_ego_indicates_before_every_lane_change(clips: tuple[Path, dict]) -> Non
 
 
 def test_deterministic_for_a_seed(tmp_path: Path) -> None:
-    kwargs = {"fps": FPS, "size": (64, 64), "seconds": 3.0}
+    kwargs = {"fps": FPS, "image_size": (64, 64), "seconds": 3.0}
     runs = [
         make_clips(tmp_path / name, 1, seed=s, **kwargs)
         for name, s in (("a", 7), ("b", 7), ("c", 8))
@@ -147,13 +149,17 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     assert runs[0]["event_counts"] == runs[1]["event_counts"]
 
 
+def test_scenarios_are_the_config_choices() -> None:
+    assert tuple(SCENARIOS) == typing.get_args(HighwayScenario)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
         ({"scenario": "mars"}, "known: highway, merge, roundabout, intersection"),
         ({"num": 0}, "num"),
-        ({"size": (97, 64)}, "even"),
-        ({"size": (16, 16)}, ">= 32"),
+        ({"image_size": (64, 97)}, "even"),
+        ({"image_size": (16, 16)}, ">= 32"),
         ({"fps": 0.0}, "fps"),
         ({"seconds": 0.1}, "frames"),
     ],
@@ -175,7 +181,7 @@ def test_interrupted_encode_leaves_no_half_video(tmp_path: Path) -> None:
 
 def test_merge_scenario_gives_a_valid_clip(tmp_path: Path) -> None:
     assert SCENARIOS["merge"] == "merge-v0"
-    summary = make_clips(tmp_path, 1, scenario="merge", size=(64, 64), seconds=3.0)
+    summary = make_clips(tmp_path, 1, scenario="merge", image_size=(64, 64), seconds=3.0)
     video = tmp_path / summary["files"][0]
     frames, rate = _decode(video)
     ann = load_annotation(tmp_path / "annotations" / f"{video.stem}.json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -21,8 +22,8 @@ from tritemporal.hub import (
     HUB_WEIGHTS,
     MODEL_CARD,
     merge_to_transformers,
-    push_to_hub,
 )
+from tritemporal.layers.tokens import MaskToken
 from tritemporal.model import TriTemporalModel
 from tritemporal.train import train
 
@@ -48,7 +49,8 @@ def test_builtin_round_trip_is_exact(tmp_path: Path) -> None:
     config = tiny_config()
     model = TriTemporalModel(config).eval()
     _perturb(model)
-    folder = model.save_pretrained(tmp_path / "saved")
+    folder = tmp_path / "saved"
+    model.save_pretrained(folder)
     assert {HUB_CONFIG, HUB_WEIGHTS, MODEL_CARD} <= {p.name for p in folder.iterdir()}
     assert not any(k.startswith("teacher.") for k in load_file(folder / HUB_WEIGHTS))
     loaded = TriTemporalModel.from_pretrained(folder)
@@ -63,7 +65,8 @@ def test_lora_round_trip_keeps_base_by_reference(vjepa2_dir: Path, tmp_path: Pat
     config = tiny_config(*vjepa2_overrides(vjepa2_dir, *LORA))
     model = TriTemporalModel(config).eval()
     _perturb(model)
-    folder = model.save_pretrained(tmp_path / "saved", {"step": 123})
+    folder = tmp_path / "saved"
+    model.save_pretrained(folder, model_card_kwargs={"step": 123})
     meta = json.loads((folder / HUB_CONFIG).read_text())
     assert meta["base_model"] == {"id": str(vjepa2_dir), "revision": None}
     weights = load_file(folder / HUB_WEIGHTS)
@@ -81,7 +84,8 @@ def test_adapter_loads_with_peft_on_the_base_model(vjepa2_dir: Path, tmp_path: P
     config = tiny_config(*vjepa2_overrides(vjepa2_dir, *LORA))
     model = TriTemporalModel(config).eval()
     _perturb(model)
-    folder = model.save_pretrained(tmp_path / "saved")
+    folder = tmp_path / "saved"
+    model.save_pretrained(folder)
     peft_model = PeftModel.from_pretrained(
         VJEPA2Model.from_pretrained(vjepa2_dir), folder / ADAPTER_DIR
     ).eval()
@@ -96,21 +100,22 @@ def test_merge_matches_unmerged_outputs(vjepa2_dir: Path, tmp_path: Path) -> Non
     config = tiny_config(*vjepa2_overrides(vjepa2_dir, *LORA))
     model = TriTemporalModel(config).eval()
     _perturb(model)
-    folder = model.save_pretrained(tmp_path / "saved")
-    out = merge_to_transformers(folder, tmp_path / "merged")
+    folder = tmp_path / "saved"
+    model.save_pretrained(folder)
+    loaded = TriTemporalModel.from_pretrained(folder)
+    out = merge_to_transformers(loaded, loaded.config, tmp_path / "merged")
     merged = VJEPA2Model.from_pretrained(out).eval()
     video = model.normalize(_video(config))
     with torch.no_grad():
         full = merged.get_vision_features(video.permute(0, 2, 1, 3, 4))
         assert (model.backbone.encoder(video) - full).abs().max() <= 1e-5
         ctx, tgt = torch.tensor([[0, 1, 2, 3]] * 2), torch.tensor([[9, 10]] * 2)
-        ours = model.backbone.predictor(full[:, :4], ctx, tgt, config.clip.grid, mask_index=1)
+        ours = model.backbone.predictor(full[:, :4], ctx, tgt, config.clip.grid, MaskToken.LONG)
         theirs = merged.predictor(full, [ctx], [tgt]).last_hidden_state
         assert (ours - theirs).abs().max() <= 1e-5
+    builtin = TriTemporalModel(tiny_config())
     with pytest.raises(ValueError, match="needs a vjepa2"):
-        merge_to_transformers(
-            TriTemporalModel(tiny_config()).save_pretrained(tmp_path / "b"), tmp_path / "m"
-        )
+        merge_to_transformers(builtin, builtin.config, tmp_path / "m")
 
 
 class FakeHub:
@@ -122,26 +127,36 @@ class FakeHub:
     def __init__(self, token: str | None = None) -> None:
         self.token = token
 
-    def create_repo(self, repo_id: str, private: bool = False, exist_ok: bool = False) -> None:
+    def create_repo(
+        self, repo_id: str, private: bool | None = False, exist_ok: bool = False
+    ) -> SimpleNamespace:
         FakeHub.calls.append(("create_repo", repo_id, private, exist_ok))
+        return SimpleNamespace(repo_id=repo_id)
 
     def create_branch(self, repo_id: str, branch: str, exist_ok: bool = False) -> None:
         FakeHub.calls.append(("create_branch", repo_id, branch))
 
-    def upload_folder(self, repo_id: str, folder_path: str, revision=None, commit_message=None):
+    def upload_folder(
+        self, repo_id: str, folder_path: str, revision=None, commit_message=None, **options
+    ) -> SimpleNamespace:
+        assert options.get("repo_type", "model") == "model"
         kept = Path(FakeHub.keep) / "uploaded"
         shutil.copytree(folder_path, kept)
         FakeHub.calls.append(("upload_folder", repo_id, revision, commit_message))
-        return "https://huggingface.co/fake/commit/1"
+        return SimpleNamespace(commit_url="https://huggingface.co/fake/commit/1")
 
 
 @pytest.fixture
 def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> type[FakeHub]:
-    import huggingface_hub
+    import huggingface_hub.hub_mixin
+
+    import tritemporal.hub
+    import tritemporal.model
 
     FakeHub.calls, FakeHub.keep = [], tmp_path
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
-    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_fake")
+    monkeypatch.setattr(huggingface_hub.hub_mixin, "HfApi", FakeHub)  # the mixin's upload
+    monkeypatch.setattr(tritemporal.model, "HfApi", FakeHub)  # our branch creation
+    monkeypatch.setattr(tritemporal.hub, "get_token", lambda: "hf_fake")
     return FakeHub
 
 
@@ -150,8 +165,11 @@ def test_push_a_run_builds_the_folder_and_makes_one_commit(fake_hub, tmp_path: P
     code = main(["push", str(run), "--repo-id", "me/tiny", "--private", "--revision", "exp1"])
     assert code == 0
     names = [c[0] for c in fake_hub.calls]
-    assert names == ["create_repo", "create_branch", "upload_folder"]
+    # the branch exists before the one upload commit (the mixin re-asserts the repo, exist_ok)
+    assert names[:2] == ["create_repo", "create_branch"] and names[-1] == "upload_folder"
+    assert names.count("upload_folder") == 1 and set(names) == {*names[:2], "upload_folder"}
     assert fake_hub.calls[0] == ("create_repo", "me/tiny", True, True)
+    assert fake_hub.calls[-1][2] == "exp1"  # uploaded to the branch
     uploaded = tmp_path / "uploaded"
     assert {HUB_CONFIG, HUB_WEIGHTS, MODEL_CARD} <= {p.name for p in uploaded.iterdir()}
     TriTemporalModel.from_pretrained(uploaded)
@@ -161,16 +179,54 @@ def test_push_a_run_builds_the_folder_and_makes_one_commit(fake_hub, tmp_path: P
 def test_push_errors(fake_hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = TriTemporalModel(tiny_config())
     with pytest.raises(ValueError, match="not USER/NAME"):
-        push_to_hub(model, "no-slash")
+        model.push_to_hub("no-slash")
     with pytest.raises(ValueError, match="not USER/NAME"):
-        push_to_hub(model, "a/b/c")
+        model.push_to_hub("a/b/c")
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / HUB_CONFIG).write_text("{}")
     with pytest.raises(FileNotFoundError, match="not a complete tritemporal model folder"):
-        push_to_hub(tmp_path / "half", "me/x")
-    import huggingface_hub
+        TriTemporalModel.from_pretrained(tmp_path / "half")
+    assert main(["push", str(tmp_path / "half"), "--repo-id", "me/x"]) == 2
+    import tritemporal.hub
 
-    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    monkeypatch.setattr(tritemporal.hub, "get_token", lambda: None)
     with pytest.raises(ValueError, match="no Hugging Face token"):
-        push_to_hub(model, "me/x")
+        model.push_to_hub("me/x")
+    assert fake_hub.calls == []  # nothing reached the Hub
     assert fake_hub.calls == []
+
+
+def test_one_loading_path_for_runs_checkpoints_folders_and_hub_ids(tmp_path: Path) -> None:
+    """A run dir, one of its checkpoints, a saved folder and a Hub id (from a local cache, at a
+    revision) all load through TriTemporalModel.from_pretrained into the same model."""
+    run = train(tiny_config(f"train.run_dir={tmp_path / 'run'}", "train.steps=2"))
+    from_run = TriTemporalModel.from_pretrained(run)
+    from_ckpt = TriTemporalModel.from_pretrained(run / "checkpoints" / "last")
+    folder = tmp_path / "saved"
+    from_run.save_pretrained(folder)
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    cache = tmp_path / "hf-cache"
+    repo = cache / "models--me--tiny"
+    shutil.copytree(folder, repo / "snapshots" / sha)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "exp1").write_text(sha)
+    from_hub = TriTemporalModel.from_pretrained(
+        "me/tiny", revision="exp1", cache_dir=cache, local_files_only=True
+    )
+    video = _video(from_run.config)
+    expected = from_run.encode(video)
+    for model in (from_ckpt, TriTemporalModel.from_pretrained(folder), from_hub):
+        assert not model.training
+        out = model.encode(video)
+        assert all(torch.equal(expected[k], out[k]) for k in expected)
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        TriTemporalModel.from_pretrained(tmp_path / "missing")
+
+
+def test_damaged_saved_weights_name_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "saved"
+    TriTemporalModel(tiny_config()).save_pretrained(folder)
+    data = (folder / HUB_WEIGHTS).read_bytes()
+    (folder / HUB_WEIGHTS).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=rf"{HUB_WEIGHTS} is damaged"):
+        TriTemporalModel.from_pretrained(folder)

@@ -13,7 +13,7 @@ from transformers import VJEPA2Model
 
 from tests.conftest import tiny_config, vjepa2_overrides
 from tritemporal.adapters.lora import SharedBaseTeacher
-from tritemporal.data.loader import MaskCollator
+from tritemporal.loader import MaskCollator
 from tritemporal.metrics import read_metrics
 from tritemporal.model import TriTemporalModel
 from tritemporal.train import build_optimizer, train

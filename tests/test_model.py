@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import scramble_tokens, tiny_config
-from tritemporal.data.loader import MaskCollator
 from tritemporal.ema import ema_update
+from tritemporal.loader import MaskCollator
 from tritemporal.model import TriTemporalModel
 from tritemporal.objectives.masks import MaskSet
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from pathlib import Path
 
@@ -10,10 +11,14 @@ import torch
 
 from tests.conftest import tiny_config
 from tritemporal.adapters.registry import (
+    Backbone,
+    Encoder,
+    Predictor,
     create_backbone,
     list_backbones,
     register_backbone,
 )
+from tritemporal.layers.tokens import MaskToken
 
 WIDTHS = {
     "vjepa2": 48,
@@ -43,7 +48,7 @@ def test_every_backbone_builds_and_encodes(name: str, vjepa2_dir: Path) -> None:
     tokens = backbone.encoder(video, keep=keep)
     assert tokens.shape == (2, 3, backbone.embed_dim)
     grid = config.clip.grid
-    pred = backbone.predictor(tokens, keep, torch.tensor([[5, 6], [8, 9]]), grid, 1)
+    pred = backbone.predictor(tokens, keep, torch.tensor([[5, 6], [8, 9]]), grid, MaskToken.LONG)
     assert pred.shape == (2, 2, backbone.embed_dim)
 
 
@@ -72,3 +77,41 @@ def test_register_warns_on_overwrite() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         create_backbone(tiny_config())
+
+
+def test_a_backbone_in_a_new_module_registers_on_import(tmp_path: Path, monkeypatch) -> None:
+    """As the README tells a user: @register_backbone in their own module, imported first."""
+    (tmp_path / "my_backbones.py").write_text(
+        "from tritemporal.adapters import register_backbone\n"
+        "from tritemporal.adapters.vit import vit_debug\n\n\n"
+        "@register_backbone\n"
+        "def toy_vit(config):\n"
+        '    """A renamed vit-debug, standing in for a user\'s own encoder + predictor."""\n'
+        "    return vit_debug(config)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from tritemporal.adapters import registry
+    from tritemporal.model import TriTemporalModel
+
+    monkeypatch.setattr(registry, "_BACKBONES", dict(registry._BACKBONES))
+    importlib.import_module("my_backbones")
+    assert "toy-vit" in list_backbones()
+    model = TriTemporalModel(tiny_config("backbone.name=toy-vit"))
+    assert model.backbone.embed_dim == 64
+
+
+def test_backbone_parts_must_meet_the_protocols() -> None:
+    backbone = create_backbone(tiny_config())
+    with pytest.raises(TypeError, match=r"does not provide the Encoder interface .*embed"):
+        Backbone(torch.nn.Linear(2, 2), backbone.predictor)
+    assert isinstance(backbone.encoder, Encoder) and isinstance(backbone.predictor, Predictor)
+
+
+def test_a_task_without_its_mask_token_is_an_error() -> None:
+    backbone = create_backbone(tiny_config("predictor.num_mask_tokens=2"))
+    context = torch.randn(2, 3, backbone.embed_dim)
+    idx, target = torch.tensor([[0, 1, 2]] * 2), torch.tensor([[5, 6]] * 2)
+    grid = tiny_config().clip.grid
+    backbone.predictor(context, idx, target, grid, MaskToken.LONG)  # index 1: held
+    with pytest.raises(ValueError, match=r"holds 2 mask token\(s\) but the SOON task uses token 2"):
+        backbone.predictor(context, idx, target, grid, MaskToken.SOON)

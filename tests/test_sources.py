@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import typing
 from pathlib import Path
 
+import av
 import pytest
 
 from tests.conftest import tiny_config
 from tritemporal.cli import main
-from tritemporal.data import sources
+from tritemporal.config import DataSource, load_config
+from tritemporal.data import highway, sources
 from tritemporal.data.annotations import load_annotation
 from tritemporal.metrics import read_metrics
 from tritemporal.train import train
@@ -19,7 +23,7 @@ HIGHWAY = [
     "data.source=highway",
     "data.highway.num_videos=2",
     "data.highway.seconds=4",
-    "data.highway.size=[64, 64]",
+    "data.highway.image_size=[64, 64]",
     "data.fps=4",
     "data.stride_s=0.5",
 ]
@@ -40,11 +44,20 @@ def test_highway_source_generates_once_then_reuses(
     assert root.parent == cache and (root / sources.HIGHWAY_DONE).is_file()
     assert len(list((root / "videos").glob("*.mp4"))) == 2
     assert len(dataset) > 0 and dataset[0]["video"].shape == (3, 8, 32, 32)
-
-    import tritemporal.data.highway as highway
-
-    monkeypatch.setattr(highway, "make_clips", lambda *a, **k: pytest.fail("regenerated"))
+    monkeypatch.setattr(sources, "make_clips", lambda *a, **k: pytest.fail("regenerated"))
     assert len(sources.build_dataset(config)) == len(dataset)
+
+
+def test_sources_are_the_config_choices() -> None:
+    assert set(sources._SOURCES) == set(typing.get_args(DataSource))
+
+
+def test_highway_cache_key_is_unchanged_by_the_height_width_order() -> None:
+    config = load_config(None, ["data.highway.image_size=[64, 128]", "data.fps=4"])
+    h = config.data.highway
+    spec = [h.scenario, h.num_videos, h.seconds, [128, 64], h.seed, 4.0, highway.POLICY]  # [W, H]
+    key = hashlib.blake2b(json.dumps(spec).encode(), digest_size=6).hexdigest()
+    assert sources.highway_cache_dir(config).name == f"highway-highway-{key}"
 
 
 def test_highway_refuses_a_foreign_non_empty_root(tmp_path: Path) -> None:
@@ -62,10 +75,13 @@ def test_train_on_highway_clips_writes_data_summary(cache: Path, tmp_path: Path)
 
 def test_make_clips_and_bench_commands(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "clips"
-    args = ["make-clips", "--out", str(out), "--num", "1", "--seconds", "5", "--size", "64x64"]
+    args = ["make-clips", "--out", str(out), "--num", "1", "--seconds", "5", "--size", "64x96"]
     assert main([*args, "--fps", "4", "--seed", "5"]) == 0
     printed = capsys.readouterr().out
     assert "1 highway videos" in printed and "keep_lane" in printed  # the class-balance table
+    assert "64x96 px (HxW)" in printed
+    with av.open(str(next((out / "videos").glob("*.mp4")))) as video:  # --size is HEIGHTxWIDTH
+        assert (video.streams.video[0].height, video.streams.video[0].width) == (64, 96)
     (annotation,) = (out / "annotations").glob("*.json")
     load_annotation(annotation)
     assert main(["make-clips", "--out", str(out), "--size", "big"]) == 2

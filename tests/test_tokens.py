@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tritemporal.adapters.tokens import (
+from tritemporal.layers.tokens import (
     Rope3D,
     TubeletEmbed,
     apply_rope,

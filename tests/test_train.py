@@ -13,8 +13,8 @@ from tests.conftest import tiny_config
 from tritemporal import train as train_module
 from tritemporal.checkpoint import MODEL_FILE, find_last_checkpoint, list_checkpoints
 from tritemporal.config import OptimConfig
-from tritemporal.data.loader import build_loader
 from tritemporal.data.sources import build_dataset
+from tritemporal.loader import build_loader
 from tritemporal.metrics import read_metrics
 from tritemporal.model import TriTemporalModel
 from tritemporal.schedules import ema_momentum_at, lr_at, weight_decay_at

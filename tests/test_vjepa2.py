@@ -18,10 +18,10 @@ from tests.conftest import (
 )
 from tritemporal.adapters import vjepa2 as adapter
 from tritemporal.adapters.registry import create_backbone, list_backbones
-from tritemporal.adapters.tokens import Rope3D, gather_tokens, grid_coords
 from tritemporal.adapters.vjepa2_meta import convert_meta_checkpoint
 from tritemporal.cli import main
-from tritemporal.data.loader import MaskCollator
+from tritemporal.layers.tokens import MaskToken, Rope3D, gather_tokens, grid_coords
+from tritemporal.loader import MaskCollator
 from tritemporal.model import TriTemporalModel
 from tritemporal.train import train
 
@@ -65,7 +65,7 @@ def test_predictor_matches_transformers(vjepa2_dir: Path) -> None:
             # transformers' predictor always uses mask token 1
             expected = reference.predictor(full, [mask.context], [mask.target]).last_hidden_state
             context = gather_tokens(full, mask.context)
-            got = ours.predictor(context, mask.context, mask.target, grid, mask_index=1)
+            got = ours.predictor(context, mask.context, mask.target, grid, MaskToken.LONG)
             assert (got - expected).abs().max() <= 1e-5
 
 
@@ -103,7 +103,7 @@ def test_pixel_stats_and_soon_token_from_the_checkpoint(vjepa2_dir: Path) -> Non
     model = TriTemporalModel(tiny_config(*vjepa2_overrides(vjepa2_dir)))
     assert torch.allclose(model.pixel_mean.flatten(), torch.tensor(PIXEL_MEAN))
     tokens = model.backbone.predictor.hf.embeddings.mask_tokens
-    assert torch.equal(tokens[adapter.SOON_MASK_TOKEN], tokens[1]) and tokens[1].any()
+    assert torch.equal(tokens[MaskToken.SOON], tokens[1]) and tokens[1].any()
 
 
 def test_full_training_step_on_vjepa2(vjepa2_dir: Path) -> None:

@@ -8,6 +8,12 @@ fraction of a bf16 (or the run's dtype) matmul timed in the same process, and pe
 Modes: `vjepa` is V-JEPA 2's two-mask step alone (comparable with Meta's official step); `tri`
 adds SOON and EVENTUALLY.
 
+`bench_parts` profiles the same `train_step` with `torch.profiler` and reads where its time goes
+from the named ranges the model opens around each pass (`tritemporal.step_ranges`): each pass's
+forward plus the backward of the autograd nodes its forward made (matched by autograd's node
+sequence numbers), then clipping with AdamW and the EMA update (what the step runs after the
+backward, up to and after torch's `Optimizer.step` range). FLOPs are split the same way.
+
 `bench_data` times the training loader alone (decode, resample, crop, collate with masks) for
 each worker count, so one can tell how many CPU cores keep a GPU busy.
 """
@@ -23,24 +29,29 @@ import platform
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 
 import torch
+from torch.autograd import DeviceType
+from torch.autograd.profiler_util import FunctionEvent
+from torch.profiler import ProfilerActivity, profile
 from torch.utils import flop_counter
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from tritemporal import step_ranges
 from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig
-from tritemporal.data.loader import MaskCollator, TrainBatch, build_loader
 from tritemporal.data.sources import build_dataset
-from tritemporal.model import TriTemporalModel, scale_grad
+from tritemporal.loader import MaskCollator, TrainBatch, build_loader
+from tritemporal.model import TriTemporalModel
 from tritemporal.objectives.masks import MaskSet
-from tritemporal.objectives.soon import soon_forecast
+from tritemporal.runtime import resolve_device
 from tritemporal.train import (
     autocast_for,
     build_optimizer,
     compute_dtype,
-    resolve_device,
     seed_everything,
     train_step,
 )
@@ -51,28 +62,35 @@ MODES = ("vjepa", "tri")
 SYNTHETIC_BATCHES = 4  # distinct batches cycled through (different masks each step)
 
 
-def _count_cpu_attention() -> None:
-    """Teach `FlopCounterMode` the CPU flash-attention ops, which PyTorch leaves uncounted (it
-    knows the CUDA kernels only), so CPU reports count attention as GPU reports do."""
-    aten = torch.ops.aten
-    fwd = aten._scaled_dot_product_flash_attention_for_cpu
-    bwd = aten._scaled_dot_product_flash_attention_for_cpu_backward
-    if fwd not in flop_counter.flop_registry:
-
-        @flop_counter.register_flop_formula(fwd)
-        def _forward(q: tuple, k: tuple, v: tuple, *args: object, **kwargs: object) -> int:
-            return flop_counter.sdpa_flop_count(q, k, v)
-
-    if bwd not in flop_counter.flop_registry:
-
-        @flop_counter.register_flop_formula(bwd)
-        def _backward(
-            grad: tuple, q: tuple, k: tuple, v: tuple, *args: object, **kwargs: object
-        ) -> int:
-            return flop_counter.sdpa_backward_flop_count(grad, q, k, v)
+# the parts of a step that the profiler shows without a range of ours: what runs after the
+# backward up to the end of torch's `Optimizer.step#...` range, and what runs after it
+CLIP_AND_ADAMW = "grad clip and AdamW"
+EMA_UPDATE = "EMA teacher update"
+OPTIMIZER_STEP = "Optimizer.step#"
+EVALUATE = "autograd::engine::evaluate_function: "  # one backward node, as the profiler names it
 
 
-_count_cpu_attention()
+def _cpu_attention_forward(q: tuple, k: tuple, v: tuple, *args: object, **kwargs: object) -> int:
+    return flop_counter.sdpa_flop_count(q, k, v)
+
+
+def _cpu_attention_backward(
+    grad: tuple, q: tuple, k: tuple, v: tuple, *args: object, **kwargs: object
+) -> int:
+    return flop_counter.sdpa_backward_flop_count(grad, q, k, v)
+
+
+# the CPU flash-attention ops, which torch's FLOP registry leaves uncounted (it knows the CUDA
+# kernels only): passed to each counter, so torch's global registry stays as it is
+CPU_ATTENTION_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_forward,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_attention_backward,
+}
+
+
+def flop_counter_mode() -> FlopCounterMode:
+    """torch's `FlopCounterMode` that also counts CPU attention, as GPU reports count it."""
+    return FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS)
 
 
 def bench_config(config: TriTemporalConfig, mode: str, compile: bool = False) -> TriTemporalConfig:
@@ -150,7 +168,26 @@ def count_flops_by_op(
     model: TriTemporalModel, batch: TrainBatch, autocast: contextlib.AbstractContextManager
 ) -> dict[str, int]:
     """Model FLOPs of one training step on `batch` per aten op ("aten.mm", "aten.addmm", the
-    attention ops...), counted by `FlopCounterMode` on its first two clips and scaled to the batch.
+    attention ops...): `count_step_flops(...).by_op`."""
+    return count_step_flops(model, batch, autocast).by_op
+
+
+@dataclasses.dataclass
+class StepFlops:
+    """Model FLOPs of one training step per aten op and per range of `tritemporal.step_ranges`
+    (the range's forward and the backward of the nodes it made), and each range's tokens per
+    clip (the rows of its largest forward matmul, per clip)."""
+
+    by_op: dict[str, int]
+    by_range: dict[str, int]
+    tokens: dict[str, int]
+
+
+def count_step_flops(
+    model: TriTemporalModel, batch: TrainBatch, autocast: contextlib.AbstractContextManager
+) -> StepFlops:
+    """Model FLOPs of one training step on `batch`, counted by `FlopCounterMode` on its first
+    two clips and scaled to the batch.
 
     Every op of the step is linear in the batch except the EVENTUALLY logits (B x B x E, a
     rounding error here), so two clips give the count without holding a second full-batch
@@ -167,13 +204,66 @@ def count_flops_by_op(
     try:
         for m in flags:
             m.activation_checkpointing = False
-        with FlopCounterMode(display=False) as counter:
+        with (
+            flop_counter_mode() as counter,
+            _RangeFlops(counter, range_names(len(batch.masks))) as ranges,
+        ):
             loss_and_grads(model, pair, autocast)
     finally:
         for m, flag in flags.items():
             m.activation_checkpointing = flag
-    counts = counter.get_flop_counts()["Global"]
-    return {str(op): flops * batch.video.shape[0] // 2 for op, flops in counts.items()}
+    b, n = batch.video.shape[0], pair.video.shape[0]
+    return StepFlops(
+        by_op={str(op): f * b // n for op, f in counter.get_flop_counts()["Global"].items()},
+        by_range={name: f * b // n for name, f in ranges.flops.items()},
+        tokens={name: rows // n for name, rows in ranges.rows.items()},
+    )
+
+
+def range_names(masks: int) -> set[str]:
+    """Every range of `tritemporal.step_ranges` a step with `masks` spatial masks can open."""
+    return {name.format(i) for name in step_ranges.RANGES for i in range(masks)}
+
+
+class _RangeFlops(TorchDispatchMode):
+    """Splits what `counter` (a `FlopCounterMode` entered first) counts by the step's ranges.
+
+    The mode sees `record_function` open and close ranges (they are ops too). A forward op goes
+    to the range open around it; a backward op to the range whose forward made its autograd
+    node, known by the node's sequence number (autograd numbers nodes in creation order, so
+    the nodes a range made are those numbered between its opening and its closing).
+    """
+
+    def __init__(self, counter: FlopCounterMode, names: set[str]) -> None:
+        super().__init__()
+        self.counter, self.names = counter, names
+        self.open: list[tuple[str, int]] = []  # (range name, first node number)
+        self.made: list[tuple[range, str]] = []  # (node numbers, range name)
+        self.flops: Counter[str] = Counter()
+        self.rows: Counter[str] = Counter()  # rows of each range's largest forward matmul
+
+    def __torch_dispatch__(
+        self, func: torch._ops.OpOverload, types: tuple, args: tuple = (), kwargs: dict | None = None
+    ) -> object:
+        """Run `func` (counted by the mode below), adding its FLOPs to its range's."""
+        if func is torch.ops.profiler._record_function_enter_new.default:
+            self.open.append((args[0], torch._C._autograd._get_sequence_nr()))
+        elif func is torch.ops.profiler._record_function_exit._RecordFunction:
+            name, first = self.open.pop()
+            if name in self.names:
+                self.made.append((range(first, torch._C._autograd._get_sequence_nr()), name))
+        before = self.counter.get_total_flops()
+        out = func(*args, **(kwargs or {}))
+        node = torch._C._current_autograd_node()
+        if node is None:
+            name = next((name for name, _ in reversed(self.open) if name in self.names), None)
+            if name and func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default):
+                self.rows[name] = max(self.rows[name], args[-2].shape[0])
+        else:
+            name = next((name for nodes, name in self.made if node._sequence_nr() in nodes), None)
+        if name:
+            self.flops[name] += self.counter.get_total_flops() - before
+        return out
 
 
 def _has_checkpointing(module: torch.nn.Module) -> bool:
@@ -334,71 +424,76 @@ def bench_step(
     return report
 
 
-Part = tuple[str, int, Callable[[], torch.Tensor]]  # (name, tokens per clip, forward)
+def profile_step(
+    model: TriTemporalModel,
+    optimizer: torch.optim.Optimizer,
+    batch: TrainBatch,
+    step: int,
+    config: TriTemporalConfig,
+    autocast: contextlib.AbstractContextManager,
+) -> dict[str, Counter]:
+    """Run `train_step` once under `torch.profiler` (CPU, and CUDA on a GPU); its parts' times."""
+    activities = [ProfilerActivity.CPU]
+    if batch.video.device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:  # its exit waits for the GPU
+        train_step(model, optimizer, batch, step, config, autocast)
+    return step_part_times(prof.events(), range_names(len(batch.masks)))
 
 
-def step_parts(model: TriTemporalModel, batch: TrainBatch, config: TriTemporalConfig) -> list[Part]:
-    """The passes one training step makes, each as a forward to run alone at the step's shapes.
+def step_part_times(events: Iterable[FunctionEvent], names: set[str]) -> dict[str, Counter]:
+    """Microseconds of each part of one profiled training step, in the order the step ran them,
+    keyed by (clock, phase): clock "cpu" (host) or "cuda" (kernels); phase "forward" and
+    "backward" for the ranges in `names`, "step" for clipping with AdamW and the EMA update.
 
-    Student and predictor passes start from leaf inputs that require grad, so their backward
-    computes what the step's backward computes (input gradients included); the teacher runs
-    without grad, as in the step. Order and token counts follow `TriTemporalModel.forward`.
+    A range's backward is the backward nodes its forward made: the profiler tags both a
+    forward op and the node it made with the node's sequence number, and the last range to
+    record a number made that node (an op that makes no node records the next free number).
     """
-    enc, pred = model.backbone.encoder, model.backbone.predictor
-    grid, lam = config.clip.grid, config.loss
-    video = model.normalize(batch.video)
-    b = video.shape[0]
-    with torch.no_grad():
-        targets = model.teacher_targets(video)
-        tokens = enc.embed(video)
+    events = sorted(events, key=lambda e: e.time_range.start)
+    times: dict[str, Counter] = {}
 
-    def leaf(shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.randn(shape, device=tokens.device, dtype=tokens.dtype).requires_grad_()
+    def add(part: str, phase: str, event: FunctionEvent) -> None:
+        counts = times.setdefault(part, Counter())
+        counts["cpu", phase] += event.cpu_time_total
+        counts["cuda", phase] += event.device_time_total
 
-    token_leaf = leaf(tokens.shape)
-    n = tokens.shape[1]
-    parts: list[Part] = [
-        ("teacher forward, whole clip", n, lambda: model.teacher_targets(video)),
-        ("tubelet embedding", n, lambda: enc.embed(video)),
-    ]
-    if lam.lambda_vjepa > 0:
-        for i, mask in enumerate(batch.masks):
-            k, m = mask.context.shape[1], mask.target.shape[1]
-            context = leaf((b, k, tokens.shape[2]))
-            parts += [
-                (f"student, mask {i}", k, lambda c=mask.context: enc.encode(token_leaf, grid, c)),
-                (
-                    f"predictor, mask {i}",
-                    k + m,
-                    lambda x=context, c=mask.context, t=mask.target, i=i: pred(x, c, t, grid, i),
-                ),
-            ]
-    event = lam.lambda_event > 0
-    if lam.lambda_soon > 0 or event:
-        now_idx = model.now_idx.expand(b, -1)
-        now = leaf((b, now_idx.shape[1], tokens.shape[2]))
-        parts.append(
-            ("student, NOW", now_idx.shape[1], lambda: enc.encode(token_leaf, grid, now_idx))
-        )
-    if lam.lambda_soon > 0:
-        soon_tokens = now_idx.shape[1] + model.soon_idx.shape[1]
-        parts.append(
-            (
-                "predictor, SOON",
-                soon_tokens,
-                lambda: soon_forecast(model.backbone, now, model.now_idx, model.soon_idx, grid),
-            )
-        )
-    if event:
-        event_tokens = targets[:, model.event_idx[0]]
-        now_last = targets[:, model.now_last_idx[0]]
+    made: dict[int, str | None] = {}  # autograd node number -> the range that made it
+    backward = []
+    for e in events:
+        evaluating = [a for a in _ancestry(e) if a.name.startswith(EVALUATE)]
+        if evaluating == [e]:
+            backward.append(e)
+        elif not evaluating:
+            part = next((a.name for a in _ancestry(e) if a.name in names), None)
+            if e.sequence_nr >= 0:
+                made[e.sequence_nr] = part
+            if part == e.name and part not in {a.name for a in _ancestry(e.cpu_parent)}:
+                add(part, "forward", e)
+    for e in backward:
+        if made.get(e.sequence_nr):
+            add(made[e.sequence_nr], "backward", e)
+    optimizer_steps = [e for e in events if e.name.startswith(OPTIMIZER_STEP)]
+    if optimizer_steps:
+        backward_end = max((e.time_range.end for e in backward), default=0)
+        step_end = optimizer_steps[-1].time_range.end
+        for e in events:  # the host's own ops after the backward, not a runtime call like a sync
+            if e.cpu_parent or e.device_type != DeviceType.CPU or e.name.startswith(EVALUATE):
+                continue
+            if e.name.startswith("cuda"):
+                continue
+            if backward_end <= e.time_range.start and e.time_range.end <= step_end:
+                add(CLIP_AND_ADAMW, "step", e)
+            elif e.time_range.start >= step_end:
+                add(EMA_UPDATE, "step", e)
+    return times
 
-        def eventually() -> torch.Tensor:  # the step stops (or scales) the gradient into NOW
-            outcome = model.outcome(scale_grad(now, lam.event_encoder_grad))
-            return model.eventually(outcome, event_tokens, now_last, batch.labels)[0]
 
-        parts.append(("EVENTUALLY head and loss", now_idx.shape[1], eventually))
-    return parts
+def _ancestry(event: FunctionEvent | None) -> Iterable[FunctionEvent]:
+    """The event and the events it runs inside, innermost first."""
+    while event is not None:
+        yield event
+        event = event.cpu_parent
 
 
 def bench_parts(
@@ -409,67 +504,48 @@ def bench_parts(
     compile: bool = False,
     matmul_size: int | None = None,
 ) -> dict:
-    """Time each pass of the step alone, and the optimizer and EMA: where the step's time goes.
+    """Where the real step's time goes: `train_step` profiled `steps` times and read by the
+    ranges the model opens (`step_part_times`), each part with its model FLOPs.
 
-    Each part's forward (and backward, for the parts that train) is timed on its own at the
-    step's shapes, with its model FLOPs counted eagerly first; the whole step is timed too, so
-    the report shows each part's share of it and what the parts do not account for.
+    A part's time is its mean over the profiled steps: CUDA kernel time on a GPU (its host
+    time is `cpu_ms`), host time on a CPU, where the profiler's own cost (about a microsecond
+    an op) adds to it. The step is timed unprofiled (`step_ms`, as `bench_step` times it);
+    `unattributed_ms` is what no part holds (loss sums, gradient accumulation into `.grad`,
+    idle GPU time).
     """
     config = bench_config(config, mode, compile)
     device, model, optimizer, autocast = step_setup(config)
     batch = synthetic_batches(config, device, count=1)[0]
-
-    def run(forward: Callable[[], torch.Tensor]) -> Callable[[], None]:
-        def call() -> None:
-            model.zero_grad(set_to_none=True)
-            with autocast:
-                out = forward()
-            if out.requires_grad:
-                out.float().sum().backward()
-
-        return call
-
-    with autocast:
-        parts = step_parts(model, batch, config)
-    flops = {}
-    for name, _, forward in parts:
-        with FlopCounterMode(display=False) as counter:
-            run(forward)()
-        flops[name] = counter.get_total_flops()
-    for p in model.parameters():  # what the optimizer sees after a backward
-        p.grad = torch.zeros_like(p) if p.requires_grad else None
-    max_norm = config.optim.grad_clip or float("inf")
-    params = [p for p in model.parameters() if p.requires_grad]
-    rest = {
-        "grad clip and AdamW": lambda: (
-            torch.nn.utils.clip_grad_norm_(params, max_norm),
-            optimizer.step(),
-        ),
-        "EMA teacher update": lambda: model.update_teacher(0.999),
-    }
-    rest_ms = {name: median_seconds(fn, device, warmup, steps) * 1e3 for name, fn in rest.items()}
+    flops = count_step_flops(model, batch, autocast)  # eager, before any compile
     if config.train.compile:
         compile_blocks(model, config.train.compile_mode)
-    rows = [
-        {
-            "part": name,
-            "tokens_per_clip": tokens,
-            "ms": median_seconds(run(forward), device, warmup, steps) * 1e3,
-            "flops": flops[name],
-        }
-        for name, tokens, forward in parts
-    ]
-    rows += [{"part": name, "ms": ms, "flops": 0} for name, ms in rest_ms.items()]
     step_ms = 1e3 * median_step_seconds(model, optimizer, [batch], config, autocast, warmup, steps)
+    totals: dict[str, Counter] = {}
+    for i in range(1 + warmup + steps, 1 + warmup + 2 * steps):
+        for part, times in profile_step(model, optimizer, batch, i, config, autocast).items():
+            totals.setdefault(part, Counter()).update(times)
+    clock, names = "cuda" if device.type == "cuda" else "cpu", range_names(len(batch.masks))
     _, peak = _matmul_reference(device, config, matmul_size)
-    for row in rows:
-        tflops = row["flops"] / row["ms"] / 1e9 if row["flops"] else None
+    rows = []
+    for part, times in totals.items():
+        ms = {key: us / steps / 1e3 for key, us in times.items()}
+        row = {"part": part}
+        if part in flops.tokens:
+            row["tokens_per_clip"] = flops.tokens[part]
+        row["ms"] = sum(v for (c, _), v in ms.items() if c == clock)
+        if part in names:
+            row["forward_ms"] = round(ms.get((clock, "forward"), 0.0), 3)
+            row["backward_ms"] = round(ms.get((clock, "backward"), 0.0), 3)
+        row["cpu_ms"] = round(sum(v for (c, _), v in ms.items() if c == "cpu"), 3)
+        row["flops"] = flops.by_range.get(part, 0)
+        tflops = row["flops"] / row["ms"] / 1e9 if row["flops"] and row["ms"] else None
         row.update(
             ms=round(row["ms"], 3),
             share_of_step=round(row["ms"] / step_ms, 4),
             achieved_tflops=round(tflops, 3) if tflops else None,
             fraction_of_matmul=round(tflops / peak, 4) if tflops else None,
         )
+        rows.append(row)
     parts_ms = sum(row["ms"] for row in rows)
     return {
         "mode": mode,
@@ -478,6 +554,8 @@ def bench_parts(
         "compile": config.train.compile,
         "compile_mode": config.train.compile_mode if config.train.compile else None,
         "batch_size": config.train.batch_size,
+        "clock": "cuda kernels" if clock == "cuda" else "cpu",
+        "profiled_steps": steps,
         "step_ms": round(step_ms, 3),
         "parts_ms": round(parts_ms, 3),
         "unattributed_ms": round(step_ms - parts_ms, 3),

@@ -24,6 +24,12 @@ OS has it), then swaps ``last``. A checkpoint is complete only if all three file
 leftovers of a crash are ignored and removed by the next save. Pruning keeps the ``keep`` newest
 numbered checkpoints plus ``last``'s target (keep=3 normally leaves 3; keep=0 only the target).
 
+`resolve_checkpoint` is the one way from a path to a checkpoint (training's resume,
+`load_checkpoint`, model loading). It checks that the checkpoint is intact without reading the
+tensors: each safetensors file is exactly as long as its header declares, and the JSON parses.
+A damaged one (a truncated or corrupt copy: saves themselves are atomic) is an error naming the
+file and the newest intact checkpoint beside it, which is used only when asked for by name.
+
 Under torchrun the format is the same, so a run saved by N processes resumes with M, DDP or
 FSDP2: every process calls `save_checkpoint`, which gathers the whole model and optimizer state
 onto rank 0 (`distributed.full_state_dicts`: optimizer ids as `Optimizer.state_dict()` numbers
@@ -50,7 +56,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from tritemporal.distributed import (
+from tritemporal.runtime import (
     barrier,
     full_state_dicts,
     is_main,
@@ -288,27 +294,102 @@ def _prune(root: Path, keep: int) -> None:
             shutil.rmtree(trash)
 
 
-def _resolve(path: Path) -> Path:
-    """A checkpoint dir from a checkpoint dir, a checkpoints/ dir or a run dir."""
+class DamagedCheckpointError(ValueError):
+    """A checkpoint file is truncated or corrupt; the message names it and an intact checkpoint."""
+
+
+def _safetensors_damage(path: Path) -> str | None:
+    """What is wrong with a safetensors file, from its header and size alone; None if nothing.
+
+    The format is an 8-byte little-endian header length, a JSON header whose `data_offsets`
+    cover the data that follows exactly, then the data: a truncated file is shorter than its
+    header declares. Bit flips inside the data are not detected (that would read every byte).
+    """
+    size = path.stat().st_size
+    if size < 8:
+        return f"is {size} bytes: too short to be a safetensors file (truncated)"
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if 8 + n > size:
+            return f"is {size} bytes but announces a {n}-byte header (truncated or corrupt)"
+        try:
+            header = json.loads(f.read(n))
+            ends = [e["data_offsets"][1] for k, e in header.items() if k != "__metadata__"]
+            declared = 8 + n + max(ends, default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return "has a header that is not safetensors JSON (corrupt or not a safetensors file)"
+    if size < declared:
+        return f"is {size} bytes but its header declares {declared} (truncated)"
+    if size > declared:
+        return f"is {size} bytes but its header declares {declared} (extra bytes: corrupt)"
+    return None
+
+
+def _damage(ckpt: Path) -> str | None:
+    """'<file> <what is wrong>' for the first damaged file of a complete checkpoint, else None."""
+    for name in (MODEL_FILE, OPTIMIZER_FILE):
+        problem = _safetensors_damage(ckpt / name)
+        if problem:
+            return f"{ckpt / name} {problem}"
+    try:
+        json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        return f"{ckpt / STATE_FILE} is not valid JSON ({e}; truncated?)"
+    return None
+
+
+def _check_intact(ckpt: Path) -> Path:
+    """`ckpt` if its files are intact; else raise naming the damaged file and the newest
+    intact checkpoint beside it."""
+    problem = _damage(ckpt)
+    if problem is None:
+        return ckpt
+    root = ckpt.resolve().parent
+    others = list_checkpoints(root.parent) if root.name == CHECKPOINTS_DIR else []
+    newer_first = (p for p in reversed(others) if p.resolve() != ckpt.resolve())
+    intact = next((p for p in newer_first if _damage(p) is None), None)
+    if intact is None:
+        advice = f"no intact checkpoint is beside it in {root}: restore the file from a copy"
+    else:
+        advice = (
+            f"the newest intact checkpoint is {intact}: load that folder instead, or continue "
+            f"training from it with `tritemporal train ... --resume {intact.name}` (or restore "
+            f"the damaged file from a copy to keep the later steps)"
+        )
+    raise DamagedCheckpointError(f"damaged checkpoint: {problem}; {advice}")
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The intact checkpoint dir meant by a run dir or checkpoints/ dir (its `last`) or a
+    checkpoint dir (itself); a clear error when there is none or its files are damaged."""
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    if (path / CHECKPOINTS_DIR).is_dir() or (path / LAST_LINK).is_symlink():
-        run_dir = path if (path / CHECKPOINTS_DIR).is_dir() else path.parent
-        found = find_last_checkpoint(run_dir)
-        if found is None:
+    if any((path / f).exists() for f in REQUIRED_FILES):  # a checkpoint dir
+        missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
+        if missing:
             raise FileNotFoundError(
-                f"run dir {run_dir} has no complete checkpoint: expected "
-                f"{run_dir / CHECKPOINTS_DIR}/{LAST_LINK} -> step_XXXXXXXX holding "
-                f"{', '.join(REQUIRED_FILES)}"
+                f"checkpoint {path} is incomplete: missing {', '.join(missing)} (a checkpoint "
+                f"dir holds {', '.join(REQUIRED_FILES)}); pass another one or its run dir"
             )
-        return found
-    missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
-    if missing:
+        return _check_intact(path)
+    if (path / CHECKPOINTS_DIR).is_dir():
+        run_dir = path
+    elif path.name == CHECKPOINTS_DIR and path.is_dir():
+        run_dir = path.parent
+    else:
         raise FileNotFoundError(
-            f"checkpoint {path} is incomplete or not a checkpoint: missing {', '.join(missing)} "
-            f"(a checkpoint dir holds {', '.join(REQUIRED_FILES)}; or pass a run dir)"
+            f"{path} is not a checkpoint: pass a run dir, its {CHECKPOINTS_DIR}/ dir or a "
+            f"checkpoint dir holding {', '.join(REQUIRED_FILES)}"
         )
-    return path
+    found = find_last_checkpoint(run_dir)
+    if found is None:
+        raise FileNotFoundError(
+            f"run dir {run_dir} has no complete checkpoint: expected "
+            f"{run_dir / CHECKPOINTS_DIR}/{LAST_LINK} -> step_XXXXXXXX holding "
+            f"{', '.join(REQUIRED_FILES)}"
+        )
+    return _check_intact(found)
 
 
 def load_checkpoint(
@@ -321,7 +402,7 @@ def load_checkpoint(
 
     Under torchrun every process calls it with its wrapped model (DDP or FSDP2).
     """
-    ckpt = _resolve(Path(path))
+    ckpt = resolve_checkpoint(path)
     state = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
     if state.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{ckpt}: format_version {state.get('format_version')} is not supported")

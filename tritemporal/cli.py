@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import get_args
 
-from tritemporal.config import load_config
+from tritemporal.config import HighwayScenario, load_config
 
 logger = logging.getLogger("tritemporal")
+# every command that reads a trained model takes what TriTemporalModel.from_pretrained takes
+SOURCE_HELP = "run dir, checkpoint folder, saved model folder or Hub repo id"
 
 # The original scaffold's flags, kept as shortcuts for dotted overrides.
 SHORTCUTS = {
@@ -55,12 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     clips = sub.add_parser("make-clips", help="simulate labelled driving clips with highway-env")
     clips.add_argument("--out", required=True, help="output folder (videos/ + annotations/)")
     clips.add_argument("--num", type=int, default=24, help="number of videos")
-    clips.add_argument(
-        "--scenario", default="highway", choices=["highway", "merge", "roundabout", "intersection"]
-    )
+    clips.add_argument("--scenario", default="highway", choices=get_args(HighwayScenario))
     clips.add_argument("--seed", type=int, default=0)
     clips.add_argument("--fps", type=float, default=8.0)
-    clips.add_argument("--size", default="128x128", help="WIDTHxHEIGHT in pixels")
+    clips.add_argument(
+        "--size", default="128x128",
+        help="HEIGHTxWIDTH in pixels, e.g. 64x128 for a wide view (the order of clip.image_size)",
+    )  # fmt: skip
     clips.add_argument("--seconds", type=float, default=20.0, help="length of each video")
 
     bench = sub.add_parser("bench", help="time the training step or the loader (JSON)")
@@ -87,31 +91,36 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="also write the JSON here")
 
     ev = sub.add_parser("eval", help="probe NOW, SOON and EVENTUALLY on held-out clips")
-    ev.add_argument("--checkpoint", required=True, help="run dir, checkpoint or saved model")
+    ev.add_argument("--checkpoint", required=True, help=SOURCE_HELP)
     ev.add_argument("--data", required=True, help="held-out videos folder (+ annotations/)")
-    ev.add_argument("--out", help="report folder (report.json + PNG plots)")
+    ev.add_argument(
+        "--out", help="report folder (report.json, PNG plots, the EVENTUALLY probe for predict)"
+    )
     ev.add_argument("--seed", type=int, default=0, help="probe folds and random-init baseline")
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--max-samples", type=int, default=0, help="evaluate at most N windows")
     ev.add_argument("--device", default="auto")
 
     push = sub.add_parser("push", help="upload a run, checkpoint or saved model to the Hub")
-    push.add_argument("source", metavar="RUN_OR_CKPT", help="run dir, checkpoint or saved model")
+    push.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
     push.add_argument("--repo-id", required=True, help="USER/NAME or ORG/NAME")
     push.add_argument("--private", action="store_true", help="create the repo as private")
     push.add_argument("--revision", help="branch to push to (created if needed)")
 
     merge = sub.add_parser("merge", help="write LoRA-merged weights as a transformers VJEPA2Model")
-    merge.add_argument("source", metavar="RUN_OR_CKPT", help="run dir, checkpoint or saved model")
+    merge.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
     merge.add_argument("out", help="output folder (VJEPA2Model.from_pretrained(OUT))")
 
     predict = sub.add_parser("predict", help="per-window EVENTUALLY embeddings over a video")
     predict.add_argument("video", metavar="VIDEO", help="video file (.mp4 .mov .mkv .avi)")
-    predict.add_argument(
-        "--checkpoint", required=True, metavar="RUN_OR_CKPT", help="run dir or checkpoint dir"
-    )
+    predict.add_argument("--checkpoint", required=True, metavar="SOURCE", help=SOURCE_HELP)
     predict.add_argument("--out", help="predictions .npz (default: ./VIDEO_NAME.predictions.npz)")
     predict.add_argument("--plot", metavar="FILE.png", help="also draw a timeline PNG here")
+    predict.add_argument(
+        "--probe", metavar="EVAL_DIR",
+        help="add outcome probabilities from the EVENTUALLY probe `tritemporal eval` saved in "
+        "its --out folder (fitted on the same checkpoint)",
+    )  # fmt: skip
     predict.add_argument(
         "--stride-s", "--stride_s", dest="stride_s", type=float,
         help="seconds between window starts (default: the run's data.stride_s)",
@@ -175,11 +184,11 @@ def cmd_make_clips(args: argparse.Namespace) -> int:
     from tritemporal.data.highway import format_summary, make_clips
 
     try:
-        width, height = (int(v) for v in args.size.lower().split("x"))
+        height, width = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
-        raise ValueError(f"--size {args.size!r} must look like 128x128 (WIDTHxHEIGHT)") from None
+        raise ValueError(f"--size {args.size!r} must look like 64x128 (HEIGHTxWIDTH)") from None
     summary = make_clips(
-        args.out, args.num, args.scenario, args.seed, args.fps, (width, height), args.seconds,
+        args.out, args.num, args.scenario, args.seed, args.fps, (height, width), args.seconds,
         progress=True,
     )  # fmt: skip
     print(format_summary(summary))
@@ -208,31 +217,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """`tritemporal eval`: report.json + plots for a checkpoint on held-out clips."""
-    import json
+    """`tritemporal eval`: report.json, plots and a probe for a checkpoint on held-out clips;
+    prints the headline numbers."""
     from pathlib import Path
 
-    from tritemporal.eval.report import evaluate
-    from tritemporal.hub import HUB_CONFIG, from_pretrained, load_model
-    from tritemporal.train import resolve_device
+    from tritemporal.eval.report import evaluate, summary_table
+    from tritemporal.heads.probe import PROBE_WEIGHTS
+    from tritemporal.model import TriTemporalModel
+    from tritemporal.runtime import resolve_device
 
     device = resolve_device(args.device)
     source = Path(args.checkpoint)
-    model = from_pretrained(source) if (source / HUB_CONFIG).is_file() else load_model(source)
+    model = TriTemporalModel.from_pretrained(source)
     out = args.out or str(source / "eval")
     report = evaluate(
         model.to(device), args.data, out, args.seed, args.batch_size, args.max_samples
     )
-    print(json.dumps({k: report[k] for k in ("samples", "label_counts")}, indent=1))
+    print(summary_table(report))
     logger.info("wrote %s/report.json and plots", out)
+    if (Path(out) / PROBE_WEIGHTS).is_file():
+        logger.info("wrote %s/%s: use it with `tritemporal predict VIDEO --checkpoint %s "
+                    "--probe %s`", out, PROBE_WEIGHTS, args.checkpoint, out)  # fmt: skip
     return 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
     """`tritemporal push`: one commit with config, weights, adapter and model card."""
-    from tritemporal.hub import push_to_hub
+    from tritemporal.hub import check_push_target, locate, run_card_extras
+    from tritemporal.model import TriTemporalModel
 
-    url = push_to_hub(args.source, args.repo_id, private=args.private, revision=args.revision)
+    check_push_target(args.repo_id, None)  # before loading anything
+    found = locate(args.source)
+    model = TriTemporalModel.from_pretrained(args.source)
+    extras = run_card_extras(found.path) if found.is_checkpoint else None
+    url = model.push_to_hub(
+        args.repo_id, private=args.private, revision=args.revision, model_card_kwargs=extras
+    )
     logger.info("pushed %s to %s", args.source, url)
     return 0
 
@@ -240,8 +260,10 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     """`tritemporal merge`: fold LoRA into the base and save in transformers' format."""
     from tritemporal.hub import merge_to_transformers
+    from tritemporal.model import TriTemporalModel
 
-    logger.info("wrote %s", merge_to_transformers(args.source, args.out))
+    model = TriTemporalModel.from_pretrained(args.source)
+    logger.info("wrote %s", merge_to_transformers(model, model.config, args.out))
     return 0
 
 
@@ -249,15 +271,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """`tritemporal predict`: slide a trained model over a video, save .npz (and a PNG)."""
     from pathlib import Path
 
-    from tritemporal.hub import load_model
+    from tritemporal.heads.probe import LinearProbe
+    from tritemporal.model import TriTemporalModel
     from tritemporal.predict import plot_timeline, predict_video, save_predictions
-    from tritemporal.train import resolve_device
+    from tritemporal.runtime import resolve_device
 
+    probe = LinearProbe.load(args.probe) if args.probe else None
     device = resolve_device(args.device)
-    model = load_model(args.checkpoint, device)
-    result = predict_video(model, args.video, args.stride_s, args.batch_size, device)
+    model = TriTemporalModel.from_pretrained(args.checkpoint).to(device)
+    result = predict_video(model, args.video, args.stride_s, args.batch_size, device, probe)
     out = save_predictions(result, args.out or f"{Path(args.video).stem}.predictions.npz")
-    print(f"wrote {out} ({len(result['time'])} windows)")
+    classes = f", outcome probabilities of {', '.join(probe.label_names)}" if probe else ""
+    print(f"wrote {out} ({len(result['time'])} windows{classes})")
     if args.plot:
         print(f"wrote {plot_timeline(result, args.plot)}")
     return 0

@@ -1,7 +1,7 @@
 """Regional torch.compile: every transformer block runs through one compiled function.
 
 Encoders and predictors call their blocks through a `block_forward` attribute
-(`adapters/vit.call_block`, or `adapters/vjepa2.hf_layer_forward` for transformers' layers).
+(`layers/blocks.call_block`, or `adapters/vjepa2.hf_layer_forward` for transformers' layers).
 `compile_blocks` swaps it for a `torch.compile`d version, shared by every block of every module
 that uses the same function, so the 24 blocks of a ViT-L compile once, not 24 times.
 

@@ -1,65 +1,124 @@
-"""Loading trained models for use: from a run, a checkpoint, or a saved/pushed model folder."""
+"""The saved-model folder: what `TriTemporalModel.save_pretrained` writes and `from_pretrained`
+reads, and where a source (folder, Hub id, run directory, checkpoint) points.
+
+`TriTemporalModel` inherits huggingface_hub's `ModelHubMixin`, which owns the Hub conventions
+(download with `revision` / `force_download` / cache, `push_to_hub` as one commit, the model
+card file); its `_save_pretrained` / `_from_pretrained` call the functions here. This module
+works on any `nn.Module` with the model's attribute names and never imports the model class,
+so the model can build on it.
+
+A saved model folder (huggingface_hub's layout; the config is nested and the base weights of a
+LoRA model are referenced by Hub id rather than copied):
+  config.json          {"tritemporal_version", "config": TriTemporalConfig, "base_model":
+                        {"id", "revision"} or null, "weights": "full" | "trainable"}
+  model.safetensors    the student and heads: everything trainable (all weights when the base
+                       is not a pretrained Hub model or was fully fine-tuned); no EMA teacher
+  adapter/             LoRA in peft's own format (adapter_config.json, adapter_model.safetensors),
+                       keys relative to transformers' VJEPA2Model, so peft loads it on the base
+  README.md            the model card
+A run directory or one of its checkpoints (`checkpoint.py`'s format) loads the same model, with
+its config taken from the checkpoint.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
+from huggingface_hub import constants, get_token, snapshot_download
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
 
-from tritemporal.checkpoint import STATE_FILE, find_last_checkpoint, load_checkpoint
+from tritemporal.adapters.lora import peft_lora_config
+from tritemporal.adapters.vjepa2 import HUB_IDS, pretrained_source
+from tritemporal.checkpoint import MODEL_FILE, STATE_FILE, resolve_checkpoint
 from tritemporal.config import TriTemporalConfig
-from tritemporal.model import TriTemporalModel
+from tritemporal.model_card import render_model_card
 
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run dir -> its last checkpoint; a checkpoint dir -> itself (clear error otherwise)."""
-    path = Path(path)
-    if (path / STATE_FILE).is_file():
-        return path
-    last = find_last_checkpoint(path) if path.is_dir() else None
-    if last is None:
-        raise FileNotFoundError(
-            f"{path} is neither a run directory with checkpoints/ nor a checkpoint folder "
-            f"holding {STATE_FILE}"
-        )
-    return last
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> TriTemporalModel:
-    """The model of a run dir or checkpoint dir, in eval mode on `device`."""
-    checkpoint = resolve_checkpoint(path)
-    state = json.loads((checkpoint / STATE_FILE).read_text())
-    config = TriTemporalConfig.from_dict(state["config"], source=str(checkpoint / STATE_FILE))
-    model = TriTemporalModel(config)
-    load_checkpoint(checkpoint, model, restore_rng=False)
-    return model.to(device).eval()
-
-
-# ---------------------------------------------------------------------------------------------
-# Hub-ready folders: save_pretrained / from_pretrained / push_to_hub
-#
-# A saved model folder (huggingface_hub's ModelHubMixin layout, written by hand because the
-# config is nested and the base weights are referenced rather than copied):
-#   config.json          {"tritemporal_version", "config": TriTemporalConfig, "base_model":
-#                         {"id", "revision"} or null, "weights": "full" | "trainable"}
-#   model.safetensors    the student and heads: everything trainable (all weights when the base
-#                        is not a pretrained Hub model or was fully fine-tuned); no EMA teacher
-#   adapter/             LoRA in peft's own format (adapter_config.json, adapter_model.safetensors),
-#                        keys relative to transformers' VJEPA2Model, so peft loads it on the base
-#   README.md            the model card
-# ---------------------------------------------------------------------------------------------
-
-HUB_CONFIG = "config.json"
+HUB_CONFIG = constants.CONFIG_NAME  # config.json
 HUB_WEIGHTS = "model.safetensors"
 ADAPTER_DIR = "adapter"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
 MODEL_CARD = "README.md"
 
 
-def _base_model(config: TriTemporalConfig) -> dict | None:
-    """The pretrained base a model builds on (Hub id + revision), or None for built-in ViTs."""
-    from tritemporal.adapters.vjepa2 import HUB_IDS, pretrained_source
+@dataclass(frozen=True)
+class Located:
+    """Where a model source points: a saved-model folder or a training checkpoint, and the
+    config its files record."""
 
+    path: Path
+    config: TriTemporalConfig
+    is_checkpoint: bool
+
+
+def locate(
+    source: str | Path,
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    force_download: bool = False,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+) -> Located:
+    """A saved folder, a run dir / checkpoint folder (local), or a Hub repo id (downloaded)."""
+    path = Path(source)
+    if path.is_dir() and (path / HUB_CONFIG).is_file():
+        check_model_folder(path)
+        return Located(path, read_folder_config(path), is_checkpoint=False)
+    if path.is_dir():
+        checkpoint = resolve_checkpoint(path)  # clear errors for damaged or missing checkpoints
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        config = TriTemporalConfig.from_dict(state["config"], source=str(checkpoint / STATE_FILE))
+        return Located(checkpoint, config, is_checkpoint=True)
+    if path.exists() or str(source).startswith((".", "/", "~")):
+        raise FileNotFoundError(
+            f"{source} is not a folder: pass a saved model folder, a run directory, a "
+            "checkpoint folder or a Hub repo id (USER/NAME)"
+        )
+    folder = Path(
+        snapshot_download(
+            str(source),
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            token=token,
+            local_files_only=local_files_only,
+        )
+    )
+    check_model_folder(folder)
+    return Located(folder, read_folder_config(folder), is_checkpoint=False)
+
+
+def read_folder_config(folder: Path) -> TriTemporalConfig:
+    """The config recorded in a saved model folder's config.json."""
+    meta = json.loads((folder / HUB_CONFIG).read_text())
+    if "config" not in meta:
+        raise ValueError(
+            f"{folder / HUB_CONFIG} has no 'config' entry: it was not written by "
+            "TriTemporalModel.save_pretrained"
+        )
+    return TriTemporalConfig.from_dict(meta["config"], source=str(folder / HUB_CONFIG))
+
+
+def check_model_folder(folder: Path) -> None:
+    """Clear error unless `folder` holds a complete saved model."""
+    missing = [name for name in (HUB_CONFIG, HUB_WEIGHTS) if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{folder} is not a complete tritemporal model folder: missing {missing}; create one "
+            "with TriTemporalModel.save_pretrained, or point at a run directory"
+        )
+
+
+def base_model(config: TriTemporalConfig) -> dict | None:
+    """The pretrained base a model builds on (Hub id + revision), or None for built-in ViTs."""
     b = config.backbone
     if b.name != "vjepa2" and b.name not in HUB_IDS:
         return None
@@ -67,7 +126,37 @@ def _base_model(config: TriTemporalConfig) -> dict | None:
     return {"id": source, "revision": revision}
 
 
-def _student_state(model: TriTemporalModel, trainable_only: bool) -> dict[str, torch.Tensor]:
+def folder_meta(config: TriTemporalConfig) -> dict:
+    """The config.json of a saved model: version, config, base model, which weights it holds."""
+    base = base_model(config)
+    lora = config.backbone.lora.r > 0
+    return {
+        "tritemporal_version": version("tritemporal"),
+        "config": config.to_dict(),
+        "base_model": base,
+        "weights": "trainable" if base is not None and lora else "full",
+    }
+
+
+def model_card(config: TriTemporalConfig, extras: dict | None = None) -> str:
+    """The README.md of a saved model (extras: `step`, `data`, evaluation lines)."""
+    return render_model_card(folder_meta(config), extras or {})
+
+
+def write_model_folder(model: nn.Module, config: TriTemporalConfig, out: Path) -> None:
+    """Write config.json, model.safetensors and (with LoRA) adapter/ for `model` into `out`."""
+    meta = folder_meta(config)
+    save_file(_student_state(model, meta["weights"] == "trainable"), out / HUB_WEIGHTS)
+    if config.backbone.lora.r > 0:
+        state, adapter_config = _adapter_state(model, config)
+        (out / ADAPTER_DIR).mkdir(exist_ok=True)
+        save_file(state, out / ADAPTER_DIR / ADAPTER_WEIGHTS)
+        text = json.dumps(adapter_config, indent=1, default=list)
+        (out / ADAPTER_DIR / ADAPTER_CONFIG).write_text(text)
+    (out / HUB_CONFIG).write_text(json.dumps(meta, indent=1))
+
+
+def _student_state(model: nn.Module, trainable_only: bool) -> dict[str, torch.Tensor]:
     """Student + heads tensors (never the teacher, never LoRA: that goes to adapter/)."""
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     state = {}
@@ -80,107 +169,33 @@ def _student_state(model: TriTemporalModel, trainable_only: bool) -> dict[str, t
     return state
 
 
-def _adapter_state(model: TriTemporalModel) -> tuple[dict[str, torch.Tensor], dict]:
+def _adapter_state(
+    model: nn.Module, config: TriTemporalConfig
+) -> tuple[dict[str, torch.Tensor], dict]:
     """LoRA weights keyed like peft's PeftModel around VJEPA2Model, and peft's adapter config."""
-    from peft import get_peft_model_state_dict
+    from peft import get_peft_model_state_dict  # peft and transformers take seconds to import
 
-    from tritemporal.adapters.lora import peft_lora_config
-
-    lora = model.config.backbone.lora
-    state, modules = {}, set()
+    lora = config.backbone.lora
+    state = {}
     for part in lora.apply_to:
         module = getattr(model.backbone, part)
         for key, value in get_peft_model_state_dict(module).items():
             inner = key.removeprefix("hf.")
             state[f"base_model.model.{part}.{inner}"] = value.contiguous().clone()
-        modules.update(model.backbone.lora_targets[part][0])
     targets, pattern = model.backbone.lora_targets[lora.apply_to[0]]
     peft_config = peft_lora_config(lora, targets, pattern)
-    base = _base_model(model.config)
+    base = base_model(config)
     peft_config.base_model_name_or_path = base["id"] if base else None
     peft_config.revision = base["revision"] if base else None
     return state, peft_config.to_dict()
 
 
-def save_pretrained(
-    model: TriTemporalModel, out_dir: str | Path, card_extras: dict | None = None
-) -> Path:
-    """Write a Hub-ready folder (config, weights, LoRA adapter, model card); returns it."""
-    from safetensors.torch import save_file
-
-    import tritemporal
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    config, base = model.config, _base_model(model.config)
-    lora = config.backbone.lora.r > 0
-    weights = "trainable" if base is not None and lora else "full"
-    save_file(_student_state(model, weights == "trainable"), out / HUB_WEIGHTS)
-    if lora:
-        state, adapter_config = _adapter_state(model)
-        (out / ADAPTER_DIR).mkdir(exist_ok=True)
-        save_file(state, out / ADAPTER_DIR / "adapter_model.safetensors")
-        text = json.dumps(adapter_config, indent=1, default=list)
-        (out / ADAPTER_DIR / "adapter_config.json").write_text(text)
-    meta = {
-        "tritemporal_version": tritemporal.__version__,
-        "config": config.to_dict(),
-        "base_model": base,
-        "weights": weights,
-    }
-    (out / HUB_CONFIG).write_text(json.dumps(meta, indent=1))
-    from tritemporal.model_card import render_model_card
-
-    (out / MODEL_CARD).write_text(render_model_card(meta, card_extras or {}))
-    return out
-
-
-def check_model_folder(folder: Path) -> None:
-    """Clear error unless `folder` holds a complete saved model."""
-    missing = [
-        name for name in (HUB_CONFIG, HUB_WEIGHTS, MODEL_CARD) if not (folder / name).is_file()
-    ]
-    if missing:
-        raise FileNotFoundError(
-            f"{folder} is not a complete tritemporal model folder: missing {missing}; create one "
-            "with TriTemporalModel.save_pretrained or point at a run directory"
-        )
-
-
-def from_pretrained(
-    source: str | Path,
-    revision: str | None = None,
-    cache_dir: str | None = None,
-    token: str | None = None,
-    local_files_only: bool = False,
-) -> TriTemporalModel:
-    """Load a saved model from a local folder or a Hub repo id (base weights from their Hub id)."""
-    from safetensors.torch import load_file
-
-    folder = Path(source)
-    if not folder.is_dir():
-        from huggingface_hub import snapshot_download
-
-        folder = Path(
-            snapshot_download(
-                str(source),
-                revision=revision,
-                cache_dir=cache_dir,
-                token=token,
-                local_files_only=local_files_only,
-            )
-        )
-    check_model_folder(folder)
-    meta = json.loads((folder / HUB_CONFIG).read_text())
-    config = TriTemporalConfig.from_dict(meta["config"], source=str(folder / HUB_CONFIG))
-    model = TriTemporalModel(config)
-    state = load_file(folder / HUB_WEIGHTS)
+def read_folder_weights(model: nn.Module, folder: Path) -> dict[str, torch.Tensor]:
+    """The saved tensors of `folder`, keyed like `model`'s state dict; clear errors when a file
+    is damaged or the weights do not fit the model its config builds."""
+    state = _load(folder / HUB_WEIGHTS)
     if (folder / ADAPTER_DIR).is_dir():
-        state.update(
-            _adapter_to_model_keys(
-                model, load_file(folder / ADAPTER_DIR / "adapter_model.safetensors")
-            )
-        )
+        state.update(_adapter_to_model_keys(model, _load(folder / ADAPTER_DIR / ADAPTER_WEIGHTS)))
     own = model.state_dict()
     unexpected = sorted(set(state) - set(own))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -190,12 +205,25 @@ def from_pretrained(
             f"{folder}: weights do not fit the model its config builds (unexpected "
             f"{unexpected[:5]}, missing {missing[:5]})"
         )
-    model.load_state_dict(state, strict=False)
-    model.sync_teacher()
-    return model.eval()
+    return state
 
 
-def _adapter_to_model_keys(model: TriTemporalModel, state: dict) -> dict[str, torch.Tensor]:
+def read_checkpoint_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    """The full model state dict of a training checkpoint (teacher included)."""
+    return _load(checkpoint / MODEL_FILE)
+
+
+def _load(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, or an error naming the damaged file."""
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(
+            f"{path} is damaged or unreadable ({exc}); save or download the model again"
+        ) from exc
+
+
+def _adapter_to_model_keys(model: nn.Module, state: dict) -> dict[str, torch.Tensor]:
     """peft adapter keys (around VJEPA2Model or our backbone) -> this model's parameter names."""
     own = set(model.state_dict())
     out = {}
@@ -225,20 +253,8 @@ def run_card_extras(checkpoint: Path) -> dict:
     return extras
 
 
-def push_to_hub(
-    model_or_path: TriTemporalModel | str | Path,
-    repo_id: str,
-    private: bool = False,
-    revision: str | None = None,
-    token: str | None = None,
-    commit_message: str = "Upload tritemporal model",
-) -> str:
-    """Create the repo if needed and upload a saved model (or a run, saved first) in one commit."""
-    import tempfile
-
-    from huggingface_hub import HfApi, get_token
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
+def check_push_target(repo_id: str, token: str | None) -> str:
+    """Validate a USER/NAME repo id and find a token before anything is written; returns it."""
     try:
         validate_repo_id(repo_id)
         if repo_id.count("/") != 1:
@@ -250,35 +266,16 @@ def push_to_hub(
         raise ValueError(
             "no Hugging Face token: run `hf auth login` or set HF_TOKEN (write access needed)"
         )
-    with tempfile.TemporaryDirectory() as tmp:
-        if isinstance(model_or_path, TriTemporalModel):
-            folder = save_pretrained(model_or_path, tmp)
-        elif (Path(model_or_path) / HUB_CONFIG).is_file():
-            folder = Path(model_or_path)
-        else:
-            checkpoint = resolve_checkpoint(model_or_path)
-            folder = save_pretrained(load_model(checkpoint), tmp, run_card_extras(checkpoint))
-        check_model_folder(folder)
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        if revision:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        info = api.upload_folder(
-            repo_id=repo_id, folder_path=str(folder), revision=revision,
-            commit_message=commit_message,
-        )  # fmt: skip
-    return str(getattr(info, "commit_url", info))
+    return token
 
 
-def merge_to_transformers(source: str | Path, out_dir: str | Path) -> Path:
+def merge_to_transformers(model: nn.Module, config: TriTemporalConfig, out_dir: str | Path) -> Path:
     """Fold LoRA into the base and write encoder + predictor as a transformers VJEPA2Model."""
-    from transformers import VJEPA2Model
+    from transformers import VJEPA2Model  # seconds to import: only when merging
 
-    path = Path(source)
-    model = load_model(path) if not (path / HUB_CONFIG).is_file() else from_pretrained(path)
-    if _base_model(model.config) is None:
+    if base_model(config) is None:
         raise ValueError(
-            f"{source} uses the built-in {model.config.backbone.name!r} ViT; merge writes "
+            f"the model uses the built-in {config.backbone.name!r} ViT; merge writes "
             "transformers' V-JEPA 2 format, so it needs a vjepa2* backbone"
         )
     merged = {}

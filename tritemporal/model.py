@@ -21,14 +21,26 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import HfApi, ModelCard, ModelHubMixin
 from torch import nn
+from torch.profiler import record_function
 
+from tritemporal import step_ranges
 from tritemporal.adapters.lora import SharedBaseTeacher, apply_lora
 from tritemporal.adapters.registry import Backbone, create_backbone
-from tritemporal.adapters.vit import use_sdpa_kernel
 from tritemporal.config import TriTemporalConfig
+from tritemporal.data.video_windows import VideoWindows
 from tritemporal.ema import ema_update
 from tritemporal.heads.outcome import OutcomeAbstractor
+from tritemporal.hub import (
+    check_push_target,
+    locate,
+    model_card,
+    read_checkpoint_weights,
+    read_folder_weights,
+    write_model_folder,
+)
+from tritemporal.layers.blocks import use_sdpa_kernel
 from tritemporal.objectives.eventually import EventuallyAlignment
 from tritemporal.objectives.losses import effective_rank
 from tritemporal.objectives.masks import MaskSet, window_indices
@@ -51,8 +63,12 @@ class StepOutput:
     metrics: dict[str, torch.Tensor]
 
 
-class TriTemporalModel(nn.Module):
-    """Backbone (student encoder + predictor), EMA teacher, outcome head and EVENTUALLY target."""
+class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", license="apache-2.0"):
+    """Backbone (student encoder + predictor), EMA teacher, outcome head and EVENTUALLY target.
+
+    Saving, loading and pushing come from huggingface_hub's `ModelHubMixin`
+    (`save_pretrained`, `from_pretrained`, `push_to_hub`); `tritemporal.hub` defines the folder.
+    """
 
     def __init__(self, config: TriTemporalConfig) -> None:
         super().__init__()
@@ -134,8 +150,10 @@ class TriTemporalModel(nn.Module):
                 "EVENTUALLY contrasts the clips of a batch and standardises over it: "
                 f"train.batch_size must be >= 2 per process, got {video.shape[0]}"
             )
-        targets = self.teacher_targets(video)
-        tokens = self.backbone.encoder.embed(video)  # (B, N, D), shared by every student pass
+        with record_function(step_ranges.TEACHER):
+            targets = self.teacher_targets(video)
+        with record_function(step_ranges.EMBED):
+            tokens = self.backbone.encoder.embed(video)  # (B, N, D), shared by student passes
         grid = self.config.clip.grid
         b = video.shape[0]
         losses: dict[str, torch.Tensor] = {}
@@ -143,16 +161,21 @@ class TriTemporalModel(nn.Module):
             losses["loss_vjepa"] = spatial_masked_loss(self.backbone, tokens, grid, targets, masks)
         if lam.lambda_soon > 0 or event:
             now_idx = self.now_idx.expand(b, -1)
-            now_context = self.backbone.encoder.encode(tokens, grid, keep=now_idx)  # (B, N_now, D)
+            with record_function(step_ranges.STUDENT_NOW):  # -> (B, N_now, D)
+                now_context = self.backbone.encoder.encode(tokens, grid, keep=now_idx)
         if lam.lambda_soon > 0:
-            losses["loss_soon"] = soon_loss(
-                self.backbone, now_context, self.now_idx, self.soon_idx, grid, targets
-            )
+            with record_function(step_ranges.PREDICTOR_SOON):
+                losses["loss_soon"] = soon_loss(
+                    self.backbone, now_context, self.now_idx, self.soon_idx, grid, targets
+                )
         if event:
-            outcome = self.outcome(scale_grad(now_context, lam.event_encoder_grad))  # (B, E)
-            event_tokens = targets[:, self.event_idx[0]]  # (B, N_ev, D)
-            now_last = targets[:, self.now_last_idx[0]]  # (B, H*W, D): the present, last NOW step
-            losses["loss_event"], parts = self.eventually(outcome, event_tokens, now_last, labels)
+            with record_function(step_ranges.EVENTUALLY):
+                outcome = self.outcome(scale_grad(now_context, lam.event_encoder_grad))  # (B, E)
+                event_tokens = targets[:, self.event_idx[0]]  # (B, N_ev, D)
+                now_last = targets[:, self.now_last_idx[0]]  # (B, H*W, D): the last NOW step
+                losses["loss_event"], parts = self.eventually(
+                    outcome, event_tokens, now_last, labels
+                )
         weights = {"loss_vjepa": lam.lambda_vjepa, "loss_soon": lam.lambda_soon}
         weights["loss_event"] = lam.lambda_event
         loss = sum(weights[k] * v for k, v in losses.items())  # config ensures one is > 0
@@ -184,9 +207,7 @@ class TriTemporalModel(nn.Module):
         each window's start in seconds.
         """
         if isinstance(video, (str, Path)):
-            from tritemporal.predict import encode_video
-
-            return encode_video(self, video, stride_s, batch_size)
+            return self._encode_windows(VideoWindows.open(self.config, video, stride_s), batch_size)
         video = self.normalize(video)
         grid = self.config.clip.grid
         b = video.shape[0]
@@ -204,37 +225,109 @@ class TriTemporalModel(nn.Module):
         else:
             self.teacher.load_state_dict(self.backbone.encoder.state_dict())
 
-    def save_pretrained(self, out_dir: str | Path, card_extras: dict | None = None) -> Path:
-        """Write a Hub-ready folder: config, weights, LoRA adapter (peft format), model card."""
-        from tritemporal.hub import save_pretrained
+    def _encode_windows(self, windows: VideoWindows, batch_size: int) -> dict[str, torch.Tensor]:
+        """`encode` of every window of a video, windows leading, plus "time" (start s)."""
+        device = self.pixel_mean.device
+        parts: dict[str, list[torch.Tensor]] = {}
+        for _, clips in windows.batches(batch_size):
+            for key, value in self.encode(clips.to(device)).items():
+                parts.setdefault(key, []).append(value)
+        out = {key: torch.cat(values) for key, values in parts.items()}
+        out["time"] = torch.from_numpy(windows.starts.copy()).to(device)
+        return out
 
-        return save_pretrained(self, out_dir, card_extras)
+    # --- huggingface_hub ModelHubMixin: the folder layout is `tritemporal.hub`'s ------------
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """Write config.json, the student + heads weights and (with LoRA) the peft adapter."""
+        write_model_folder(self, self.config, Path(save_directory))
+
+    def generate_model_card(self, **extras: object) -> ModelCard:
+        """The README.md of a saved model; `model_card_kwargs` may add `step`, `data`, ..."""
+        return ModelCard(model_card(self.config, extras))
 
     @classmethod
     def from_pretrained(
         cls,
-        source: str | Path,
-        revision: str | None = None,
-        cache_dir: str | None = None,
-        token: str | None = None,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
         local_files_only: bool = False,
+        revision: str | None = None,
     ) -> TriTemporalModel:
-        """Load a folder written by save_pretrained, or a Hub repo id."""
-        from tritemporal.hub import from_pretrained
+        """A model in eval mode from a saved folder, a Hub repo id (at `revision`), a run
+        directory (its last checkpoint) or a checkpoint folder."""
+        return cls._from_pretrained(
+            model_id=str(pretrained_model_name_or_path),
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+        )
 
-        return from_pretrained(source, revision, cache_dir, token, local_files_only)
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        **model_kwargs: object,
+    ) -> TriTemporalModel:
+        """Build the model its source's config describes and load its weights.
+
+        The mixin's own `from_pretrained` reads config.json before this; ours is nested and a
+        run directory has none, so `from_pretrained` comes straight here and `hub.locate` reads
+        whichever config the source records.
+        """
+        found = locate(
+            model_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            token=token,
+            local_files_only=local_files_only,
+        )
+        model = cls(found.config)
+        if found.is_checkpoint:  # the whole state, teacher included
+            model.load_state_dict(read_checkpoint_weights(found.path), strict=True)
+        else:  # student + heads (+ LoRA); the teacher starts equal to the student
+            model.load_state_dict(read_folder_weights(model, found.path), strict=False)
+            model.sync_teacher()
+        return model.eval()
 
     def push_to_hub(
         self,
         repo_id: str,
-        private: bool = False,
+        *,
+        private: bool | None = None,
         revision: str | None = None,
         token: str | None = None,
+        commit_message: str = "Upload tritemporal model",
+        model_card_kwargs: dict | None = None,
     ) -> str:
-        """save_pretrained into a temporary folder and upload it as one commit; returns the URL."""
-        from tritemporal.hub import push_to_hub
-
-        return push_to_hub(self, repo_id, private, revision, token)
+        """Upload as one commit to `repo_id` (created if needed; `revision`: a branch, created
+        if needed); returns the commit URL. The repo id and token are checked first."""
+        token = check_push_target(repo_id, token)
+        if revision:  # the mixin uploads to an existing branch only
+            api = HfApi(token=token)
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        info = super().push_to_hub(
+            repo_id,
+            private=private,
+            token=token,
+            branch=revision,
+            commit_message=commit_message,
+            model_card_kwargs=model_card_kwargs,
+        )
+        return str(getattr(info, "commit_url", info))
 
     def _check_clip(self, video: torch.Tensor) -> None:
         """Clear error when a clip does not have the configured shape."""

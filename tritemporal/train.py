@@ -27,21 +27,22 @@ from tqdm.auto import tqdm
 from tritemporal.checkpoint import find_last_checkpoint, load_checkpoint, save_checkpoint
 from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig, save_config
-from tritemporal.data.loader import TrainBatch, build_loader, local_batch_size
 from tritemporal.data.sources import build_dataset
-from tritemporal.distributed import (
+from tritemporal.distributed import parallelize, unwrap
+from tritemporal.eval.report import eval_dataset, evaluate, hook_scalars
+from tritemporal.loader import TrainBatch, build_loader, local_batch_size
+from tritemporal.metrics import MetricsWriter, format_record
+from tritemporal.model import StepOutput, TriTemporalModel
+from tritemporal.runtime import (
     distributed,
     full_parameters,
     is_main,
     main_process_first,
     mean_over_ranks,
-    parallelize,
     rank,
-    unwrap,
+    resolve_device,
     world_size,
 )
-from tritemporal.metrics import MetricsWriter, format_record
-from tritemporal.model import StepOutput, TriTemporalModel
 from tritemporal.schedules import ema_momentum_at, lr_at, weight_decay_at
 
 CONFIG_FILE = "config.yaml"
@@ -52,22 +53,6 @@ logger = logging.getLogger(__name__)
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the run stopped without saving the bad state."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> CUDA when available, else CPU; explicit CUDA requests must be satisfiable.
-
-    On CUDA, float32 matmuls outside autocast (the EVENTUALLY head and losses) may use TF32.
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but CUDA is not available; use --device cpu")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    return device
 
 
 def compute_dtype(device: torch.device, precision: str) -> torch.dtype:
@@ -142,8 +127,6 @@ def _train(config: TriTemporalConfig, resume: bool, device: torch.device) -> Pat
         dataset = build_dataset(config)  # fails on bad data before any model is built
         eval_data = None
         if config.eval.every:  # built now so a bad eval folder fails before training starts
-            from tritemporal.eval.report import eval_dataset
-
             eval_data = eval_dataset(config, config.eval.data)
     summary = getattr(dataset, "summary", None)
     if summary is not None:
@@ -235,8 +218,6 @@ def _train(config: TriTemporalConfig, resume: bool, device: torch.device) -> Pat
 
 def run_eval_hook(model: TriTemporalModel, data: object, config: TriTemporalConfig) -> dict:
     """The fast evaluation (EVENTUALLY probes, SOON error, collapse) on the held-out clips."""
-    from tritemporal.eval.report import evaluate, hook_scalars
-
     model.eval()
     try:
         with full_parameters(model):  # every process evaluates; FSDP2 needs them all

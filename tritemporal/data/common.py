@@ -1,4 +1,4 @@
-"""Constants every data source shares: the label vocabulary and the default pixel statistics.
+"""Constants every data source shares: the label vocabulary.
 
 Sources yield uint8 clips (C, T, H, W); the model normalizes them on device with its backbone's
 mean and std (ImageNet's unless a pretrained processor config says otherwise), so the data path
@@ -20,9 +20,6 @@ MANEUVERS: tuple[str, ...] = (
     "yield",
 )
 UNLABELLED = -1
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def maneuver_id(name: str) -> int:

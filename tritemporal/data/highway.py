@@ -27,18 +27,15 @@ import time
 import warnings
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
+from tritemporal.config import HighwayScenario
 from tritemporal.data.annotations import Event, write_annotation
 
-SCENARIOS: dict[str, str] = {
-    "highway": "highway-v0",
-    "merge": "merge-v0",
-    "roundabout": "roundabout-v0",
-    "intersection": "intersection-v0",
-}
+# data.highway.scenario -> highway-env id; the names are defined once, as config.HighwayScenario
+SCENARIOS: dict[str, str] = {name: f"{name}-v0" for name in get_args(HighwayScenario)}
 STRAIGHT = ("highway", "merge")  # road along x: ego at 1/4 width, camera locked on the road
 VIEW_AHEAD, VIEW_SPAN = 48.0, 64.0  # m visible ahead (straight) / across (ego-centred scenes)
 REACT, REACT_MAX = 25.0, 36.0  # m bumper gap (+1 s of closing speed) within which leaders count
@@ -63,8 +60,8 @@ def _whole(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value  # intersection-v0 needs ints
 
 
-def _env_config(scenario: str, fps: float, size: tuple[int, int], seconds: float) -> dict:
-    width, height = size
+def _env_config(scenario: str, fps: float, image_size: tuple[int, int], seconds: float) -> dict:
+    height, width = image_size
     first = max(1, round(16 / fps))  # ~16 Hz physics, whole sub-steps, integer Hz if possible
     sub = [k for k in range(first, first + 8) if float(fps * k).is_integer()] or [first]
     top = {"roundabout": 16.0, "intersection": 9.0}.get(scenario, 30.0)
@@ -93,8 +90,8 @@ def _env_config(scenario: str, fps: float, size: tuple[int, int], seconds: float
 class _Camera:
     """The world rectangle the rendered frame shows (mirrors highway-env's WorldSurface)."""
 
-    def __init__(self, env: Any, scenario: str, size: tuple[int, int]) -> None:
-        self.env, (self.width, self.height) = env, size
+    def __init__(self, env: Any, scenario: str, image_size: tuple[int, int]) -> None:
+        self.env, (self.height, self.width) = env, image_size
         self.scaling = env.config["scaling"] / RENDER_SCALE
         self.cx = env.config["centering_position"][0]
         self.road_y = None  # straight roads: lock y on the road so lane changes show as motion
@@ -323,7 +320,9 @@ def _turn_kind(lane: Any) -> str | None:
     return "turn_right" if bend > 0.5 else "turn_left" if bend < -0.5 else None  # y points down
 
 
-def _simulate(env: Any, scenario: str, size: tuple[int, int], steps: int, fps: float, seed: int):
+def _simulate(
+    env: Any, scenario: str, image_size: tuple[int, int], steps: int, fps: float, seed: int
+):
     """One episode: frames, events and ego series from simulator truth, and whether it crashed."""
     rng = np.random.default_rng(seed)
     exit_ = {"config": {"destination": f"o{seed % 3 + 1}"}}  # intersection: left/straight/right
@@ -332,7 +331,7 @@ def _simulate(env: Any, scenario: str, size: tuple[int, int], steps: int, fps: f
     if scenario == "highway":  # spread traffic speeds: slower cars to pass, faster ones to follow
         for vehicle in u.road.vehicles[1:]:
             vehicle.target_speed = float(rng.uniform(*TRAFFIC_SPEEDS))
-    camera = _Camera(u, scenario, size)
+    camera = _Camera(u, scenario, image_size)
     policy, actions = _Policy(u, scenario, camera, rng), u.action_type.actions_indexes
     frames, speed, steer, lane, reasons, events = [], [], [], [], [], []
     pending, turn, crashed, last = None, None, False, False
@@ -405,7 +404,9 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: float, crf: int = 21
         tmp.unlink(missing_ok=True)
 
 
-def _check(scenario: str, num: int, fps: float, size: tuple[int, int], seconds: float) -> None:
+def _check(
+    scenario: str, num: int, fps: float, image_size: tuple[int, int], seconds: float
+) -> None:
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     if not isinstance(num, int) or num < 1:
@@ -414,10 +415,14 @@ def _check(scenario: str, num: int, fps: float, size: tuple[int, int], seconds: 
         raise ValueError(f"fps must be > 0, got {fps}")
     if not seconds * fps >= 2:
         raise ValueError(f"seconds * fps must give at least 2 frames, got {seconds} s at {fps}")
-    if len(size) != 2 or min(size) < 32 or any(int(v) != v or v % 2 for v in size):
+    if (
+        len(image_size) != 2
+        or min(image_size) < 32
+        or any(int(v) != v or v % 2 for v in image_size)
+    ):
         raise ValueError(
-            "size must be (width, height), even integers >= 32 (H.264 yuv420p needs even "
-            f"width and height), got {size!r}"
+            "image_size must be (height, width), even integers >= 32 (H.264 yuv420p needs even "
+            f"height and width), got {image_size!r}"
         )
 
 
@@ -427,13 +432,15 @@ def make_clips(
     scenario: str = "highway",
     seed: int = 0,
     fps: float = 8.0,
-    size: tuple[int, int] = (128, 128),
+    image_size: tuple[int, int] = (128, 128),
     seconds: float = 20.0,
     progress: bool = False,
 ) -> dict:
-    """Simulate `num` videos: out/videos/clip_XXXXX.mp4 + out/annotations/clip_XXXXX.json."""
-    _check(scenario, num, fps, size, seconds)
-    size = (int(size[0]), int(size[1]))
+    """Simulate `num` videos: out/videos/clip_XXXXX.mp4 + out/annotations/clip_XXXXX.json.
+
+    `image_size` is (height, width) in pixels, the order of `clip.image_size`."""
+    _check(scenario, num, fps, image_size, seconds)
+    image_size = (int(image_size[0]), int(image_size[1]))
     if os.environ.get("SDL_VIDEODRIVER", "dummy") == "dummy":  # "dummy" renders black frames
         os.environ["SDL_VIDEODRIVER"] = "offscreen"
     import gymnasium as gym
@@ -448,14 +455,14 @@ def make_clips(
     idm = {
         k: getattr(IDMVehicle, k) for k in ("DISTANCE_WANTED", "COMFORT_ACC_MAX", "COMFORT_ACC_MIN")
     }
-    config = _env_config(scenario, fps, size, seconds)
+    config = _env_config(scenario, fps, image_size, seconds)
     with warnings.catch_warnings():  # "-v0 is out of date": the v0 ids are the documented API
         warnings.simplefilter("ignore", DeprecationWarning)
         env = gym.make(
             SCENARIOS[scenario], render_mode="rgb_array", config=config, disable_env_checker=True
         )
     summary: dict[str, Any] = dict(
-        scenario=scenario, seed=seed, fps=fps, size=list(size), seconds=seconds
+        scenario=scenario, seed=seed, fps=fps, image_size=list(image_size), seconds=seconds
     )
     summary.update(
         videos=0, frames=0, event_counts={}, event_seconds={}, files=[], crashed=0, retries=0
@@ -465,7 +472,9 @@ def make_clips(
         for i in range(num):
             for attempt in range(MAX_ATTEMPTS):
                 env_seed = seed + i + attempt * RETRY_STRIDE
-                frames, events, ego, crashed = _simulate(env, scenario, size, steps, fps, env_seed)
+                frames, events, ego, crashed = _simulate(
+                    env, scenario, image_size, steps, fps, env_seed
+                )
                 if len(frames) >= min_frames:
                     break
                 summary["retries"] += 1
@@ -512,9 +521,10 @@ def format_summary(summary: dict) -> str:
     """A small class-balance table (events and seconds per maneuver) for a make_clips summary."""
     secs = summary["event_seconds"]
     total = sum(secs.values()) or 1.0
+    height, width = summary["image_size"]
     lines = [
         f"{summary['videos']} {summary['scenario']} videos, {summary['frames']} frames at "
-        f"{summary['fps']} fps, {summary['size'][0]}x{summary['size'][1]}, "
+        f"{summary['fps']} fps, {height}x{width} px (HxW), "
         f"{summary.get('crashed', 0)} ended by a crash",
         f"{'maneuver':<18}{'events':>7}{'seconds':>10}{'share':>8}",
     ]

@@ -14,10 +14,14 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import get_args
 
 from torch.utils.data import Dataset
 
-from tritemporal.config import TriTemporalConfig
+from tritemporal.config import DataSource, TriTemporalConfig
+from tritemporal.data.highway import POLICY, format_summary, make_clips
+from tritemporal.data.synthetic import SyntheticDrivingShapes
+from tritemporal.data.videos import VideoClips
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +30,9 @@ _SOURCES: dict[str, DatasetFactory] = {}
 HIGHWAY_DONE = "make_clips_summary.json"
 
 
-def register_source(name: str) -> Callable[[DatasetFactory], DatasetFactory]:
+def register_source(name: DataSource) -> Callable[[DatasetFactory], DatasetFactory]:
     """Decorator: make a dataset factory available as `data.source: NAME`."""
+    assert name in get_args(DataSource), f"add {name!r} to config.DataSource first"
 
     def wrap(fn: DatasetFactory) -> DatasetFactory:
         _SOURCES[name] = fn
@@ -48,8 +53,6 @@ def build_dataset(config: TriTemporalConfig) -> Dataset:
 
 @register_source("synthetic")
 def _synthetic(config: TriTemporalConfig) -> Dataset:
-    from tritemporal.data.synthetic import SyntheticDrivingShapes
-
     if config.data.root is not None:
         raise ValueError(
             f"data.root={config.data.root!r} is set but data.source=synthetic reads no files; "
@@ -60,8 +63,6 @@ def _synthetic(config: TriTemporalConfig) -> Dataset:
 
 @register_source("videos")
 def _videos(config: TriTemporalConfig) -> Dataset:
-    from tritemporal.data.videos import VideoClips
-
     if config.data.root is None:
         raise ValueError(
             "data.source=videos needs data.root: a folder with videos/ (mp4, mov, mkv, avi) and "
@@ -72,20 +73,17 @@ def _videos(config: TriTemporalConfig) -> Dataset:
 
 @register_source("highway")
 def _highway(config: TriTemporalConfig) -> Dataset:
-    from tritemporal.data.videos import VideoClips
-
     return VideoClips(config, train=True, root=ensure_highway_clips(config))
 
 
 def highway_cache_dir(config: TriTemporalConfig) -> Path:
     """Where generated clips live: data.root, else a folder keyed by every generation setting
     and the policy version (clips made by an older driving policy are not reused)."""
-    from tritemporal.data.highway import POLICY
-
     if config.data.root is not None:
         return Path(config.data.root)
     h = config.data.highway
-    spec = [h.scenario, h.num_videos, h.seconds, list(h.size), h.seed, config.data.fps, POLICY]
+    width_height = h.image_size[::-1]  # the old data.highway.size order: caches stay valid
+    spec = [h.scenario, h.num_videos, h.seconds, width_height, h.seed, config.data.fps, POLICY]
     key = hashlib.blake2b(json.dumps(spec).encode(), digest_size=6).hexdigest()
     base = Path(os.environ.get("TRITEMPORAL_CACHE", Path.home() / ".cache" / "tritemporal"))
     return base / f"highway-{h.scenario}-{key}"
@@ -93,8 +91,6 @@ def highway_cache_dir(config: TriTemporalConfig) -> Path:
 
 def ensure_highway_clips(config: TriTemporalConfig) -> Path:
     """Generate the configured highway-env clips once (atomically), then reuse them."""
-    from tritemporal.data.highway import format_summary, make_clips
-
     root = highway_cache_dir(config)
     if (root / HIGHWAY_DONE).is_file():
         return root
@@ -111,7 +107,7 @@ def ensure_highway_clips(config: TriTemporalConfig) -> Path:
     tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     summary = make_clips(
-        tmp, h.num_videos, h.scenario, h.seed, config.data.fps, tuple(h.size), h.seconds
+        tmp, h.num_videos, h.scenario, h.seed, config.data.fps, tuple(h.image_size), h.seconds
     )
     (tmp / HIGHWAY_DONE).write_text(json.dumps(summary, indent=1))
     logger.info("%s", format_summary(summary))

@@ -2,7 +2,9 @@
 
 The classification metrics score outcome probes (keep_lane / lane_change_left / ...); RankMe and
 the per-dimension std of L2-normalized features flag a collapsed EVENTUALLY embedding, which a
-probe accuracy alone can hide when one class dominates.
+probe accuracy alone can hide when one class dominates. RankMe is
+`objectives.losses.effective_rank`, the function training logs as `outcome_rank`: the report and
+the logs give the same number for the same features.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+
+from tritemporal.objectives.losses import effective_rank
 
 
 def to_numpy(x: Any) -> np.ndarray:
     """A numpy array from a numpy array, list or torch tensor (detached, on the CPU)."""
-    if hasattr(x, "detach"):  # torch tensor, without importing torch here
+    if isinstance(x, torch.Tensor):
         x = x.detach().cpu()
         if x.is_floating_point():
             x = x.float()  # bf16/fp16 have no numpy dtype
@@ -90,17 +95,6 @@ def classification_metrics(y_true: Any, y_pred: Any, label_names: list[str]) -> 
     }
 
 
-def rankme(x: Any) -> float:
-    """RankMe (Garrido et al. 2023): exp of the entropy of the L1-normalized singular values."""
-    s = np.linalg.svd(as_features(x), compute_uv=False)
-    total = s.sum()
-    if total <= 0:
-        return 0.0  # all-zero features: nothing spans any direction
-    p = s / total
-    p = p[p > 0]  # 0 log 0 = 0 (the paper adds eps=1e-7 instead; same limit)
-    return float(np.exp(-(p * np.log(p)).sum()))
-
-
 def feature_stats(x: Any) -> dict:
     """RankMe, dim and the mean/min per-dimension std of L2-normalized rows (collapse -> ~0)."""
     arr = as_features(x)
@@ -108,7 +102,7 @@ def feature_stats(x: Any) -> dict:
     unit = arr / np.maximum(norms, 1e-12)
     std = unit.std(axis=0)  # spread-out features: ~1/sqrt(D) per dimension
     return {
-        "rankme": rankme(arr),
+        "rankme": float(effective_rank(torch.from_numpy(arr))),
         "dim": int(arr.shape[1]),
         "std_mean": float(std.mean()),
         "std_min": float(std.min()),

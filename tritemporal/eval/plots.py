@@ -1,7 +1,8 @@
 """PNG figures for evaluation reports, drawn on bare matplotlib Figures.
 
 No pyplot: nothing touches a display or the global backend, so report code can run headless and
-inside tests or training processes without leaking figures.
+inside tests or training processes without leaking figures. Each `*_figure` function returns its
+Figure (tests read its artists); each `plot_*` writes that figure as a PNG.
 """
 
 from __future__ import annotations
@@ -25,12 +26,22 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def plot_confusion(confusion: Any, label_names: list[str], path: str | Path, title: str) -> Path:
-    """Annotated confusion heat map (rows true, cols predicted), colours row-normalized."""
+def confusion_figure(confusion: Any, label_names: list[str], title: str) -> Figure:
+    """Annotated confusion heat map (rows true, cols predicted), colours row-normalized.
+
+    Classes with neither a true nor a predicted sample are left out: a vocabulary class absent
+    from the evaluation data would only add an empty row and column.
+    """
     counts = to_numpy(confusion).astype(np.int64)
     c = len(label_names)
     if counts.shape != (c, c):
         raise ValueError(f"confusion has shape {counts.shape}, expected ({c}, {c}) for the labels")
+    present = np.flatnonzero(counts.sum(axis=1) + counts.sum(axis=0))
+    if len(present) == 0:
+        raise ValueError("confusion holds no samples")
+    counts = counts[np.ix_(present, present)]
+    names = [str(label_names[i]) for i in present]
+    c = len(names)
     rows = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
     side = max(3.5, 0.9 * c + 2.0)
@@ -43,17 +54,25 @@ def plot_confusion(confusion: Any, label_names: list[str], path: str | Path, tit
             colour = "white" if share[i, j] > 0.5 else "black"
             text = f"{counts[i, j]}\n{share[i, j]:.0%}" if rows[i, 0] else "0"
             ax.text(j, i, text, ha="center", va="center", color=colour, fontsize="small")
-    names = [str(n) for n in label_names]
-    ax.set_xticks(range(c), names, rotation=30, ha="right")
+    ax.set_xticks(range(c), names, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(c), [f"{n} ({rows[i, 0]})" for i, n in enumerate(names)])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (support)")
     ax.set_title(title)
-    return _save(fig, path)
+    return fig
 
 
-def plot_projection(x: Any, y: Any, label_names: list[str], path: str | Path, title: str) -> Path:
-    """2-D PCA scatter of features x (N, D) coloured by class, with a legend."""
+def plot_confusion(confusion: Any, label_names: list[str], path: str | Path, title: str) -> Path:
+    """`confusion_figure` written as a PNG at `path`."""
+    return _save(confusion_figure(confusion, label_names, title), path)
+
+
+def projection_figure(x: Any, y: Any, label_names: list[str], title: str) -> Figure:
+    """2-D PCA scatter of features x (N, D) coloured by class, with a legend in class order.
+
+    Classes are drawn largest first with markers that grow as a class shrinks, so a class of a
+    few windows stays visible on top of thousands of keep_lane points.
+    """
     feats = as_features(x)
     labels = as_labels(y, len(label_names))
     if len(labels) != len(feats):
@@ -68,25 +87,34 @@ def plot_projection(x: Any, y: Any, label_names: list[str], path: str | Path, ti
         explained[:k] = (s**2)[:k] / (s**2).sum()
     fig = Figure(figsize=(7.5, 5.5), layout="constrained")
     ax = fig.subplots()
-    for cls in np.unique(labels):
+    classes, sizes = np.unique(labels, return_counts=True)
+    handles = {}
+    for cls, size in sorted(zip(classes, sizes, strict=True), key=lambda cs: -cs[1]):
         sel = labels == cls
-        name = f"{label_names[cls]} ({int(sel.sum())})"
-        ax.scatter(coords[sel, 0], coords[sel, 1], s=12, alpha=0.7, label=name)
+        marker = 12.0 * min(4.0, float(np.sqrt(sizes.max() / size)))  # 12 .. 48 points^2
+        handles[cls] = ax.scatter(
+            coords[sel, 0], coords[sel, 1], s=marker, alpha=0.7, color=f"C{cls % 10}",
+            edgecolors="none", label=f"{label_names[cls]} ({int(size)})",
+        )  # fmt: skip
     ax.set_xlabel(f"PC1 ({explained[0]:.0%})")
     ax.set_ylabel(f"PC2 ({explained[1]:.0%})")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    ax.legend(
+        handles=[handles[cls] for cls in classes], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+        fontsize="small",
+    )  # fmt: skip
     ax.grid(alpha=0.3)
     ax.set_title(title)
-    return _save(fig, path)
+    return fig
 
 
-def plot_horizon(
-    horizon_s: list[float],
-    series: dict[str, list[float]],
-    path: str | Path,
-    title: str,
-    ylabel: str,
-) -> Path:
+def plot_projection(x: Any, y: Any, label_names: list[str], path: str | Path, title: str) -> Path:
+    """`projection_figure` written as a PNG at `path`."""
+    return _save(projection_figure(x, y, label_names, title), path)
+
+
+def horizon_figure(
+    horizon_s: list[float], series: dict[str, list[float]], title: str, ylabel: str
+) -> Figure:
     """One line per series over forecast horizons in seconds (e.g. model vs baselines)."""
     hx = np.asarray(horizon_s, dtype=np.float64)
     if hx.ndim != 1 or len(hx) == 0:
@@ -105,13 +133,25 @@ def plot_horizon(
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     ax.set_title(title)
-    return _save(fig, path)
+    return fig
 
 
-def plot_bars(
-    groups: dict[str, dict[str, float]], path: str | Path, title: str, ylabel: str
+def plot_horizon(
+    horizon_s: list[float],
+    series: dict[str, list[float]],
+    path: str | Path,
+    title: str,
+    ylabel: str,
 ) -> Path:
-    """Grouped bars: one group per outer key, one bar per inner key, values written on top."""
+    """`horizon_figure` written as a PNG at `path`."""
+    return _save(horizon_figure(horizon_s, series, title, ylabel), path)
+
+
+def bars_figure(
+    groups: dict[str, dict[str, float]], title: str, ylabel: str, chance: float | None = None
+) -> Figure:
+    """Grouped bars: one group per outer key, one bar per inner key, values written on top,
+    and a dashed line at `chance` when given (pass it whenever the title names chance)."""
     if not groups:
         raise ValueError("groups is empty")
     bars = list(dict.fromkeys(name for inner in groups.values() for name in inner))
@@ -130,9 +170,23 @@ def plot_bars(
                 heights.append(float(inner[bar]))
         drawn = ax.bar(xs, heights, width=width, label=str(bar))
         ax.bar_label(drawn, fmt="%.2f", fontsize="x-small", padding=1)
-    ax.set_xticks(centres, [str(g) for g in groups])
+    if chance is not None:
+        ax.axhline(chance, color="black", linestyle="--", linewidth=1, label=f"chance {chance:.2f}")
+    names = [str(g) for g in groups]
+    ax.set_xticks(centres, names, rotation=20, ha="right", rotation_mode="anchor")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3, axis="y")
     ax.set_title(title)
-    return _save(fig, path)
+    return fig
+
+
+def plot_bars(
+    groups: dict[str, dict[str, float]],
+    path: str | Path,
+    title: str,
+    ylabel: str,
+    chance: float | None = None,
+) -> Path:
+    """`bars_figure` written as a PNG at `path`."""
+    return _save(bars_figure(groups, title, ylabel, chance), path)

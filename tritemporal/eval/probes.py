@@ -21,6 +21,7 @@ from torch import nn
 
 from tritemporal.eval.metrics import as_features, as_labels, classification_metrics, to_numpy
 from tritemporal.heads.attentive import AttentivePooler
+from tritemporal.heads.probe import LinearProbe
 
 
 def usable_classes(y: Any, min_count: int) -> np.ndarray:
@@ -37,6 +38,7 @@ def _folds(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Seeded stratified (train, test) index pairs, k = min(folds, smallest class count), whole
     groups on one side when `groups` is given (k then also at most the number of groups)."""
+    # sklearn takes ~1.3 s to import: loaded when a probe runs, not with the training loop
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     if folds < 2:
@@ -96,10 +98,6 @@ def linear_probe_cv(
     keep_lane and its accuracy only restates the class share; weighted, it must separate the
     maneuvers, and balanced accuracy (chance 1/classes) measures how well it does.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     feats = as_features(x)
     labels = _check(len(feats), y, label_names)
     splits = _folds(labels, folds, seed, groups)
@@ -108,13 +106,48 @@ def linear_probe_cv(
         if len(np.unique(labels[train])) == 1:  # a video-held-out fold may see a single class
             pred[test] = labels[train][0]
             continue
-        model = make_pipeline(
-            StandardScaler(),
-            LogisticRegression(max_iter=2000, C=1.0, class_weight="balanced", random_state=seed),
-        )
-        model.fit(feats[train], labels[train])
+        model = _logistic(seed).fit(feats[train], labels[train])
         pred[test] = model.predict(feats[test])
     return _result(labels, pred, label_names, len(splits))
+
+
+def _logistic(seed: int) -> Any:
+    """The linear probe: StandardScaler + class-balanced LogisticRegression(C=1), unfitted."""
+    # sklearn takes ~1.3 s to import: loaded when a probe runs, not with the training loop
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(
+        StandardScaler(),
+        LogisticRegression(max_iter=2000, C=1.0, class_weight="balanced", random_state=seed),
+    )
+
+
+def fit_linear_probe(x: Any, y: Any, label_names: list[str], seed: int = 0) -> LinearProbe:
+    """`linear_probe_cv`'s probe fitted on every sample of x (N, E), as a savable LinearProbe.
+
+    Its classes are those present in y, in class-id order; with two, sklearn's single logit z
+    becomes the logit pair (0, z), so the softmax equals sklearn's predict_proba.
+    """
+    feats = as_features(x)
+    labels = _check(len(feats), y, label_names)
+    if len(np.unique(labels)) < 2:
+        raise ValueError(f"need >= 2 classes to fit a probe, got {np.unique(labels).tolist()}")
+    pipeline = _logistic(seed).fit(feats, labels)
+    scaler, logistic = pipeline[0], pipeline[-1]
+    weight, bias = logistic.coef_, logistic.intercept_
+    if len(logistic.classes_) == 2:
+        weight = np.concatenate([np.zeros_like(weight), weight])
+        bias = np.concatenate([np.zeros_like(bias), bias])
+    return LinearProbe(
+        mean=torch.from_numpy(scaler.mean_),
+        scale=torch.from_numpy(scaler.scale_),
+        weight=torch.from_numpy(weight),
+        bias=torch.from_numpy(bias),
+        label_names=[label_names[c] for c in logistic.classes_],
+        fitted_on=len(labels),
+    )
 
 
 def _knn_predict(train: np.ndarray, train_y: np.ndarray, test: np.ndarray, k: int) -> np.ndarray:

@@ -11,6 +11,10 @@ On held-out clips (a videos folder with annotations), with every network frozen:
 - NOW: an attentive probe (learned queries, cross-attention, linear head) on the frozen NOW
   tokens for present-state labels from the annotations (ego speed tertile, ego lane).
 - Collapse: RankMe and per-dimension std of NOW features and outcome embeddings.
+
+With an output folder it also fits the EVENTUALLY linear probe on every labelled window and saves
+it there (`heads.probe.PROBE_WEIGHTS` + `PROBE_CONFIG`) for `tritemporal predict --probe`.
+`summary_table` turns a report into the few lines `tritemporal eval` prints.
 """
 
 from __future__ import annotations
@@ -28,11 +32,29 @@ import torch.nn.functional as F
 from tritemporal.config import TriTemporalConfig
 from tritemporal.data.common import UNLABELLED
 from tritemporal.data.videos import VideoClips
+from tritemporal.eval.metrics import feature_stats
+from tritemporal.eval.plots import plot_bars, plot_confusion, plot_horizon, plot_projection
+from tritemporal.eval.probes import (
+    attentive_probe_cv,
+    fit_linear_probe,
+    knn_probe_cv,
+    linear_probe_cv,
+    usable_classes,
+)
+from tritemporal.heads.probe import PROBE_CONFIG, PROBE_WEIGHTS, LinearProbe
 from tritemporal.model import TriTemporalModel
 
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.json"
+
+# Readable names of the feature sets each EVENTUALLY probe runs on (report keys -> table, plot).
+FEATURE_NAMES = {
+    "outcome": "outcome embedding",
+    "now_mean": "mean NOW features",
+    "random_init_outcome": "random-init outcome embedding",
+    "random_init_now_mean": "random-init mean NOW features",
+}
 
 
 @dataclasses.dataclass
@@ -126,8 +148,7 @@ def random_init_copy(model: TriTemporalModel, seed: int) -> TriTemporalModel:
 def _probes(
     x: np.ndarray, y: np.ndarray, names: list[str], seed: int, groups: np.ndarray | None
 ) -> dict:
-    from tritemporal.eval.probes import knn_probe_cv, linear_probe_cv
-
+    """Linear and kNN probes on features x of labelled windows, or why they were skipped."""
     if _one_video(groups):
         return {"skipped": "windows of one video only: held-out folds need 2+ videos"}
     if len(set(y.tolist())) < 2:
@@ -140,8 +161,6 @@ def _probes(
 
 def _labelled(features: Features) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Mask of windows with a maneuver whose class has 2+ windows, their labels and groups."""
-    from tritemporal.eval.probes import usable_classes
-
     keep = (features.labels != UNLABELLED) & usable_classes(features.labels, 2)
     return keep, features.labels[keep], features.groups_at(keep)
 
@@ -159,8 +178,6 @@ def eventually_report(features: Features, random: Features, names: list[str], se
 
 def now_report(features: Features, seed: int) -> dict:
     """Attentive probes for present-state labels found in the annotations."""
-    from tritemporal.eval.probes import attentive_probe_cv, usable_classes
-
     tasks = {}
     if "speed" in features.signals:
         speed = features.signals["speed"]
@@ -212,8 +229,6 @@ def evaluate(
 ) -> dict:
     """The whole report (and its PNG plots when `out_dir` is given); `full=False` skips the
     random-init baseline and the NOW attentive probes (the fast training-time hook)."""
-    from tritemporal.eval.metrics import feature_stats
-
     dataset = eval_dataset(model.config, data) if isinstance(data, str | Path) else data
     names = list(dataset.label_names)
     features = extract(model, dataset, batch_size, max_samples)
@@ -241,16 +256,26 @@ def evaluate(
         keep, y, groups = _labelled(features)
         report["eventually"] = {"outcome": _probes(features.outcome[keep], y, names, seed, groups)}
     if out_dir is not None:
-        write_report(report, features, names, Path(out_dir))
+        probe = None
+        if "linear" in report["eventually"]["outcome"]:  # the probe whose score the report gives
+            keep, y, _ = _labelled(features)
+            probe = fit_linear_probe(features.outcome[keep], y, names, seed)
+        write_report(report, features, names, Path(out_dir), probe)
     return report
 
 
-def write_report(report: dict, features: Features, names: list[str], out: Path) -> None:
-    """report.json and the plots: confusion, 2-D projection, SOON error vs horizon, summary."""
-    from tritemporal.eval.plots import plot_bars, plot_confusion, plot_horizon, plot_projection
-
+def write_report(
+    report: dict, features: Features, names: list[str], out: Path, probe: LinearProbe | None
+) -> None:
+    """report.json, the EVENTUALLY probe (stale probe files removed when there is none) and the
+    plots: confusion, 2-D projection, SOON error vs horizon, summary."""
     out.mkdir(parents=True, exist_ok=True)
     (out / REPORT_FILE).write_text(json.dumps(report, indent=1))
+    if probe is not None:
+        probe.save(out)
+    else:  # a probe left by an earlier run would not match this report
+        for name in (PROBE_WEIGHTS, PROBE_CONFIG):
+            (out / name).unlink(missing_ok=True)
     ev = {k: v for k, v in report["eventually"].items() if "linear" in v}
     if "outcome" not in ev:
         return
@@ -269,10 +294,13 @@ def write_report(report: dict, features: Features, names: list[str], out: Path) 
         soon["horizon_s"], series, out / "soon_error.png",
         "SOON: forecast error vs horizon", "L1 to teacher targets",
     )  # fmt: skip
-    bars = {name: {p: ev[name][p]["balanced_accuracy"] for p in ev[name]} for name in ev}
+    bars = {
+        FEATURE_NAMES.get(name, name): {p: ev[name][p]["balanced_accuracy"] for p in ev[name]}
+        for name in ev
+    }
     chance = ev["outcome"]["linear"]["chance_balanced"]
     title = f"EVENTUALLY probes on unseen videos (chance {chance:.2f})"
-    plot_bars(bars, out / "eventually_accuracy.png", title, "balanced accuracy")
+    plot_bars(bars, out / "eventually_accuracy.png", title, "balanced accuracy", chance)
 
 
 def hook_scalars(report: dict) -> dict[str, float]:
@@ -294,3 +322,81 @@ def hook_scalars(report: dict) -> dict[str, float]:
         "eval/outcome_rankme": collapse["outcome"]["rankme"],
         "eval/now_rankme": collapse["now"]["rankme"],
     }
+
+
+def summary_table(report: dict) -> str:
+    """The headline numbers of a report as short plain-text tables (what `tritemporal eval`
+    prints): EVENTUALLY probes, SOON vs copying the last NOW step, NOW probes, RankMe."""
+    counts = ", ".join(f"{name} {n}" for name, n in report["label_counts"].items())
+    lines = [f"{report['samples']} windows ({report['split']}): {counts or 'no labels'}"]
+    for section in (_eventually_lines, _soon_lines, _now_lines, _rank_lines):
+        part = section(report)
+        if part:
+            lines += ["", *part]
+    return "\n".join(lines)
+
+
+def _eventually_lines(report: dict) -> list[str]:
+    """Balanced accuracy of the linear and kNN probe per feature set, with chance."""
+    ev = report["eventually"]
+    scored = [probes["linear"] for probes in ev.values() if "linear" in probes]
+    if not scored:
+        return [f"EVENTUALLY probes: skipped ({ev['outcome']['skipped']})"]
+    head = f"EVENTUALLY probes, balanced accuracy (chance {scored[0]['chance_balanced']:.2f})"
+    rows = [
+        [FEATURE_NAMES.get(name, name), *(_accuracy(probes.get(p)) for p in ("linear", "knn"))]
+        for name, probes in ev.items()
+    ]
+    return _table([head, "linear", "kNN"], rows)
+
+
+def _soon_lines(report: dict) -> list[str]:
+    """L1 of the SOON forecast and of copying the last NOW step, per horizon."""
+    soon = report["soon"]
+    head = ["SOON, L1 to teacher targets", *(f"+{h:g} s" for h in soon["horizon_s"])]
+    rows = [
+        [label, *(f"{v:.3f}" for v in soon[key]["l1"])]
+        for key, label in (("model", "model forecast"), ("copy", "copy last NOW step"))
+    ]
+    return _table(head, rows)
+
+
+def _now_lines(report: dict) -> list[str]:
+    """Balanced accuracy of each NOW attentive probe and its chance (none in a hook report)."""
+    if "now" not in report:
+        return []
+    if not report["now"]:
+        return [
+            "NOW attentive probes: none (no speed or lane labels with 2+ classes over 2+ videos)"
+        ]
+    head = ["NOW attentive probes, balanced accuracy", "probe", "chance"]
+    rows = [
+        [task, _accuracy(m), f"{m['chance_balanced']:.3f}"] for task, m in report["now"].items()
+    ]
+    return _table(head, rows)
+
+
+def _rank_lines(report: dict) -> list[str]:
+    """RankMe of each feature set, out of its dimension."""
+    names = {"now": "mean NOW features", **FEATURE_NAMES}
+    rows = [
+        [names.get(name, name), f"{stats['rankme']:.1f}", str(stats["dim"])]
+        for name, stats in report["collapse"].items()
+    ]
+    return _table(["RankMe (effective rank)", "rank", "of dim"], rows)
+
+
+def _accuracy(probe: dict | None) -> str:
+    """A probe's balanced accuracy to 3 decimals, or "-" when it did not run."""
+    return "-" if probe is None or "skipped" in probe else f"{probe['balanced_accuracy']:.3f}"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    """Aligned lines: the head, then the rows indented; first column left, the others right."""
+    body = [[f"  {row[0]}", *row[1:]] for row in rows]
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+    lines = []
+    for cells in [head, *body]:
+        right = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
+        lines.append("  ".join([cells[0].ljust(widths[0]), *right]))
+    return lines

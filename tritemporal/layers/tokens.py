@@ -10,13 +10,43 @@ Two position schemes:
 - 3D RoPE applied to queries and keys inside attention (V-JEPA 2): each head dim is split into
   three equal even parts rotated by the depth (t), height and width coordinate; leftover dims are
   left unrotated.
+
+Mask tokens: the predictor holds one learned token per task it solves (`MaskToken`), placed at
+the positions it must fill in, so it knows which task a call is.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+Grid = tuple[int, int, int]  # token grid (T', H', W')
+
+
+class MaskToken(IntEnum):
+    """Which learned mask token a predictor call places at its targets: one per task.
+
+    SHORT and LONG are V-JEPA's two spatial mask generators (in the order the loader draws
+    them, and the order Meta pretrained V-JEPA 2's predictor tokens in); SOON is the forecast of
+    the SOON window from NOW. A predictor with fewer tokens than a task's index raises.
+    """
+
+    SHORT = 0
+    LONG = 1
+    SOON = 2
+
+    def pick(self, tokens: torch.Tensor) -> torch.Tensor:
+        """This task's row of a mask-token table (num_tokens, ...); a clear error if absent."""
+        if self.value >= tokens.shape[0]:
+            raise ValueError(
+                f"the predictor holds {tokens.shape[0]} mask token(s) but the {self.name} task "
+                f"uses token {self.value}: give it at least {self.value + 1} "
+                "(predictor.num_mask_tokens for the built-in ViTs)"
+            )
+        return tokens[self.value]
 
 
 class TubeletEmbed(nn.Module):

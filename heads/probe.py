@@ -1,0 +1,116 @@
+"""A linear outcome probe on EVENTUALLY embeddings: standardise, then one linear layer.
+
+`tritemporal eval` fits it on every labelled window (the same class-balanced logistic regression
+its cross-validated probe scores) and saves it beside `report.json`; `tritemporal predict --probe`
+loads it to turn per-window embeddings into outcome probabilities. It lives here, below both
+drivers, so neither has to import the other.
+
+Files, in one folder (the eval output folder):
+- `PROBE_WEIGHTS` (safetensors, float32): `mean` (E,) and `scale` (E,), the feature
+  standardisation; `weight` (C, E) and `bias` (C,), class logits of standardised features.
+- `PROBE_CONFIG` (JSON): `format` (`PROBE_FORMAT`), `features` ("eventually"), `embed_dim` (E),
+  `label_names` (C class names, in logit order), `fitted_on` (number of windows).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+PROBE_WEIGHTS = "eventually_probe.safetensors"
+PROBE_CONFIG = "eventually_probe.json"
+PROBE_FORMAT = 1
+_TENSORS = ("mean", "scale", "weight", "bias")
+
+
+class LinearProbe(nn.Module):
+    """Class logits (N, C) of EVENTUALLY embeddings x (N, E): W ((x - mean) / scale) + b."""
+
+    mean: torch.Tensor
+    scale: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    def __init__(
+        self,
+        mean: torch.Tensor,
+        scale: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        label_names: list[str],
+        fitted_on: int = 0,
+    ) -> None:
+        super().__init__()
+        c, e = weight.shape
+        if mean.shape != (e,) or scale.shape != (e,) or bias.shape != (c,):
+            raise ValueError(
+                f"probe tensors disagree: weight {tuple(weight.shape)}, bias {tuple(bias.shape)}, "
+                f"mean {tuple(mean.shape)}, scale {tuple(scale.shape)} (expected (C, E), (C,), "
+                "(E,), (E,))"
+            )
+        if len(label_names) != c:
+            raise ValueError(f"probe has {c} classes but {len(label_names)} label names")
+        for name, value in zip(_TENSORS, (mean, scale, weight, bias), strict=True):
+            self.register_buffer(name, value.detach().float().contiguous())
+        self.label_names = [str(n) for n in label_names]
+        self.fitted_on = int(fitted_on)
+
+    @property
+    def embed_dim(self) -> int:
+        """Size E of the embeddings the probe takes."""
+        return self.weight.shape[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (N, C) of embeddings x (N, E)."""
+        return F.linear((x.float() - self.mean) / self.scale, self.weight, self.bias)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write PROBE_WEIGHTS and PROBE_CONFIG into `folder`; returns the weights' path."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({name: getattr(self, name).cpu() for name in _TENSORS}, folder / PROBE_WEIGHTS)
+        config = {
+            "format": PROBE_FORMAT,
+            "features": "eventually",
+            "embed_dim": self.embed_dim,
+            "label_names": self.label_names,
+            "fitted_on": self.fitted_on,
+        }
+        (folder / PROBE_CONFIG).write_text(json.dumps(config, indent=1) + "\n")
+        return folder / PROBE_WEIGHTS
+
+    @classmethod
+    def load(cls, path: str | Path) -> LinearProbe:
+        """The probe saved in folder `path` (or by its PROBE_WEIGHTS / PROBE_CONFIG file)."""
+        path = Path(path)
+        folder = path.parent if path.name in (PROBE_WEIGHTS, PROBE_CONFIG) else path
+        missing = [n for n in (PROBE_WEIGHTS, PROBE_CONFIG) if not (folder / n).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"no EVENTUALLY probe in {folder} ({' and '.join(missing)} missing): "
+                f"`tritemporal eval --checkpoint RUN --data CLIPS --out {folder}` fits and "
+                "writes one"
+            )
+        try:
+            config = json.loads((folder / PROBE_CONFIG).read_text())
+            tensors = load_file(folder / PROBE_WEIGHTS)
+        except (json.JSONDecodeError, SafetensorError, OSError) as exc:
+            raise ValueError(f"probe files in {folder} are damaged ({exc}): re-run eval") from exc
+        if config.get("format") != PROBE_FORMAT or set(tensors) != set(_TENSORS):
+            raise ValueError(
+                f"{folder / PROBE_CONFIG} is not a format-{PROBE_FORMAT} EVENTUALLY probe "
+                f"(format {config.get('format')!r}, tensors {sorted(tensors)}): re-run eval"
+            )
+        probe = cls(**tensors, label_names=config["label_names"], fitted_on=config["fitted_on"])
+        if probe.embed_dim != config["embed_dim"]:
+            raise ValueError(
+                f"{folder / PROBE_CONFIG} says embed_dim {config['embed_dim']} but its weights "
+                f"take {probe.embed_dim}: re-run eval"
+            )
+        return probe

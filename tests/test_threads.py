@@ -1,0 +1,63 @@
+"""CPU thread sizing: cores left after the loader workers, environment overrides, affinity."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from tritemporal import threads
+from tritemporal.threads import configure_cpu_threads, intra_op_threads
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "expected"), [(2, 1, 1), (2, 0, 2), (16, 4, 12), (2, 2, 1), (1, 8, 1)]
+)
+def test_cores_left_after_workers(cores: int, workers: int, expected: int) -> None:
+    threads_, why = intra_op_threads(cores, workers, {})
+    assert threads_ == expected
+    assert f"{cores} cores - {workers} loader workers" == why
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"OMP_NUM_THREADS": "3"}, (3, "OMP_NUM_THREADS=3")),
+        ({"MKL_NUM_THREADS": "5"}, (5, "MKL_NUM_THREADS=5")),
+        ({"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "5"}, (3, "OMP_NUM_THREADS=3")),
+        (
+            {"TRITEMPORAL_NUM_THREADS": "2", "OMP_NUM_THREADS": "3"},
+            (2, "TRITEMPORAL_NUM_THREADS=2"),
+        ),
+        ({"OMP_NUM_THREADS": " "}, (7, "8 cores - 1 loader workers")),  # blank: not set
+    ],
+)
+def test_environment_overrides(env: dict[str, str], expected: tuple[int, str]) -> None:
+    assert intra_op_threads(8, 1, env) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "four", "4,2"])
+def test_unusable_override_warns_and_falls_through(value: str) -> None:
+    with pytest.warns(UserWarning, match="OMP_NUM_THREADS"):
+        got = intra_op_threads(8, 2, {"OMP_NUM_THREADS": value, "MKL_NUM_THREADS": "4"})
+    assert got == (4, "MKL_NUM_THREADS=4")
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this OS")
+def test_available_cores_follows_affinity_not_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5})
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert threads.available_cores() == 3
+
+
+def test_configure_sets_torch_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = torch.get_num_threads()
+    monkeypatch.setattr(threads, "available_cores", lambda: 3)
+    for name in threads.OVERRIDE_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    try:
+        assert configure_cpu_threads(workers=1) == 2
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,1 @@
+"""Building blocks below every backbone and head: tubelet tokens, positions, transformer blocks."""

@@ -1,0 +1,57 @@
+"""CPU threads: torch's intra-op pool sized to the cores the DataLoader workers leave free.
+
+torch starts one intra-op thread per core, and each DataLoader worker is another busy process
+(torch itself sets one thread in every worker). On 2 cores with 1 worker that is 3 busy threads;
+a second CPU-bound process beside it makes OpenMP's spinning threads wait on each other, and the
+quickstart fell 10-20x, not the 2x that sharing explains (`docs/PERFORMANCE.md`). So training on
+CPU takes the cores this process may run on (`os.sched_getaffinity`, which cgroup cpusets and
+`taskset` narrow; `os.cpu_count` ignores both) minus the loader workers, at least 1.
+
+Override, first set wins: `TRITEMPORAL_NUM_THREADS`, then the usual `OMP_NUM_THREADS` and
+`MKL_NUM_THREADS` (torchrun sets `OMP_NUM_THREADS=1` for several processes per node).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+
+import torch
+
+THREADS_ENV = "TRITEMPORAL_NUM_THREADS"
+OVERRIDE_ENVS = (THREADS_ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # first set wins
+
+logger = logging.getLogger(__name__)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # macOS and Windows have no affinity call
+
+
+def intra_op_threads(cores: int, workers: int, env: Mapping[str, str]) -> tuple[int, str]:
+    """Intra-op threads for a process with `workers` loader workers on `cores` cores, and why.
+
+    The first of `OVERRIDE_ENVS` set to a positive integer wins; an unusable value warns and is
+    skipped. Otherwise the cores left after the workers, at least 1.
+    """
+    for name in OVERRIDE_ENVS:
+        value = env.get(name, "").strip()
+        if not value:
+            continue
+        if value.isdigit() and int(value) > 0:
+            return int(value), f"{name}={value}"
+        warnings.warn(f"{name}={value!r} is not a positive integer; ignored", stacklevel=2)
+    return max(1, cores - workers), f"{cores} cores - {workers} loader workers"
+
+
+def configure_cpu_threads(workers: int) -> int:
+    """Set torch's intra-op threads for CPU training (`intra_op_threads`), log it; return it."""
+    threads, why = intra_op_threads(available_cores(), workers, os.environ)
+    torch.set_num_threads(threads)
+    logger.info("cpu threads: %d intra-op (%s), 1 in each loader worker", threads, why)
+    return threads
