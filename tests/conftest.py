@@ -115,7 +115,7 @@ def eval_clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tritemporal.data.highway import make_clips
 
     folder = tmp_path_factory.mktemp("eval-clips")
-    make_clips(folder, 3, "highway", seed=2, fps=4.0, size=(64, 64), seconds=8.0)
+    make_clips(folder, 3, "highway", seed=2, fps=4.0, image_size=(64, 64), seconds=8.0)
     return folder
 
 

@@ -48,6 +48,7 @@ def _annotations(out: Path, summary: dict) -> list[tuple[Path, Path]]:
     return pairs
 
 
+@pytest.mark.slow
 def test_summary_and_files(clips: tuple[Path, dict]) -> None:
     out, summary = clips
     assert summary["scenario"] == "highway" and summary["videos"] == 2
@@ -62,6 +63,7 @@ def test_summary_and_files(clips: tuple[Path, dict]) -> None:
     assert not list(out.rglob("*.part"))  # temp names are renamed away
 
 
+@pytest.mark.slow
 def test_videos_decode_with_pyav_and_decord(clips: tuple[Path, dict]) -> None:
     out, summary = clips
     total = 0
@@ -80,6 +82,7 @@ def test_videos_decode_with_pyav_and_decord(clips: tuple[Path, dict]) -> None:
     assert total == summary["frames"]
 
 
+@pytest.mark.slow
 def test_annotations_match_the_simulator(clips: tuple[Path, dict]) -> None:
     out, summary = clips
     directions = {"lane_change_left": -1, "lane_change_right": +1}
@@ -116,6 +119,7 @@ def test_annotations_match_the_simulator(clips: tuple[Path, dict]) -> None:
     assert seen == set(directions)  # the seed exercises both directions
 
 
+@pytest.mark.slow
 def test_ego_indicates_before_every_lane_change(clips: tuple[Path, dict]) -> None:
     """The amber indicator (SIGNAL_COLOR) is on for SIGNAL_S before a lane change starts, on
     its side, and survives H.264."""
@@ -136,6 +140,7 @@ def test_ego_indicates_before_every_lane_change(clips: tuple[Path, dict]) -> Non
             assert side < 0 if e.maneuver == "lane_change_left" else side > 0, (video.name, e)
 
 
+@pytest.mark.slow
 def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     kwargs = {"fps": FPS, "image_size": (64, 64), "seconds": 3.0}
     runs = [
@@ -179,6 +184,7 @@ def test_interrupted_encode_leaves_no_half_video(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())  # neither the final name nor a stale temp file
 
 
+@pytest.mark.slow
 def test_merge_scenario_gives_a_valid_clip(tmp_path: Path) -> None:
     assert SCENARIOS["merge"] == "merge-v0"
     summary = make_clips(tmp_path, 1, scenario="merge", image_size=(64, 64), seconds=3.0)

@@ -35,6 +35,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache"
 
 
+@pytest.mark.slow
 def test_highway_source_generates_once_then_reuses(
     cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -66,6 +67,7 @@ def test_highway_refuses_a_foreign_non_empty_root(tmp_path: Path) -> None:
         sources.build_dataset(tiny_config(*HIGHWAY, f"data.root={tmp_path}"))
 
 
+@pytest.mark.slow
 def test_train_on_highway_clips_writes_data_summary(cache: Path, tmp_path: Path) -> None:
     run_dir = train(tiny_config(*HIGHWAY, f"train.run_dir={tmp_path / 'run'}", "train.steps=2"))
     summary = json.loads((run_dir / "data_summary.json").read_text())
@@ -73,18 +75,33 @@ def test_train_on_highway_clips_writes_data_summary(cache: Path, tmp_path: Path)
     assert read_metrics(run_dir)[-1]["step"] == 2
 
 
-def test_make_clips_and_bench_commands(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.slow
+def test_make_clips_and_bench_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
     out = tmp_path / "clips"
-    args = ["make-clips", "--out", str(out), "--num", "1", "--seconds", "5", "--size", "64x96"]
+    args = [
+        "make-clips",
+        "--out",
+        str(out),
+        "--num",
+        "1",
+        "--seconds",
+        "5",
+        "--image-size",
+        "64x96",
+    ]
     assert main([*args, "--fps", "4", "--seed", "5"]) == 0
     printed = capsys.readouterr().out
     assert "1 highway videos" in printed and "keep_lane" in printed  # the class-balance table
     assert "64x96 px (HxW)" in printed
-    with av.open(str(next((out / "videos").glob("*.mp4")))) as video:  # --size is HEIGHTxWIDTH
+    with av.open(str(next((out / "videos").glob("*.mp4")))) as video:  # HEIGHTxWIDTH
         assert (video.streams.video[0].height, video.streams.video[0].width) == (64, 96)
     (annotation,) = (out / "annotations").glob("*.json")
     load_annotation(annotation)
-    assert main(["make-clips", "--out", str(out), "--size", "big"]) == 2
+    assert main(["make-clips", "--out", str(out), "--image-size", "big"]) == 2
+    assert main(["make-clips", "--out", str(out), "--size", "96x64"]) == 2  # the old flag
+    assert "now --image-size HEIGHTxWIDTH" in caplog.text and "--image-size 64x96" in caplog.text
 
     report = tmp_path / "bench.json"
     bench = ["bench", "--data", "--workers", "0", "1", "--batches", "2", "--out", str(report)]

@@ -308,7 +308,7 @@ def _retired_highway_size(value: Any) -> str:
 
 
 # Keys that no longer exist: a user-written config naming one gets the message for its fix
-RETIRED_KEYS = {"data.highway.size": _retired_highway_size}
+_RETIRED_KEYS = {"data.highway.size": _retired_highway_size}
 
 
 @dataclass
@@ -587,7 +587,7 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
     """A config stored by an older version (checkpoint, Hub folder) in today's keys: its
     data.highway.size [W, H] becomes data.highway.image_size [H, W]. Written configs are not
     upgraded: `load_config` names the fix instead."""
-    section = data.get("data")
+    section = data.get("data") if isinstance(data, dict) else None
     highway = section.get("highway") if isinstance(section, dict) else None
     if not isinstance(highway, dict) or "size" not in highway:
         return data
@@ -610,8 +610,8 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
     kwargs = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
-        if dotted in RETIRED_KEYS:
-            raise ValueError(f"{source}: {RETIRED_KEYS[dotted](value)}")
+        if dotted in _RETIRED_KEYS:
+            raise ValueError(f"{source}: {_RETIRED_KEYS[dotted](value)}")
         if key not in fields:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {names}"

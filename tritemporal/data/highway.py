@@ -385,9 +385,14 @@ def _simulate(
     return frames, events, ego_series, crashed
 
 
-def _write_video(path: Path, frames: list[np.ndarray], fps: float, crf: int = 21) -> None:
-    """H.264 (yuv420p) mp4 at exactly `fps`, written to a temp name then renamed."""
-    import av
+def _write_video(path: Path, frames: list[np.ndarray], fps: float, qp: int = 20) -> None:
+    """H.264 (yuv420p) mp4 at exactly `fps`, written to a temp name then renamed.
+
+    A constant quantizer, not CRF: x264's CRF rate control decides in floating point, and after
+    pygame has run in the process the same frames encoded twice came out different (measured:
+    pixel differences up to 24 on a second `make_clips` in one process). With `qp` and one
+    thread the same seed gives the same bytes, in one process or several."""
+    import av  # native video decoder, loaded on first decode
 
     tmp = path.with_name(f".{path.name}.part")
     try:
@@ -395,7 +400,7 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: float, crf: int = 21
             stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             stream.height, stream.width = frames[0].shape[:2]
             stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(crf), "threads": "1"}  # one thread: bit-exact reruns
+            stream.options = {"qp": str(qp), "threads": "1"}  # bit-exact reruns
             for image in frames:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
             container.mux(stream.encode())
@@ -443,6 +448,7 @@ def make_clips(
     image_size = (int(image_size[0]), int(image_size[1]))
     if os.environ.get("SDL_VIDEODRIVER", "dummy") == "dummy":  # "dummy" renders black frames
         os.environ["SDL_VIDEODRIVER"] = "offscreen"
+    # highway-env (gymnasium, pygame) is heavy and needed only when generating clips
     import gymnasium as gym
     import highway_env
     from highway_env.vehicle.behavior import IDMVehicle
@@ -494,8 +500,9 @@ def make_clips(
             summary["crashed"] += int(crashed)
             summary["files"].append(f"videos/{name}.mp4")
             if progress:
-                rate = summary["frames"] / (time.perf_counter() - started)
-                line = f"{name}: {len(frames) / fps:.1f} s, {len(events)} events, {rate:.0f} fps"
+                rate = summary["frames"] / (time.perf_counter() - started)  # wall-clock speed
+                line = f"{name}: {len(frames) / fps:.1f} s of video, {len(events)} events; "
+                line += f"simulation speed {rate:.0f} frames/s"
                 print(line, file=sys.stderr, flush=True)
     finally:
         env.close()
@@ -523,9 +530,10 @@ def format_summary(summary: dict) -> str:
     total = sum(secs.values()) or 1.0
     height, width = summary["image_size"]
     lines = [
-        f"{summary['videos']} {summary['scenario']} videos, {summary['frames']} frames at "
-        f"{summary['fps']} fps, {height}x{width} px (HxW), "
-        f"{summary.get('crashed', 0)} ended by a crash",
+        f"{summary['videos']} {summary['scenario']} videos, {summary['frames']} frames, video fps "
+        f"{summary['fps']:g}, {height}x{width} px (HxW), {summary.get('crashed', 0)} ended by a "
+        f"crash; simulation speed {summary['frames'] / max(summary['wall_seconds'], 1e-9):.0f} "
+        "frames/s",
         f"{'maneuver':<18}{'events':>7}{'seconds':>10}{'share':>8}",
     ]
     for name in sorted(secs, key=lambda n: -secs[n]):
