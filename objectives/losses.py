@@ -58,7 +58,7 @@ def effective_rank(z: torch.Tensor) -> torch.Tensor:
     1; all-zero features give 0 (no direction spanned); singular values below the float32 noise
     floor (s_max * max(N, E) * eps, as in `torch.linalg.matrix_rank`) count as zero, so a rank-1
     matrix gives 1 exactly; NaN when z holds a non-finite value (a diverged step is reported, not
-    crashed on). A 0-d float32 tensor, computed without a host sync.
+    crashed on). Returns a 0-d float32 tensor on z's device.
     """
     if z.ndim != 2:
         raise ValueError(f"effective_rank needs 2-D features (N, E), got shape {tuple(z.shape)}")

@@ -151,6 +151,7 @@ def test_usable_classes() -> None:
     assert mask.tolist() == [True, True, False, True, True, True]
 
 
+@pytest.mark.slow
 def test_linear_and_knn_probes_find_planted_signal() -> None:
     x, y = planted()
     for probe in (linear_probe_cv, knn_probe_cv):
@@ -162,6 +163,7 @@ def test_linear_and_knn_probes_find_planted_signal() -> None:
         assert noise["accuracy"] < noise["chance"] + 0.15, (probe.__name__, noise)
 
 
+@pytest.mark.slow
 def test_attentive_probe_finds_the_signal_token() -> None:
     # ~60 steps on 160 training clips: lr 5e-3 (V-JEPA 2 sweeps 1e-4..5e-3); 1e-3 underfits here
     tokens, y = planted_tokens()
@@ -173,6 +175,7 @@ def test_attentive_probe_finds_the_signal_token() -> None:
     assert noise["accuracy"] < noise["chance"] + 0.15, noise
 
 
+@pytest.mark.slow
 def test_probes_are_deterministic() -> None:
     x, y = planted(n=80)
     tokens, ty = planted_tokens(n=80)
@@ -260,3 +263,122 @@ def test_plots_write_pngs(tmp_path) -> None:
         assert data.startswith(PNG_MAGIC) and len(data) > 1000
     with pytest.raises(ValueError, match="3 horizons"):
         plot_horizon([0.5, 1.0, 2.0], {"m": [1.0]}, tmp_path / "x.png", "t", "y")
+
+
+def _tick_texts(fig: Figure, axis: str) -> list[str]:
+    """The tick label texts of the figure's first axes along `axis` ("x" or "y")."""
+    ticks = getattr(fig.axes[0], f"get_{axis}ticklabels")()
+    return [t.get_text() for t in ticks]
+
+
+def _labels_clear(fig: Figure, axis: str) -> bool:
+    """Whether the drawn tick labels along `axis` keep clear of each other: unrotated boxes do
+    not intersect; labels rotated by a, `pitch * sin(a)` apart across their baselines, are at
+    least one line of text apart."""
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    labels = [t for t in getattr(ax, f"get_{axis}ticklabels")() if t.get_text()]
+    angle = np.radians(labels[0].get_rotation())
+    if angle == 0:
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        return not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    ticks = getattr(ax, f"get_{axis}ticks")()
+    pitch = np.diff(ax.transData.transform(np.stack([ticks, ticks], axis=1))[:, 0]).min()
+    return pitch * np.sin(angle) > renderer.points_to_pixels(labels[0].get_fontsize())
+
+
+def test_confusion_leaves_out_absent_classes() -> None:
+    names = [*NAMES, "extra_maneuver"]
+    true = [0, 0, 1, 1, 1, 3]
+    pred = [0, 1, 1, 1, 2, 3]  # lane_change_right is predicted once, never true: kept
+    confusion = classification_metrics(true, pred, names)["confusion"]
+    fig = confusion_figure(confusion, names, "t")
+    assert _tick_texts(fig, "x") == ["keep_lane", "lane_change_left", "lane_change_right", "brake"]
+    assert _tick_texts(fig, "y")[2] == "lane_change_right (0)"
+    assert fig.axes[0].images[0].get_array().shape == (4, 4)
+    with pytest.raises(ValueError, match="no samples"):
+        confusion_figure(np.zeros((2, 2)), ["a", "b"], "t")
+
+
+def test_tick_labels_do_not_overlap() -> None:
+    long = ["keep_lane", "lane_change_left", "lane_change_right", "brake", "turn_left_at_exit"]
+    confusion = np.arange(25).reshape(5, 5)
+    fig = confusion_figure(confusion, long, "t")
+    assert _labels_clear(fig, "x") and _labels_clear(fig, "y")
+    title = "EVENTUALLY: linear probe on the outcome embedding (out-of-fold)"
+    small = confusion_figure(np.eye(2, dtype=int), long[:2], title)  # the title fits the figure
+    FigureCanvasAgg(small).draw()
+    assert small.bbox.contains(*small.axes[0].title.get_window_extent().corners()[0])
+    assert small.bbox.contains(*small.axes[0].title.get_window_extent().corners()[3])
+    groups = {
+        name: {"linear": 0.4, "knn": 0.3}
+        for name in (
+            "outcome embedding",
+            "mean NOW features",
+            "random-init outcome embedding",
+            "random-init mean NOW features",
+        )
+    }
+    assert _labels_clear(bars_figure(groups, "t", "balanced accuracy", 0.25), "x")
+
+
+def test_chance_line_drawn_when_given() -> None:
+    groups = {"outcome": {"linear": 0.8, "knn": 0.7}, "random_init": {"linear": 0.3}}
+    lines = bars_figure(groups, "probes (chance 0.25)", "accuracy", chance=0.25).axes[0].lines
+    chance = [line for line in lines if line.get_label().startswith("chance")]
+    assert len(chance) == 1 and list(chance[0].get_ydata()) == [0.25, 0.25]
+    assert chance[0].get_label() in _legend_texts(bars_figure(groups, "t", "a", chance=0.25))
+    assert len(bars_figure(groups, "probes", "accuracy").axes[0].lines) == 0
+
+
+def _legend_texts(fig: Figure) -> list[str]:
+    """The legend entries of the figure's first axes."""
+    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_projection_draws_small_classes_last_and_larger() -> None:
+    x, _ = planted(n=103, d=8)
+    y = np.array([0] * 90 + [2] * 10 + [1] * 3)
+    fig = projection_figure(x, y, NAMES, "t")
+    drawn = fig.axes[0].collections
+    assert [c.get_label() for c in drawn] == [
+        "keep_lane (90)", "lane_change_right (10)", "lane_change_left (3)",
+    ]  # fmt: skip
+    sizes = [float(c.get_sizes()[0]) for c in drawn]
+    assert sizes[0] < sizes[1] < sizes[2]
+    assert _legend_texts(fig) == [
+        "keep_lane (90)", "lane_change_left (3)", "lane_change_right (10)",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("num_classes", [2, 3])
+def test_fitted_probe_matches_sklearn_and_round_trips(tmp_path, num_classes: int) -> None:
+    x, y = planted(n=120, d=8)
+    keep = y < num_classes
+    x, y = x[keep], y[keep]
+    probe = fit_linear_probe(x, y, NAMES, seed=0)
+    assert probe.label_names == NAMES[:num_classes] and probe.embed_dim == 8
+    reference = _logistic(0).fit(x, y).predict_proba(x)
+    probs = probe(torch.from_numpy(x)).softmax(dim=-1).numpy()
+    np.testing.assert_allclose(probs, reference, atol=1e-5)
+    probe.save(tmp_path)
+    for path in (tmp_path, tmp_path / PROBE_WEIGHTS, tmp_path / PROBE_CONFIG):
+        loaded = LinearProbe.load(path)
+        assert loaded.label_names == probe.label_names and loaded.fitted_on == len(y)
+        torch.testing.assert_close(loaded(torch.from_numpy(x)), probe(torch.from_numpy(x)))
+
+
+def test_probe_files_missing_or_damaged(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"no EVENTUALLY probe in .*tritemporal eval"):
+        LinearProbe.load(tmp_path / "nowhere")
+    x, y = planted(n=40, d=4)
+    fit_linear_probe(x, y, NAMES).save(tmp_path)
+    (tmp_path / PROBE_WEIGHTS).write_bytes((tmp_path / PROBE_WEIGHTS).read_bytes()[:50])
+    with pytest.raises(ValueError, match="damaged"):
+        LinearProbe.load(tmp_path)
+    (tmp_path / PROBE_CONFIG).unlink()
+    with pytest.raises(FileNotFoundError, match=PROBE_CONFIG):
+        LinearProbe.load(tmp_path)
+    with pytest.raises(ValueError, match="2 classes"):
+        fit_linear_probe(x, np.zeros(40, dtype=int), NAMES)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from tests.conftest import EVAL, tiny_config
 from tritemporal.cli import main
-from tritemporal.eval.report import REPORT_FILE, evaluate, random_init_copy
+from tritemporal.eval.report import REPORT_FILE, evaluate, random_init_copy, summary_table
+from tritemporal.heads.probe import PROBE_CONFIG, PROBE_WEIGHTS, LinearProbe
 from tritemporal.metrics import read_metrics
 from tritemporal.model import TriTemporalModel
 from tritemporal.train import train
@@ -23,6 +25,7 @@ def _model() -> TriTemporalModel:
     return TriTemporalModel(tiny_config(*EVAL)).eval()
 
 
+@pytest.mark.slow
 def test_report_has_every_part_and_is_deterministic(eval_clips: Path, tmp_path: Path) -> None:
     model = _model()
     report = evaluate(model, eval_clips, tmp_path / "a", seed=1)
@@ -41,10 +44,17 @@ def test_report_has_every_part_and_is_deterministic(eval_clips: Path, tmp_path: 
     assert written == json.loads(json.dumps(report))
     for name in ("eventually_confusion", "eventually_projection", "soon_error"):
         assert (tmp_path / "a" / f"{name}.png").read_bytes().startswith(PNG)
+    probe = LinearProbe.load(tmp_path / "a")
+    assert probe.embed_dim == model.config.outcome.out_dim
+    assert set(probe.label_names) <= set(report["label_counts"]) and len(probe.label_names) >= 2
+    table = summary_table(report)
+    for part in ("EVENTUALLY probes", "SOON, L1", "NOW attentive probes", "RankMe"):
+        assert part in table
     again = evaluate(_model(), eval_clips, tmp_path / "b", seed=1)
     assert json.dumps(again, sort_keys=True) == json.dumps(report, sort_keys=True)
 
 
+@pytest.mark.slow
 def test_soon_errors_against_a_direct_computation(eval_clips: Path) -> None:
     from tritemporal.eval.report import eval_dataset, extract
 
@@ -75,7 +85,10 @@ def test_random_init_copy_changes_weights_but_not_the_original() -> None:
     assert any("backbone.encoder.blocks.0.attn.qkv.weight" in k for k in changed)
 
 
-def test_eval_command_and_training_hook(eval_clips: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_eval_command_and_training_hook(
+    eval_clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     overrides = [*EVAL, "data.source=synthetic", f"train.run_dir={tmp_path / 'run'}"]
     overrides += ["train.steps=2", "eval.every=2", f"eval.data={eval_clips}", "eval.max_samples=0"]
     run = train(tiny_config(*overrides))
@@ -87,6 +100,17 @@ def test_eval_command_and_training_hook(eval_clips: Path, tmp_path: Path) -> Non
         main(["eval", "--checkpoint", str(run), "--data", str(eval_clips), "--out", str(out)]) == 0
     )
     assert (out / REPORT_FILE).is_file()
+    printed = capsys.readouterr().out
+    assert "EVENTUALLY probes, balanced accuracy" in printed and "copy last NOW step" in printed
+    # predict attaches the probe eval saved: outcome probabilities per window
+    video = sorted((eval_clips / "videos").iterdir())[0]
+    pred = tmp_path / "pred.npz"
+    args = ["predict", str(video), "--checkpoint", str(run), "--probe", str(out)]
+    assert main([*args, "--out", str(pred), "--device", "cpu"]) == 0
+    with np.load(pred) as loaded:
+        assert loaded["label_names"].tolist() == LinearProbe.load(out).label_names
+        np.testing.assert_allclose(loaded["probs"].sum(axis=1), 1.0, rtol=1e-5)
+    assert "outcome probabilities of" in capsys.readouterr().out
 
 
 def test_eval_hook_needs_data() -> None:
@@ -94,10 +118,59 @@ def test_eval_hook_needs_data() -> None:
         tiny_config("eval.every=5")
 
 
-def test_windows_of_one_video_skip_the_held_out_probes(eval_clips: Path) -> None:
+@pytest.mark.slow
+def test_windows_of_one_video_skip_the_held_out_probes(eval_clips: Path, tmp_path: Path) -> None:
     """A hook capped to a few windows of one video cannot hold a video out: it says so."""
     from tritemporal.eval.report import hook_scalars
 
-    report = evaluate(_model(), eval_clips, full=False, max_samples=3)
+    for name in (PROBE_WEIGHTS, PROBE_CONFIG):  # left by an earlier run in the same folder
+        (tmp_path / name).write_text("stale")
+    report = evaluate(_model(), eval_clips, tmp_path, full=False, max_samples=3)
     assert "2+ videos" in report["eventually"]["outcome"]["skipped"]
     assert "eval/soon_l1" in hook_scalars(report)
+    assert not (tmp_path / PROBE_WEIGHTS).exists() and not (tmp_path / PROBE_CONFIG).exists()
+    assert "EVENTUALLY probes: skipped (windows of one video only" in summary_table(report)
+
+
+def test_summary_table_lines() -> None:
+    """The printed table is a pure function of the report dict."""
+    linear = {"balanced_accuracy": 0.3521, "chance_balanced": 0.25}
+    report = {
+        "samples": 12,
+        "split": "stratified folds by video",
+        "label_counts": {"keep_lane": 8, "brake": 4},
+        "eventually": {
+            "outcome": {"linear": linear, "knn": {"balanced_accuracy": 0.254}},
+            "now_mean": {"linear": {**linear, "balanced_accuracy": 0.4}, "knn": linear},
+        },
+        "soon": {
+            "horizon_s": [0.25, 0.75],
+            "model": {"l1": [0.101, 0.102]},
+            "copy": {"l1": [0.107, 0.119]},
+            "mean": {"l1": [0.197, 0.198]},
+        },
+        "now": {"ego_lane": {"balanced_accuracy": 0.26, "chance_balanced": 0.25}},
+        "collapse": {"now": {"rankme": 1.52, "dim": 192}, "outcome": {"rankme": 9.5, "dim": 64}},
+    }
+    assert summary_table(report).splitlines() == [
+        "12 windows (stratified folds by video): keep_lane 8, brake 4",
+        "",
+        "EVENTUALLY probes, balanced accuracy (chance 0.25)  linear    kNN",
+        "  outcome embedding                                  0.352  0.254",
+        "  mean NOW features                                  0.400  0.352",
+        "",
+        "SOON, L1 to teacher targets  +0.25 s  +0.75 s",
+        "  model forecast               0.101    0.102",
+        "  copy last NOW step           0.107    0.119",
+        "",
+        "NOW attentive probes, balanced accuracy  probe  chance",
+        "  ego_lane                               0.260   0.250",
+        "",
+        "RankMe (effective rank)  rank  of dim",
+        "  mean NOW features       1.5     192",
+        "  outcome embedding       9.5      64",
+    ]
+    report["now"] = {}
+    assert "NOW attentive probes: none" in summary_table(report)
+    del report["now"]
+    assert "NOW attentive" not in summary_table(report)

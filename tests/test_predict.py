@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from tests.conftest import tiny_config
 from tests.test_videos import write_video
 from tritemporal.cli import main
 from tritemporal.data.videos import VideoClips
+from tritemporal.heads.probe import LinearProbe
 from tritemporal.model import TriTemporalModel
 from tritemporal.predict import plot_timeline, predict_video, read_meta, save_predictions
 
@@ -101,9 +101,9 @@ def test_probe_adds_probabilities(video: Path, tmp_path: Path) -> None:
     torch.manual_seed(1)
     model = TriTemporalModel(tiny_config(*FPS_OVERRIDES))
     names = ["keep_lane", "lane_change_left", "brake"]
-    model.probe = nn.Linear(model.config.outcome.out_dim, len(names))
-    model.label_names = names
-    result = predict_video(model, video)
+    e = model.config.outcome.out_dim
+    probe = LinearProbe(torch.zeros(e), torch.ones(e), torch.randn(3, e), torch.randn(3), names)
+    result = predict_video(model, video, probe=probe)
     assert result["probs"].shape == (5, 3)
     np.testing.assert_allclose(result["probs"].sum(axis=1), 1.0, rtol=1e-5)
     assert result["label_names"].tolist() == names
@@ -111,6 +111,11 @@ def test_probe_adds_probabilities(video: Path, tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == PNG_MAGIC
     with np.load(save_predictions(result, tmp_path / "p.npz")) as loaded:
         assert loaded["label_names"].tolist() == names
+    other = LinearProbe(
+        torch.zeros(e + 1), torch.ones(e + 1), torch.randn(3, e + 1), torch.randn(3), names
+    )
+    with pytest.raises(ValueError, match=rf"takes {e + 1}-dim .* are {e}-dim \(outcome.out_dim\)"):
+        predict_video(model, video, probe=other)
 
 
 def test_errors_name_the_file_and_the_span(model: TriTemporalModel, tmp_path: Path) -> None:
@@ -128,7 +133,9 @@ def test_errors_name_the_file_and_the_span(model: TriTemporalModel, tmp_path: Pa
         predict_video(model, short, stride_s=0)
 
 
-def test_cli_predict(video: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_predict(
+    video: Path, tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
     from tritemporal.train import train
 
     run_dir = train(tiny_config(f"train.run_dir={tmp_path / 'run'}", "train.steps=1"))
@@ -141,3 +148,11 @@ def test_cli_predict(video: Path, tmp_path: Path, capsys: pytest.CaptureFixture)
         assert loaded["time"].tolist() == [0, 1, 2, 3, 4, 5]  # the run's data.fps=8: 1 s spans
     assert plot.read_bytes()[:8] == PNG_MAGIC
     assert main(["predict", str(tmp_path / "missing.mp4"), "--checkpoint", str(run_dir)]) == 2
+    assert main([*args, "--out", str(out), "--probe", str(tmp_path / "no-eval")]) == 2
+    assert "no EVENTUALLY probe in" in caplog.text and "tritemporal eval" in caplog.text
+    names = ["keep_lane", "brake"]
+    LinearProbe(torch.zeros(5), torch.ones(5), torch.ones(2, 5), torch.zeros(2), names).save(
+        tmp_path / "other-eval"
+    )
+    assert main([*args, "--out", str(out), "--probe", str(tmp_path / "other-eval")]) == 2
+    assert "takes 5-dim EVENTUALLY embeddings" in caplog.text

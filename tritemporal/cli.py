@@ -39,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="dotted override, e.g. --set optim.lr=3e-4 (repeatable)",
     )  # fmt: skip
     train.add_argument(
-        "--resume", action="store_true", help="continue from run_dir's last checkpoint"
-    )
+        "--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+        help="continue from run_dir's last checkpoint, or from the one named "
+        "(e.g. step_00000300; a damaged last checkpoint stops with the name to pass)",
+    )  # fmt: skip
     shortcuts = train.add_argument_group("shortcuts for common --set keys")
     shortcuts.add_argument(
         "--data-root", "--data_root", dest="data_root", help="data.root (video folder)"
@@ -60,11 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     clips.add_argument("--num", type=int, default=24, help="number of videos")
     clips.add_argument("--scenario", default="highway", choices=get_args(HighwayScenario))
     clips.add_argument("--seed", type=int, default=0)
-    clips.add_argument("--fps", type=float, default=8.0)
     clips.add_argument(
-        "--size", default="128x128",
+        "--fps", type=float, default=8.0,
+        help="video fps: frames per simulated second in the videos (the ego policy acts once per "
+        "frame); the simulation speed, frames made per wall-clock second, is printed as it runs",
+    )  # fmt: skip
+    clips.add_argument(
+        "--image-size", default="128x128",
         help="HEIGHTxWIDTH in pixels, e.g. 64x128 for a wide view (the order of clip.image_size)",
     )  # fmt: skip
+    clips.add_argument("--size", help=argparse.SUPPRESS)  # the old WIDTHxHEIGHT flag: refused
     clips.add_argument("--seconds", type=float, default=20.0, help="length of each video")
 
     bench = sub.add_parser("bench", help="time the training step or the loader (JSON)")
@@ -183,10 +190,17 @@ def cmd_make_clips(args: argparse.Namespace) -> int:
     """`tritemporal make-clips`: highway-env videos + annotations, with class balance."""
     from tritemporal.data.highway import format_summary, make_clips
 
+    if args.size is not None:
+        raise ValueError(
+            f"--size {args.size} was WIDTHxHEIGHT; it is now --image-size HEIGHTxWIDTH, the order "
+            "of clip.image_size: write --image-size " + "x".join(reversed(args.size.split("x")))
+        )
     try:
-        height, width = (int(v) for v in args.size.lower().split("x"))
+        height, width = (int(v) for v in args.image_size.lower().split("x"))
     except ValueError:
-        raise ValueError(f"--size {args.size!r} must look like 64x128 (HEIGHTxWIDTH)") from None
+        raise ValueError(
+            f"--image-size {args.image_size!r} must look like 64x128 (HEIGHTxWIDTH)"
+        ) from None
     summary = make_clips(
         args.out, args.num, args.scenario, args.seed, args.fps, (height, width), args.seconds,
         progress=True,

@@ -7,6 +7,7 @@ Figure (tests read its artists); each `plot_*` writes that figure as a PNG.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def confusion_figure(confusion: Any, label_names: list[str], title: str) -> Figu
     ax.set_yticks(range(c), [f"{n} ({rows[i, 0]})" for i, n in enumerate(names)])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (support)")
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, int(9 * side), break_on_hyphens=False))  # narrow: few classes
     return fig
 
 
@@ -175,7 +176,7 @@ def bars_figure(
     names = [str(g) for g in groups]
     ax.set_xticks(centres, names, rotation=20, ha="right", rotation_mode="anchor")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # off the bars
     ax.grid(alpha=0.3, axis="y")
     ax.set_title(title)
     return fig

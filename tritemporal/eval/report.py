@@ -227,8 +227,9 @@ def evaluate(
     max_samples: int = 0,
     full: bool = True,
 ) -> dict:
-    """The whole report (and its PNG plots when `out_dir` is given); `full=False` skips the
-    random-init baseline and the NOW attentive probes (the fast training-time hook)."""
+    """The whole report (written with its PNG plots and fitted EVENTUALLY probe when `out_dir`
+    is given); `full=False` skips the random-init baseline and the NOW attentive probes (the
+    fast training-time hook)."""
     dataset = eval_dataset(model.config, data) if isinstance(data, str | Path) else data
     names = list(dataset.label_names)
     features = extract(model, dataset, batch_size, max_samples)
