@@ -18,14 +18,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 
+from tritemporal.config import VideoBackend
+
 log = logging.getLogger(__name__)
 
-BACKENDS = ("decord", "pyav")
+BACKENDS: tuple[str, ...] = get_args(VideoBackend)  # data.backend's choices
 OPEN_READERS = 4  # open handles kept per process (consecutive samples often share a video)
 END_SLACK = 2  # frames a stream may end early before a read beyond it is an error
 
@@ -52,7 +54,7 @@ class VideoMeta:
 def probe_video(path: str | Path) -> VideoMeta:
     """Container metadata (PyAV when installed, else decord); raises BadVideo with the reason."""
     try:
-        import av
+        import av  # native video decoder, loaded on first decode
     except ImportError:
         return _probe_decord(Path(path))
     try:
@@ -108,7 +110,7 @@ def _readable_frames(container: Any, stream: Any, fps: float, claimed_s: float) 
 
 
 def _probe_decord(path: Path) -> VideoMeta:
-    import decord
+    import decord  # native video decoder, loaded on first decode
 
     try:
         reader = decord.VideoReader(str(path), num_threads=1)
@@ -190,7 +192,7 @@ def _close(handle: Any) -> None:
 
 
 def _open_decord(path: str) -> Any:
-    import decord
+    import decord  # native video decoder, loaded on first decode
 
     return decord.VideoReader(path, num_threads=1 if _in_worker() else 0)
 
@@ -204,7 +206,7 @@ def _read_decord(reader: Any, unique: np.ndarray) -> np.ndarray:
 
 
 def _open_av(path: str) -> Any:
-    import av
+    import av  # native video decoder, loaded on first decode
 
     return av.open(path)  # default slice threading: frame threading restarts at every seek
 
