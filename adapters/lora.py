@@ -17,12 +17,14 @@ from torch.func import functional_call
 
 from tritemporal.adapters.registry import Backbone
 from tritemporal.config import LoraConfig
+from tritemporal.ema import ema_lerp_
 
 ADAPTER_NAME = "default"
 
 
 def peft_lora_config(cfg: LoraConfig, targets: list[str], layers_pattern: str) -> object:
     """The peft LoraConfig for one part of the backbone."""
+    # peft imports transformers (seconds): on first use
     from peft import LoraConfig as PeftLoraConfig
 
     return PeftLoraConfig(
@@ -41,7 +43,7 @@ def apply_lora(backbone: Backbone, cfg: LoraConfig) -> None:
     Parts left out stay frozen too, except the predictor when `train_predictor` is set. The
     predictor's mask tokens (one per objective, a few KB) always train with it or its adapters.
     """
-    from peft import inject_adapter_in_model
+    from peft import inject_adapter_in_model  # peft imports transformers (seconds): on first use
 
     for part in ("encoder", "predictor"):
         module = getattr(backbone, part)
@@ -82,11 +84,12 @@ class SharedBaseTeacher(nn.Module):
         return [getattr(self, f"ema_{i}") for i in range(len(self.names))]
 
     @torch.no_grad()
-    def update(self, momentum: float) -> None:
-        """teacher <- m * teacher + (1 - m) * student, for the trainable tensors only."""
+    def update(self, momentum: float, skip: torch.Tensor | None = None) -> None:
+        """teacher <- m * teacher + (1 - m) * student, for the trainable tensors only (not where
+        `skip` is true: see `ema.ema_lerp_`)."""
         params = dict(self._student[0].named_parameters())
         student = [params[name].detach() for name in self.names]
-        torch._foreach_lerp_(self.ema_tensors(), student, 1.0 - momentum)
+        ema_lerp_(self.ema_tensors(), student, momentum, skip)
 
     @torch.no_grad()
     def forward(self, video: torch.Tensor) -> torch.Tensor:

@@ -22,9 +22,11 @@ from tritemporal.checkpoint import (
     MODEL_FILE,
     OPTIMIZER_FILE,
     STATE_FILE,
+    DamagedCheckpointError,
     find_last_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    resolve_checkpoint,
     save_checkpoint,
 )
 
@@ -320,3 +322,80 @@ def test_tensor_lr_in_param_groups(tmp_path: Path) -> None:
     fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=torch.tensor(5e-3), foreach=False)
     load_checkpoint(tmp_path, fresh, fresh_opt)
     assert_same(opt.state_dict(), fresh_opt.state_dict(), "optimizer")
+
+
+def _saved_steps(tmp_path: Path, *steps: int) -> list[Path]:
+    """Checkpoints of a trained tiny model at `steps` (all kept)."""
+    model, opt = trained()
+    return [save_checkpoint(tmp_path, step, model, opt, CONFIG, keep=10) for step in steps]
+
+
+# file, how a copy of it went wrong, what the error says about it
+DAMAGE = {
+    "truncated": (MODEL_FILE, lambda b: b[:-10], r"is \d+ bytes but its header declares \d+"),
+    "empty": (MODEL_FILE, lambda b: b"", "is 0 bytes: too short"),
+    "garbage header": (MODEL_FILE, lambda b: b"\xff" * 16 + b[16:], r"announces a \d+-byte header"),
+    "corrupt header": (OPTIMIZER_FILE, lambda b: b[:8] + b"#" + b[9:], "not safetensors JSON"),
+    "extra bytes": (OPTIMIZER_FILE, lambda b: b + b"\0", "extra bytes"),
+    "truncated json": (STATE_FILE, lambda b: b[: len(b) // 2], "is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_a_damaged_checkpoint_names_the_file_and_the_newest_intact_one(
+    tmp_path: Path, how: str
+) -> None:
+    older, newest, last = _saved_steps(tmp_path, 1, 2, 3)
+    name, damage, says = DAMAGE[how]
+    (last / name).write_bytes(damage((last / name).read_bytes()))
+    for path in (
+        tmp_path,
+        tmp_path / CHECKPOINTS_DIR,
+        tmp_path / CHECKPOINTS_DIR / LAST_LINK,
+        last,
+    ):
+        with pytest.raises(DamagedCheckpointError, match=says) as err:
+            resolve_checkpoint(path)
+        msg = str(err.value)
+        assert f"{last / name} " in msg, msg  # the damaged file, by its path
+        assert f"newest intact checkpoint is {newest}" in msg and "--resume step_00000002" in msg
+    with pytest.raises(DamagedCheckpointError, match=name):
+        load_checkpoint(tmp_path, make_model())  # never safetensors' own error
+    assert resolve_checkpoint(newest) == newest and resolve_checkpoint(older) == older
+    assert load_checkpoint(newest, make_model())["step"] == 2
+
+
+def test_no_intact_checkpoint_left(tmp_path: Path) -> None:
+    for path in _saved_steps(tmp_path, 1, 2):
+        (path / STATE_FILE).write_text("{")
+    with pytest.raises(DamagedCheckpointError, match="no intact checkpoint is beside it"):
+        resolve_checkpoint(tmp_path)
+
+
+def test_resolve_checkpoint_takes_a_run_its_checkpoints_or_one(tmp_path: Path) -> None:
+    first, last = _saved_steps(tmp_path, 1, 2)
+    assert resolve_checkpoint(tmp_path) == last.resolve()
+    assert resolve_checkpoint(str(tmp_path / CHECKPOINTS_DIR)) == last.resolve()
+    assert resolve_checkpoint(first) == first
+    (tmp_path / "tensorboard").mkdir()
+    with pytest.raises(FileNotFoundError, match="is not a checkpoint: pass a run dir"):
+        resolve_checkpoint(tmp_path / "tensorboard")
+    saved_model = tmp_path / "model"  # save_pretrained's folder: weights, no trainer state
+    saved_model.mkdir()
+    (saved_model / MODEL_FILE).write_bytes((last / MODEL_FILE).read_bytes())
+    with pytest.raises(FileNotFoundError, match="is not a checkpoint"):
+        resolve_checkpoint(saved_model)
+
+
+def test_verifying_reads_the_header_not_the_data(tmp_path: Path) -> None:
+    """A 4 GiB model file (sparse: never written) is checked by its header and size alone."""
+    (path,) = _saved_steps(tmp_path, 1)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2**30], "data_offsets": [0, 2**32]}})
+    with open(path / MODEL_FILE, "wb") as f:
+        f.write(len(header).to_bytes(8, "little") + header.encode())
+        f.truncate(8 + len(header) + 2**32)
+    assert resolve_checkpoint(path) == path
+    with open(path / MODEL_FILE, "r+b") as f:
+        f.truncate(8 + len(header) + 2**32 - 1)
+    with pytest.raises(DamagedCheckpointError, match=f"declares {8 + len(header) + 2**32}"):
+        resolve_checkpoint(path)

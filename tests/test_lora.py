@@ -89,6 +89,7 @@ def test_teacher_starts_at_the_base_and_moves_by_ema_on_adapters_only() -> None:
     assert model.backbone.encoder.training  # the teacher pass left the student in train mode
 
 
+@pytest.mark.slow
 def test_frozen_teacher_under_lora_stays_the_pretrained_encoder(tmp_path: Path) -> None:
     config = tiny_config(*LORA, "backbone.teacher=frozen", f"train.run_dir={tmp_path}")
     torch.manual_seed(0)
@@ -108,6 +109,7 @@ def test_frozen_teacher_under_lora_stays_the_pretrained_encoder(tmp_path: Path) 
         assert not torch.allclose(model.backbone.encoder(video), expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_lora_training_run_on_vjepa2_adapts_the_chosen_layers(
     vjepa2_dir: Path, tmp_path: Path
 ) -> None:

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from tests.conftest import tiny_config
 from tritemporal import train as train_module
-from tritemporal.checkpoint import MODEL_FILE, find_last_checkpoint, list_checkpoints
+from tritemporal.checkpoint import (
+    CHECKPOINTS_DIR,
+    MODEL_FILE,
+    DamagedCheckpointError,
+    find_last_checkpoint,
+    list_checkpoints,
+)
+from tritemporal.cli import build_parser
 from tritemporal.config import OptimConfig
 from tritemporal.data.sources import build_dataset
+from tritemporal.ema import ema_lerp_
 from tritemporal.loader import build_loader
 from tritemporal.metrics import read_metrics
 from tritemporal.model import TriTemporalModel
@@ -40,6 +51,7 @@ def test_train_writes_metrics_tensorboard_and_checkpoints(tmp_path: Path) -> Non
     assert find_last_checkpoint(run_dir).name == "step_00000006"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["backbone.lora.r=4"]], ids=["full", "lora"])
 def test_resume_is_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str]) -> None:
     """6 straight steps == 3 steps, a kill, --resume, 3 more steps: identical parameters."""
@@ -84,28 +96,129 @@ def test_batches_do_not_depend_on_workers() -> None:
     assert not torch.equal(serial[0].masks[0].target, serial[1].masks[0].target)
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _poison(monkeypatch: pytest.MonkeyPatch, how: str, calls: set[int]) -> None:
+    """Make the loss of the forward calls numbered in `calls` (1-based) NaN or infinite."""
     real_forward = TriTemporalModel.forward
-    calls = {"n": 0}
+    count = {"n": 0}
 
     def poisoned(self, video, masks, labels=None, **kwargs):
-        calls["n"] += 1
+        count["n"] += 1
         out = real_forward(self, video, masks, labels, **kwargs)
-        if calls["n"] == 5:  # the 5th step (index 4)
-            out.loss = out.loss * float("nan")
+        if count["n"] in calls:  # inf: a finite gradient, which must not be applied either
+            out.loss = out.loss * float("nan") if how == "nan" else out.loss + float("inf")
         return out
 
     monkeypatch.setattr(TriTemporalModel, "forward", poisoned)
+
+
+def _bits(model: TriTemporalModel, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Every tensor of the model (teacher and running statistics too) and of AdamW's state."""
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for i, entries in optimizer.state_dict()["state"].items():
+        state.update({f"adamw.{i}.{k}": v for k, v in entries.items()})
+    return {k: v.detach().reshape(-1).clone().view(torch.uint8) for k, v in state.items()}
+
+
+class _HostReads(TorchDispatchMode):
+    """Records the ops that copy a device value to the host (on CUDA, each one is a sync)."""
+
+    READS = (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in self.READS:
+            self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    ("how", "extra"), [("nan", []), ("inf", ["backbone.lora.r=4"])], ids=["nan", "inf-lora"]
+)
+def test_a_non_finite_step_changes_no_bit(
+    monkeypatch: pytest.MonkeyPatch, how: str, extra: list[str]
+) -> None:
+    """Parameters, AdamW state, EMA teacher and BatchNorm statistics keep every bit through a
+    non-finite step and the steps after it; the guard names the step, without a host sync."""
+    config = tiny_config(*extra)
+    train_module.seed_everything(config.train.seed)
+    model = TriTemporalModel(config)
+    optimizer = train_module.build_optimizer(model, config)
+    batches = list(itertools.islice(build_loader(config, build_dataset(config)), 4))
+    guard = train_module.DivergenceGuard(model)
+
+    def step(i: int) -> None:
+        train_module.train_step(model, optimizer, batches[i], i, config, nullcontext(), guard=guard)
+
+    step(0)
+    step(1)
+    before = _bits(model, optimizer)
+    with _HostReads() as reads:
+        _poison(monkeypatch, how, {1})
+        step(2)
+        monkeypatch.undo()
+        step(3)  # finite, but after a non-finite one: skipped until the loop stops the run
+    assert reads.ops == []  # the decision stayed on the device
+    after = _bits(model, optimizer)
+    assert before.keys() == after.keys()
+    assert [k for k in before if not torch.equal(before[k], after[k])] == []
+    with _HostReads() as reads:
+        assert guard.first_bad_step() == 3  # the third step, as metrics.jsonl numbers it
+    assert reads.ops  # the one read, which the loop makes on logged and saved steps only
+
+
+@pytest.mark.parametrize("momentum", [0.99925, 0.996, 0.5])
+def test_the_guarded_ema_step_is_the_plain_one_bit_for_bit(momentum: float) -> None:
+    """The EMA step with a device-side skip flag: the plain step's bits, or no change."""
+    torch.manual_seed(0)
+    teacher = [torch.randn(1000), torch.randn(7, 5)]
+    student = [t + torch.randn_like(t) for t in teacher]
+    plain, kept, skipped = ([t.clone() for t in teacher] for _ in range(3))
+    ema_lerp_(plain, student, momentum)
+    ema_lerp_(kept, student, momentum, skip=torch.tensor(False))
+    ema_lerp_(skipped, student, momentum, skip=torch.tensor(True))
+    for before, a, b, c in zip(teacher, plain, kept, skipped, strict=True):
+        assert torch.equal(a.view(torch.int32), b.view(torch.int32))
+        assert torch.equal(before.view(torch.int32), c.view(torch.int32))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _poison(monkeypatch, "nan", {5})
     run_dir = tmp_path / "run"
-    # poisoned at step 4, caught at step 5: the loss is checked on logged/saved steps only, and
-    # the NaN gradient of step 4 has made the weights NaN by then
-    with pytest.raises(TrainingDivergedError, match=r"not finite at step 5.*step_00000003"):
+    # the 5th step is not finite: it and the 6th are skipped on the device, and the check on the
+    # 6th (a logged step) stops the run, naming the 5th and the last good checkpoint
+    named = r"at step 5 \(grad_norm=nan, loss=nan.*steps 5 to 6 applied no update.*step_00000003"
+    with pytest.raises(TrainingDivergedError, match=named):
         train(tiny_config(f"train.run_dir={run_dir}"))
     last = find_last_checkpoint(run_dir)
     assert last.name == "step_00000003"
     assert all(torch.isfinite(t).all() for t in load_file(last / MODEL_FILE).values())
+    assert [r["step"] for r in read_metrics(run_dir)] == [2, 4]
+
+
+def test_resume_from_a_damaged_checkpoint_only_when_named(tmp_path: Path) -> None:
+    config = tiny_config(f"train.run_dir={tmp_path / 'run'}")
+    run_dir = train(config)
+    straight = {k: v.clone() for k, v in _weights(run_dir).items()}  # not views of the file
+    damaged = run_dir / CHECKPOINTS_DIR / "step_00000006" / MODEL_FILE
+    size = damaged.stat().st_size
+    damaged.write_bytes(damaged.read_bytes()[:-1000])  # a copy cut short
+    with pytest.raises(DamagedCheckpointError) as err:
+        train(config, resume=True)
+    assert f"{damaged} is {size - 1000} bytes but its header declares {size}" in str(err.value)
+    assert "--resume step_00000003" in str(err.value)
+    with pytest.raises(ValueError, match="not a checkpoint of this run"):
+        train(config, resume=str(tmp_path / "other" / CHECKPOINTS_DIR / "step_00000003"))
+    resumed = _weights(train(config, resume="step_00000003"))  # steps 4-6 again, exactly
+    assert resumed.keys() == straight.keys()
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+    parse = build_parser().parse_args
+    assert parse(["train"]).resume is False and parse(["train", "--resume"]).resume is True
+    assert parse(["train", "--resume", "step_00000003"]).resume == "step_00000003"
 
 
 def test_existing_run_is_never_overwritten(tmp_path: Path) -> None:

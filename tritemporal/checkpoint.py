@@ -341,12 +341,13 @@ def _damage(ckpt: Path) -> str | None:
 def _check_intact(ckpt: Path) -> Path:
     """`ckpt` if its files are intact; else raise naming the damaged file and the newest
     intact checkpoint beside it."""
-    problem = _damage(ckpt)
+    real = ckpt.resolve()  # damage is reported under the step's name, not `last`'s
+    problem = _damage(real)
     if problem is None:
         return ckpt
-    root = ckpt.resolve().parent
+    root = real.parent
     others = list_checkpoints(root.parent) if root.name == CHECKPOINTS_DIR else []
-    newer_first = (p for p in reversed(others) if p.resolve() != ckpt.resolve())
+    newer_first = (p for p in reversed(others) if p.resolve() != real)
     intact = next((p for p in newer_first if _damage(p) is None), None)
     if intact is None:
         advice = f"no intact checkpoint is beside it in {root}: restore the file from a copy"
@@ -365,7 +366,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    if any((path / f).exists() for f in REQUIRED_FILES):  # a checkpoint dir
+    if (path / STATE_FILE).exists() or (path / OPTIMIZER_FILE).exists():  # a model folder: neither
         missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
         if missing:
             raise FileNotFoundError(

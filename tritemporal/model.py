@@ -120,14 +120,15 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         return F.layer_norm(out, (out.shape[-1],))
 
     @torch.no_grad()
-    def update_teacher(self, momentum: float) -> None:
-        """EMA step toward the student encoder (a frozen teacher keeps its initial weights)."""
+    def update_teacher(self, momentum: float, skip: torch.Tensor | None = None) -> None:
+        """EMA step toward the student encoder (a frozen teacher keeps its initial weights);
+        none where `skip`, a 0-dim bool tensor, is true (decided on the device)."""
         if self.config.backbone.teacher == "frozen":
             return
         if isinstance(self.teacher, SharedBaseTeacher):
-            self.teacher.update(momentum)
+            self.teacher.update(momentum, skip)
         else:
-            ema_update(self.teacher, self.backbone.encoder, momentum)
+            ema_update(self.teacher, self.backbone.encoder, momentum, skip)
 
     def forward(
         self,

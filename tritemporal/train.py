@@ -3,8 +3,9 @@
 Read it top to bottom: `train` builds everything once, then each step sets the scheduled LR and
 weight decay, runs the tri-temporal forward under autocast, steps AdamW, moves the EMA teacher,
 logs every `train.log_every` steps and saves every `train.ckpt_every` steps (and at the end).
-`train_step` never waits on the GPU: the loss is checked and metrics are read on logged and saved
-steps only, and `train.compile` compiles each transformer block (`compile.py`).
+`train_step` never waits on the GPU: a step whose loss or gradients are not finite is skipped on
+the device (`DivergenceGuard`), the loop checks for one and reads metrics on logged and saved steps
+only, and `train.compile` compiles each transformer block (`compile.py`).
 Under torchrun (`torchrun --nproc_per_node=N -m tritemporal.cli train ...`) every process runs
 this same loop on its slice of the global `train.batch_size`, with the model wrapped by DDP or
 FSDP2 (`dist.strategy`, see `distributed.py`); rank 0 alone writes the run directory.
@@ -24,7 +25,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from tritemporal.checkpoint import find_last_checkpoint, load_checkpoint, save_checkpoint
+from tritemporal.checkpoint import (
+    CHECKPOINTS_DIR,
+    find_last_checkpoint,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig, save_config
 from tritemporal.data.sources import build_dataset
@@ -44,6 +51,7 @@ from tritemporal.runtime import (
     world_size,
 )
 from tritemporal.schedules import ema_momentum_at, lr_at, weight_decay_at
+from tritemporal.threads import cpu_threads
 
 CONFIG_FILE = "config.yaml"
 DATA_SUMMARY_FILE = "data_summary.json"  # videos used, skipped files and why, label counts
@@ -52,7 +60,7 @@ logger = logging.getLogger(__name__)
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; the run stopped without saving the bad state."""
+    """The loss or gradients became NaN or infinite; no update of that step was applied."""
 
 
 def compute_dtype(device: torch.device, precision: str) -> torch.dtype:
@@ -80,8 +88,8 @@ def build_optimizer(model: TriTemporalModel, config: TriTemporalConfig) -> torch
         {"params": decay, "weight_decay": o.weight_decay, "apply_wd": True},
         {"params": no_decay, "weight_decay": 0.0, "apply_wd": False},
     ]
-    fused = next(model.parameters()).is_cuda
-    return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, fused=fused or None)
+    # fused (CUDA and CPU): one kernel per dtype, and the only AdamW that takes `found_inf`
+    return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, fused=True)
 
 
 def seed_everything(seed: int) -> None:
@@ -91,35 +99,50 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def prepare_run_dir(config: TriTemporalConfig, resume: bool) -> tuple[Path, Path | None]:
-    """Create the run dir; refuse to overwrite an existing run's checkpoints without --resume."""
+def prepare_run_dir(config: TriTemporalConfig, resume: bool | str) -> tuple[Path, Path | None]:
+    """Create the run dir and return the intact checkpoint to resume from (`last`, or the one
+    `resume` names); refuse to overwrite an existing run's checkpoints without --resume."""
     run_dir = Path(config.train.run_dir)
+    root = run_dir / CHECKPOINTS_DIR
     last = find_last_checkpoint(run_dir) if run_dir.exists() else None
     if resume and last is None:
-        raise FileNotFoundError(
-            f"--resume: no checkpoint in {run_dir / 'checkpoints'}; start without --resume"
-        )
+        raise FileNotFoundError(f"--resume: no checkpoint in {root}; start without --resume")
     if not resume and last is not None:
         raise FileExistsError(
             f"{run_dir} already holds checkpoints (last: {last.name}); pass --resume to continue "
             f"it or choose a new train.run_dir"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, last
+    if not resume:
+        return run_dir, None
+    if resume is True:
+        return run_dir, resolve_checkpoint(run_dir)  # `last`, or an error naming an intact one
+    named = root / Path(resume).name
+    if len(Path(resume).parts) > 1 and Path(resume).resolve() != named.resolve():
+        raise ValueError(
+            f"--resume {resume}: not a checkpoint of this run; name one in {root} "
+            f"(e.g. --resume {last.name}) or set train.run_dir to the run it belongs to"
+        )
+    return run_dir, resolve_checkpoint(named)
 
 
-def train(config: TriTemporalConfig, resume: bool = False) -> Path:
+def train(config: TriTemporalConfig, resume: bool | str = False) -> Path:
     """Run (or resume) training as configured; returns the run directory.
 
-    Under torchrun every process calls it; they join one process group for the run.
+    `resume=True` continues from the run's `last` checkpoint; a checkpoint's name
+    (`"step_00000300"`) continues from that one. Under torchrun every process calls it; they
+    join one process group for the run.
     """
-    with distributed(resolve_device(config.train.device)) as device:
+    with (
+        distributed(resolve_device(config.train.device)) as device,
+        cpu_threads(device, config.data.num_workers),  # no oversubscribed cores on CPU
+    ):
         return _train(config, resume, device)
 
 
-def _train(config: TriTemporalConfig, resume: bool, device: torch.device) -> Path:
+def _train(config: TriTemporalConfig, resume: bool | str, device: torch.device) -> Path:
     """`train` in this process, on `device`."""
-    run_dir, last = prepare_run_dir(config, resume)
+    run_dir, resume_from = prepare_run_dir(config, resume)
     t = config.train
     local_batch_size(t.batch_size, world_size())  # a batch that does not split fails here
     seed_everything(t.seed)
@@ -128,11 +151,9 @@ def _train(config: TriTemporalConfig, resume: bool, device: torch.device) -> Pat
         eval_data = None
         if config.eval.every:  # built now so a bad eval folder fails before training starts
             eval_data = eval_dataset(config, config.eval.data)
-    summary = getattr(dataset, "summary", None)
-    if summary is not None:
-        logger.info("data: %s", summary.format())
-        if is_main():
-            (run_dir / DATA_SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=1))
+    summary = getattr(dataset, "summary", None)  # the dataset logged it when it was built
+    if summary is not None and is_main():
+        (run_dir / DATA_SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=1))
     model = TriTemporalModel(config).to(device)
     step_module = parallelize(model, config.dist.strategy, device)  # what the step calls
     optimizer = build_optimizer(model, config)
@@ -140,10 +161,10 @@ def _train(config: TriTemporalConfig, resume: bool, device: torch.device) -> Pat
         compile_blocks(model, t.compile_mode)
 
     start_step = 0
-    if last is not None:
-        state = load_checkpoint(last, model, optimizer)
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model, optimizer)
         start_step = int(state["step"])
-        logger.info("resumed %s at step %d", last, start_step)
+        logger.info("resumed %s at step %d", resume_from, start_step)
     if is_main():
         save_config(config, run_dir / CONFIG_FILE)
     if start_step >= t.steps:
@@ -171,6 +192,7 @@ def _train(config: TriTemporalConfig, resume: bool, device: torch.device) -> Pat
 
     model.train()
     step = start_step
+    guard = DivergenceGuard(model)
     window_start, window_clips = time.perf_counter(), 0
     try:
         for batch in loader:
@@ -179,13 +201,14 @@ def _train(config: TriTemporalConfig, resume: bool, device: torch.device) -> Pat
             logging_step = (step + 1) % t.log_every == 0 or step + 1 == t.steps or evaluating
             saving = (step + 1) % t.ckpt_every == 0 or step + 1 == t.steps
             out, scalars = train_step(
-                step_module, optimizer, batch.to(device), step, config, autocast, logging_step
-            )
+                step_module, optimizer, batch.to(device), step, config, autocast, logging_step,
+                guard,
+            )  # fmt: skip
             step += 1
             window_clips += batch.video.shape[0]
             bar.update(1)
-            if (logging_step or saving) and not torch.isfinite(out.loss):
-                _diverged(step - 1, out, run_dir)  # the only host sync between logged steps
+            if logging_step or saving:
+                _stop_if_diverged(guard, step, run_dir)  # the only host sync between logged steps
 
             if logging_step:
                 if device.type == "cuda":
@@ -206,6 +229,11 @@ def _train(config: TriTemporalConfig, resume: bool, device: torch.device) -> Pat
     except KeyboardInterrupt:
         if world_size() > 1:  # processes stop at different points: a gathering save could hang
             logger.warning("interrupted at step %d; --resume continues from the last save", step)
+        elif guard.first_bad_step() is not None:
+            logger.warning(
+                "interrupted at step %d; not saved: step %d was not finite (updates skipped "
+                "since); --resume continues from the last save", step, guard.first_bad_step(),
+            )  # fmt: skip
         elif step > start_step:
             logger.warning("interrupted at step %d; saved %s (use --resume)", step, save(step))
         raise
@@ -227,6 +255,57 @@ def run_eval_hook(model: TriTemporalModel, data: object, config: TriTemporalConf
     return hook_scalars(report)
 
 
+class DivergenceGuard:
+    """Remembers on the device the first step whose loss or gradients were not finite.
+
+    From that step on `record` says skip, and a step changes nothing: fused AdamW takes the
+    flag as its `found_inf` input (the hook GradScaler uses: parameters, moments and step
+    counts stay as they were), the EMA teacher moves by a zero weight, and the running
+    statistics the forward pass moved (the outcome head's BatchNorm) are put back. So no
+    non-finite update is ever applied, and nothing waits for the device: the loop reads
+    `first_bad_step` (one host sync) on logged and saved steps only, and stops there.
+    """
+
+    def __init__(self, model: TriTemporalModel) -> None:
+        state = model.state_dict(keep_vars=True)
+        self.buffers = [  # what a forward pass may move; the teacher's move in the EMA step
+            b for n, b in model.named_buffers() if n in state and not n.startswith("teacher.")
+        ]
+        device = next(model.parameters()).device
+        self.skip = torch.zeros((), dtype=torch.bool, device=device)
+        self.first = torch.full((), -1, dtype=torch.int64, device=device)  # as logs number steps
+        self.names: list[str] = []
+        self.values: torch.Tensor | None = None  # that step's grad norm and losses
+
+    def record(
+        self, step: int, grad_norm: torch.Tensor, losses: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """Note 0-based `step` if `grad_norm` is not finite; return whether to skip its update."""
+        bad = ~torch.isfinite(grad_norm)
+        first_now = bad & ~self.skip
+        self.first = torch.where(first_now, step + 1, self.first)
+        self.names = ["grad_norm", *losses]
+        values = torch.stack([grad_norm.float(), *(v.float() for v in losses.values())])
+        old = self.values if self.values is not None else values
+        self.values = torch.where(first_now, values, old)
+        self.skip = self.skip | bad
+        return self.skip
+
+    def save_buffers(self) -> list[torch.Tensor]:
+        """Copies of the buffers a forward pass may move, taken before it."""
+        return [b.clone() for b in self.buffers]
+
+    def restore_buffers(self, saved: list[torch.Tensor]) -> None:
+        """Put the saved buffers back if this step is skipped (on the device)."""
+        for buffer, old in zip(self.buffers, saved, strict=True):
+            buffer.copy_(torch.where(self.skip, old, buffer))
+
+    def first_bad_step(self) -> int | None:
+        """The first non-finite step (numbered as in the logs), or None; waits for the device."""
+        first = int(self.first)
+        return first if first >= 0 else None
+
+
 def train_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -235,14 +314,20 @@ def train_step(
     config: TriTemporalConfig,
     autocast: contextlib.AbstractContextManager,
     diagnostics: bool = False,
+    guard: DivergenceGuard | None = None,
 ) -> tuple[StepOutput, dict[str, torch.Tensor | float]]:
     """One whole training step on a batch already on the device: schedules, forward, backward,
     clip, AdamW, EMA. It never waits on the GPU; `tritemporal bench` times exactly this.
-    `model` is the model or the module `distributed.parallelize` returned for it (DDP's)."""
+    `model` is the model or the module `distributed.parallelize` returned for it (DDP's).
+    `guard` carries the skip of non-finite steps across steps (a fresh one guards this step).
+    """
+    guard = guard if guard is not None else DivergenceGuard(unwrap(model))
     scalars = apply_schedules(optimizer, step, config)
+    saved = guard.save_buffers()
     with autocast:
         out: StepOutput = model(batch.video, batch.masks, batch.labels, diagnostics=diagnostics)
-    scalars.update(optimize(unwrap(model), optimizer, out.loss, step, config))
+    scalars.update(optimize(unwrap(model), optimizer, out, step, config, guard))
+    guard.restore_buffers(saved)
     return out, scalars
 
 
@@ -259,36 +344,59 @@ def apply_schedules(optimizer: torch.optim.Optimizer, step: int, config: TriTemp
 def optimize(
     model: TriTemporalModel,
     optimizer: torch.optim.Optimizer,
-    loss: torch.Tensor,
+    out: StepOutput,
     step: int,
     config: TriTemporalConfig,
+    guard: DivergenceGuard,
 ) -> dict[str, torch.Tensor | float]:
     """Backward, clip, AdamW step, then move the EMA teacher; returns grad norm and momentum.
+    A step whose loss or gradients are not finite (or any after one) changes nothing.
 
-    The grad norm stays a device tensor: clipping multiplies by min(1, max / norm) on the device,
-    so nothing here waits for the GPU.
+    Nothing here waits for the GPU: the grad norm stays a device tensor (clipping multiplies by
+    min(1, max / norm) on the device) and so does the decision to skip (`DivergenceGuard`).
     """
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    # A non-finite loss makes every gradient NaN (x1 otherwise: bit-identical), and DDP's or
+    # FSDP2's gradient reduction carries that to every process: the global grad norm then
+    # decides the same on all of them, with no extra collective.
+    loss = out.loss
+    (loss * torch.where(torch.isfinite(loss.detach()), 1.0, float("nan"))).backward()
     max_norm = config.optim.grad_clip or float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    optimizer.step()
+    losses = {k: v for k, v in out.metrics.items() if k.startswith("loss")}
+    losses["loss"] = loss.detach()  # what the backward pass used
+    skip = guard.record(step, _whole(grad_norm), losses)
+    optimizer.found_inf = skip.float()  # read by fused AdamW's step, as GradScaler sets it
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.found_inf
     momentum = ema_momentum_at(step, config.train.steps, config.optim)
-    model.update_teacher(momentum)
+    model.update_teacher(momentum, skip)
     return {"grad_norm": grad_norm, "ema_momentum": momentum}
 
 
-def _diverged(step: int, out: StepOutput, run_dir: Path) -> None:
-    """Stop with a message naming the step, the bad parts and the last good checkpoint.
+def _whole(t: torch.Tensor) -> torch.Tensor:
+    """`t` as a plain tensor: under FSDP2 the grad norm is a DTensor, replicated on each rank."""
+    if world_size() == 1:
+        return t
+    from torch.distributed.tensor import DTensor  # torch's; loaded only under torchrun
 
-    The loss is checked on logged and saved steps only (a check is a host sync); a non-finite
-    loss poisons the weights, so it is still there by then and nothing bad is ever saved.
-    """
-    parts = ", ".join(f"{k}={float(v):.4g}" for k, v in out.metrics.items() if k.startswith("loss"))
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def _stop_if_diverged(guard: DivergenceGuard, step: int, run_dir: Path) -> None:
+    """Raise, naming the first non-finite step, its values and the last good checkpoint, if
+    there was one (a host sync: the loop calls it on logged and saved steps only)."""
+    first = guard.first_bad_step()
+    if first is None:
+        return
+    named = zip(guard.names, guard.values.tolist(), strict=True)
+    values = ", ".join(f"{k}={v:.4g}" for k, v in named)
     last = find_last_checkpoint(run_dir)
     kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
     raise TrainingDivergedError(
-        f"loss is not finite at step {step} ({parts}; checked on logged steps, so it may have "
-        f"turned earlier); stopped without saving this state; "
-        f"{kept}. Lower optim.lr, raise optim.warmup_steps or check the data, then --resume."
+        f"loss or gradients not finite at step {first} ({values}); steps {first} to {step} "
+        f"applied no update (checked on logged and saved steps) and nothing was saved; {kept}. "
+        f"Lower optim.lr, raise optim.warmup_steps or check the data, then --resume."
     )
