@@ -12,7 +12,8 @@ what it measured), and no stage started once `--budget-s` is nearly spent:
    larger batch is the lever left for the short passes (the 344-token student pass ran at 33%
    of the matmul rate at batch 16 and 50% at 32, docs/PERFORMANCE.md), and an H200's 141 GB
    holds twice the batch an H100's 80 GB does.
-2. parts_MODE.json: `tritemporal bench --parts` at each mode's fastest batch.
+2. parts_MODE.json: `tritemporal bench --parts` at each mode's fastest batch (the real step
+   profiled, its kernel time split by the passes the model names).
 3. With `--knobs`, each knob alone at each mode's fastest batch (KNOBS).
 4. With `--attention`, attention.json: every SDPA call of one `tri` step timed alone under
    cuDNN's, FlashAttention-2's and the memory-efficient kernels; when the fastest for the
@@ -346,7 +347,8 @@ def summarize(out: Path) -> str:
             ]
             unattributed = f"{parts['unattributed_ms'] / parts['step_ms']:.1%}"
             rows.append(["step / not in the parts", parts["step_ms"], unattributed, ""])
-            header = [f"{mode} part, batch {parts['batch_size']}", "ms", "share of step", "TFLOP/s"]
+            ms = f"ms ({parts['clock']})"  # CUDA kernel time on a GPU
+            header = [f"{mode} part, batch {parts['batch_size']}", ms, "share of step", "TFLOP/s"]
             lines += _markdown_table(header, rows)
         profile = _read_json(out / f"profile_{mode}.json")
         if "kinds" in profile:

@@ -61,7 +61,6 @@ logger = logging.getLogger(__name__)
 MODES = ("vjepa", "tri")
 SYNTHETIC_BATCHES = 4  # distinct batches cycled through (different masks each step)
 
-
 # the parts of a step that the profiler shows without a range of ours: what runs after the
 # backward up to the end of torch's `Optimizer.step#...` range, and what runs after it
 CLIP_AND_ADAMW = "grad clip and AdamW"
@@ -243,7 +242,11 @@ class _RangeFlops(TorchDispatchMode):
         self.rows: Counter[str] = Counter()  # rows of each range's largest forward matmul
 
     def __torch_dispatch__(
-        self, func: torch._ops.OpOverload, types: tuple, args: tuple = (), kwargs: dict | None = None
+        self,
+        func: torch._ops.OpOverload,
+        types: tuple,
+        args: tuple = (),
+        kwargs: dict | None = None,
     ) -> object:
         """Run `func` (counted by the mode below), adding its FLOPs to its range's."""
         if func is torch.ops.profiler._record_function_enter_new.default:
@@ -431,14 +434,20 @@ def profile_step(
     step: int,
     config: TriTemporalConfig,
     autocast: contextlib.AbstractContextManager,
-) -> dict[str, Counter]:
-    """Run `train_step` once under `torch.profiler` (CPU, and CUDA on a GPU); its parts' times."""
+) -> tuple[dict[str, Counter], float]:
+    """Run `train_step` once under `torch.profiler` (CPU, and CUDA on a GPU): its parts' times
+    (`step_part_times`) and its wall seconds, profiler included."""
+    device = batch.video.device
     activities = [ProfilerActivity.CPU]
-    if batch.video.device.type == "cuda":
+    if device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
-    with profile(activities=activities) as prof:  # its exit waits for the GPU
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
         train_step(model, optimizer, batch, step, config, autocast)
-    return step_part_times(prof.events(), range_names(len(batch.masks)))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - start
+    return step_part_times(prof.events(), range_names(len(batch.masks))), seconds
 
 
 def step_part_times(events: Iterable[FunctionEvent], names: set[str]) -> dict[str, Counter]:
@@ -450,7 +459,10 @@ def step_part_times(events: Iterable[FunctionEvent], names: set[str]) -> dict[st
     forward op and the node it made with the node's sequence number, and the last range to
     record a number made that node (an op that makes no node records the next free number).
     """
-    events = sorted(events, key=lambda e: e.time_range.start)
+    # host events only: kernels reach a part through the host op that launched them
+    events = sorted(
+        (e for e in events if e.device_type == DeviceType.CPU), key=lambda e: e.time_range.start
+    )
     times: dict[str, Counter] = {}
 
     def add(part: str, phase: str, event: FunctionEvent) -> None:
@@ -478,9 +490,7 @@ def step_part_times(events: Iterable[FunctionEvent], names: set[str]) -> dict[st
         backward_end = max((e.time_range.end for e in backward), default=0)
         step_end = optimizer_steps[-1].time_range.end
         for e in events:  # the host's own ops after the backward, not a runtime call like a sync
-            if e.cpu_parent or e.device_type != DeviceType.CPU or e.name.startswith(EVALUATE):
-                continue
-            if e.name.startswith("cuda"):
+            if e.cpu_parent or e.name.startswith((EVALUATE, "cuda")):
                 continue
             if backward_end <= e.time_range.start and e.time_range.end <= step_end:
                 add(CLIP_AND_ADAMW, "step", e)
@@ -508,7 +518,7 @@ def bench_parts(
     ranges the model opens (`step_part_times`), each part with its model FLOPs.
 
     A part's time is its mean over the profiled steps: CUDA kernel time on a GPU (its host
-    time is `cpu_ms`), host time on a CPU, where the profiler's own cost (about a microsecond
+    time is `cpu_ms`), host time on a CPU, where the profiler's own cost (under a microsecond
     an op) adds to it. The step is timed unprofiled (`step_ms`, as `bench_step` times it);
     `unattributed_ms` is what no part holds (loss sums, gradient accumulation into `.grad`,
     idle GPU time).
@@ -521,31 +531,26 @@ def bench_parts(
         compile_blocks(model, config.train.compile_mode)
     step_ms = 1e3 * median_step_seconds(model, optimizer, [batch], config, autocast, warmup, steps)
     totals: dict[str, Counter] = {}
+    profiled_s = 0.0
     for i in range(1 + warmup + steps, 1 + warmup + 2 * steps):
-        for part, times in profile_step(model, optimizer, batch, i, config, autocast).items():
+        parts, seconds = profile_step(model, optimizer, batch, i, config, autocast)
+        profiled_s += seconds
+        for part, times in parts.items():
             totals.setdefault(part, Counter()).update(times)
-    clock, names = "cuda" if device.type == "cuda" else "cpu", range_names(len(batch.masks))
+    clock = "cuda" if device.type == "cuda" else "cpu"
     _, peak = _matmul_reference(device, config, matmul_size)
     rows = []
-    for part, times in totals.items():
-        ms = {key: us / steps / 1e3 for key, us in times.items()}
+    for part, us in totals.items():
+        ms = {key: t / steps / 1e3 for key, t in us.items()}  # mean per step
         row = {"part": part}
-        if part in flops.tokens:
+        if part in flops.tokens:  # a pass (clipping with AdamW and the EMA have no tokens)
             row["tokens_per_clip"] = flops.tokens[part]
-        row["ms"] = sum(v for (c, _), v in ms.items() if c == clock)
-        if part in names:
-            row["forward_ms"] = round(ms.get((clock, "forward"), 0.0), 3)
+        row["ms"] = sum(t for (c, _), t in ms.items() if c == clock)
+        if (clock, "forward") in ms:
+            row["forward_ms"] = round(ms[clock, "forward"], 3)
             row["backward_ms"] = round(ms.get((clock, "backward"), 0.0), 3)
-        row["cpu_ms"] = round(sum(v for (c, _), v in ms.items() if c == "cpu"), 3)
-        row["flops"] = flops.by_range.get(part, 0)
-        tflops = row["flops"] / row["ms"] / 1e9 if row["flops"] and row["ms"] else None
-        row.update(
-            ms=round(row["ms"], 3),
-            share_of_step=round(row["ms"] / step_ms, 4),
-            achieved_tflops=round(tflops, 3) if tflops else None,
-            fraction_of_matmul=round(tflops / peak, 4) if tflops else None,
-        )
-        rows.append(row)
+        row["cpu_ms"] = round(sum(t for (c, _), t in ms.items() if c == "cpu"), 3)
+        rows.append(_rated(row, flops.by_range.get(part, 0), step_ms, peak))
     parts_ms = sum(row["ms"] for row in rows)
     return {
         "mode": mode,
@@ -557,10 +562,24 @@ def bench_parts(
         "clock": "cuda kernels" if clock == "cuda" else "cpu",
         "profiled_steps": steps,
         "step_ms": round(step_ms, 3),
+        "profiled_step_ms": round(profiled_s / steps * 1e3, 3),
         "parts_ms": round(parts_ms, 3),
         "unattributed_ms": round(step_ms - parts_ms, 3),
         "matmul_tflops": round(peak, 3),
         "parts": rows,
+    }
+
+
+def _rated(row: dict, flops: int, step_ms: float, peak: float) -> dict:
+    """`row` with its FLOPs, share of the step and achieved rate; its ms rounded."""
+    tflops = flops / row["ms"] / 1e9 if flops and row["ms"] else None
+    return {
+        **row,
+        "ms": round(row["ms"], 3),
+        "flops": flops,
+        "share_of_step": round(row["ms"] / step_ms, 4),
+        "achieved_tflops": round(tflops, 3) if tflops else None,
+        "fraction_of_matmul": round(tflops / peak, 4) if tflops else None,
     }
 
 

@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--data", action="store_true", help="time the data loader alone")
     bench.add_argument(
         "--parts", action="store_true",
-        help="time each pass of the step alone (teacher, student, predictor, heads, AdamW, EMA)",
+        help="profile the real step and split its time by pass (teacher, student, predictor, "
+        "heads, AdamW, EMA)",
     )  # fmt: skip
     bench.add_argument(
         "--mode", choices=["vjepa", "tri"], default="tri",

@@ -3,9 +3,9 @@
 `TriTemporalModel.forward` and the objectives wrap each pass of a step in
 `torch.profiler.record_function(NAME)`, so a profile of the real step (`tritemporal bench
 --parts`, or any trace viewed in Perfetto) shows where its time goes. Outside a profiler a range
-costs a few microseconds on the host, and `torch.compile` ignores it (no graph break). The
-`*_MASK` names are format strings taking the mask's index in the step (0 short, 1 long). A new
-range goes into `RANGES` too, which is how `bench --parts` knows it.
+costs about 10 us of host time (docs/PERFORMANCE.md), and `torch.compile` ignores it (no graph
+break). The `*_MASK` names are format strings taking the mask's index in the step (0 short,
+1 long). A new range goes into `RANGES` too, which is how `bench --parts` knows it.
 """
 
 TEACHER = "teacher forward, whole clip"
