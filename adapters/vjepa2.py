@@ -232,6 +232,7 @@ def load_hf_vjepa2(b: BackboneConfig) -> VJEPA2Model:
 def random_vjepa2(b: BackboneConfig) -> VJEPA2Model:
     """A randomly initialised `VJEPA2Model` with a released checkpoint's architecture (or the
     sizes `backbone.embed_dim/depth/num_heads` set), for benchmarks: nothing is downloaded."""
+    # transformers takes seconds to import: on first use
     from transformers import VJEPA2Config, VJEPA2Model
 
     if b.name not in ARCHITECTURES:

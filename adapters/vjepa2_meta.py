@@ -103,7 +103,7 @@ def infer_config(
     frames_per_clip: int = 64,
 ) -> VJEPA2Config:
     """Read the architecture off a converted state dict (heads from Meta's sizes or given)."""
-    from transformers import VJEPA2Config
+    from transformers import VJEPA2Config  # transformers takes seconds to import: on first use
 
     patch = state_dict["encoder.embeddings.patch_embeddings.proj.weight"]
     width, tubelet, size = patch.shape[0], patch.shape[2], patch.shape[3]
@@ -145,7 +145,7 @@ def convert_meta_checkpoint(
     crop_size: int = 256,
 ) -> Path:
     """Convert Meta's `.pt` into a `VJEPA2Model` folder; returns the folder."""
-    from transformers import VJEPA2Model
+    from transformers import VJEPA2Model  # transformers takes seconds to import: on first use
 
     path = Path(path)
     if not path.is_file():

@@ -64,6 +64,7 @@ def _fully_shard(model: TriTemporalModel, device: torch.device) -> None:
     FSDP2 cannot shard 0-dim parameters (the InfoNCE log-temperature): those stay whole on
     every process, and a hook averages their gradient over processes, as DDP would.
     """
+    # torch.distributed's submodules take ~2 s to import: on use only
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 

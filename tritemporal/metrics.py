@@ -22,6 +22,7 @@ class MetricsWriter:
         self._file = self.path.open("a")
         self._tb = None
         if use_tensorboard:
+            # tensorboard is slow to import: only when a run logs
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR))

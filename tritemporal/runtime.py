@@ -115,6 +115,7 @@ def main_process_first() -> Iterator[None]:
 def full_parameters(model: nn.Module) -> Iterator[None]:
     """Gather an FSDP2 root's own parameters for calls that bypass its forward (evaluation's
     `encode`); nothing for other models. Every process must enter it together."""
+    # torch.distributed's submodules take ~2 s to import: on use only
     from torch.distributed.fsdp import FSDPModule
 
     if not isinstance(model, FSDPModule):
@@ -137,6 +138,7 @@ def gather_batch(x: torch.Tensor) -> torch.Tensor:
     """
     if world_size() == 1:
         return x
+    # torch.distributed's submodules take ~2 s to import: on use only
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(x), dim=0)
@@ -146,6 +148,7 @@ def mean_over_ranks(values: dict[str, Any]) -> dict[str, float]:
     """Scalars (tensors, DTensors or floats) as floats averaged over processes (one all_reduce)."""
     if world_size() == 1:
         return {k: float(v) for k, v in values.items()}
+    # torch.distributed's submodules take ~2 s to import: on use only
     from torch.distributed.tensor import DTensor
 
     device = torch.device("cpu")
@@ -172,6 +175,7 @@ def full_state_dicts(
     The optimizer's comes back keyed by integer ids in param-group order, the format of
     `Optimizer.state_dict()`, so checkpoints do not depend on how the run was spread.
     """
+    # torch.distributed's submodules take ~2 s to import: on use only
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         get_model_state_dict,
@@ -203,6 +207,7 @@ def load_full_state_dicts(
 ) -> None:
     """Load single-process state dicts, read on rank 0 only (empty elsewhere), into a wrapped
     model and its optimizer: rank 0 broadcasts, each process keeps its part. Collective."""
+    # torch.distributed's submodules take ~2 s to import: on use only
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         set_model_state_dict,
