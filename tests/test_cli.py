@@ -53,6 +53,7 @@ def test_config_errors_exit_2_with_the_key(caplog: pytest.LogCaptureFixture) -> 
     assert "clip.soon_frames=3 must be divisible by clip.tubelet_t=2" in caplog.text
 
 
+@pytest.mark.slow
 def test_console_script_and_script_entry_point() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "tritemporal.cli", "train", "--help"],
@@ -70,6 +71,7 @@ def test_console_script_and_script_entry_point() -> None:
     assert "--set" in out.stdout
 
 
+@pytest.mark.slow
 def test_no_bare_top_level_modules_are_installed(tmp_path: Path) -> None:
     """adapters/heads/objectives ship only as tritemporal.*; a PyPI `adapters` may coexist."""
     source = tmp_path / "src"

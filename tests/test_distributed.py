@@ -152,6 +152,7 @@ def two_processes(
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_two_processes_give_the_losses_of_one(
     strategy: str, one_process: Path, two_processes: dict[str, Path]
@@ -160,6 +161,7 @@ def test_two_processes_give_the_losses_of_one(
     _assert_same_losses(one_process, two_processes[strategy], range(1, STEPS + 1))
 
 
+@pytest.mark.slow
 def test_compiled_blocks_under_fsdp_give_the_losses_of_one_eager_process(
     one_process: Path, two_processes: dict[str, Path]
 ) -> None:
@@ -167,6 +169,7 @@ def test_compiled_blocks_under_fsdp_give_the_losses_of_one_eager_process(
     _assert_same_losses(one_process, two_processes["fsdp-compiled"], range(1, STEPS + 1))
 
 
+@pytest.mark.slow
 def test_fsdp_shards_vjepa2_blocks(vjepa2_one_process: Path, two_processes: dict[str, Path]):
     """transformers' V-JEPA 2 layers run as functions of their submodules, not as modules."""
     _assert_same_losses(vjepa2_one_process, two_processes["vjepa2"], range(1, STEPS + 1))
@@ -184,6 +187,7 @@ def _layout(run_dir: Path) -> tuple:
     return tensors, state["param_groups"], state["optimizer_state"], state["step"]
 
 
+@pytest.mark.slow
 def test_checkpoints_have_the_single_process_format(
     one_process: Path, two_processes: dict[str, Path]
 ) -> None:
@@ -191,6 +195,7 @@ def test_checkpoints_have_the_single_process_format(
     assert all(_layout(two_processes[strategy]) == expected for strategy in STRATEGIES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_two_process_checkpoints_resume_in_one(
     strategy: str, one_process: Path, two_processes: dict[str, Path], tmp_path: Path
@@ -199,6 +204,7 @@ def test_two_process_checkpoints_resume_in_one(
     _assert_same_losses(one_process, _train_one(saved, resume=True), range(4, STEPS + 1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_one_process_checkpoints_resume_in_two(
     strategy: str, one_process: Path, two_processes: dict[str, Path]
@@ -274,6 +280,7 @@ def _eventually_job(out: str) -> None:
     torch.save({"loss": loss, **found}, f"{out}.{rank}")
 
 
+@pytest.mark.slow
 def test_gathered_eventually_is_the_global_batch_loss(two_processes: dict[str, Path]) -> None:
     head, objective, inputs = _eventually_parts()
     loss, expected = _eventually_step(head, objective, *inputs)

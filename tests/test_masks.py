@@ -93,6 +93,7 @@ def test_target_fraction_16x16(cfg, band):
     assert band[0] <= frac <= band[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("grid", "cfg"), CONFIGS)
 def test_no_bias_toward_high_indices(grid, cfg):
     freq = _spatial_freq(MultiBlockMask(grid, *cfg), 3000, seed=5)

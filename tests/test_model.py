@@ -109,6 +109,7 @@ def test_masks_context_and_target_disjoint_in_batch(tiny) -> None:
             assert len(ctx) + len(tgt) == n
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_a_fixed_batch() -> None:
     """On one fixed batch of synthetic road clips every loss falls fast (teacher frozen)."""
     from tritemporal.data.synthetic import SyntheticDrivingShapes

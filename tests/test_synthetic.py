@@ -99,6 +99,7 @@ def test_invalid_arguments() -> None:
         ds[2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [64, [64, 96]])
 def test_ego_moves_as_labelled(size: int | list[int]) -> None:
     clip = _clip(size)
@@ -168,6 +169,7 @@ def _lead_bottom(frames: torch.Tensor, ego_x: float, ego_top: int) -> torch.Tens
     return torch.where(car, rows, torch.full_like(rows, -1)).amax(1)
 
 
+@pytest.mark.slow
 def test_brake_is_cued_by_closing_car_ahead() -> None:
     clip = _clip(64)
     ds = SyntheticDrivingShapes(clip, num_clips=60, seed=9)

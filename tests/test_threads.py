@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tritemporal import threads
-from tritemporal.threads import configure_cpu_threads, intra_op_threads
+from tritemporal.threads import cpu_threads, intra_op_threads
 
 
 @pytest.mark.parametrize(
@@ -17,7 +17,7 @@ from tritemporal.threads import configure_cpu_threads, intra_op_threads
 def test_cores_left_after_workers(cores: int, workers: int, expected: int) -> None:
     threads_, why = intra_op_threads(cores, workers, {})
     assert threads_ == expected
-    assert f"{cores} cores - {workers} loader workers" == why
+    assert why == f"{cores} available cores - data.num_workers={workers}"
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,7 @@ def test_cores_left_after_workers(cores: int, workers: int, expected: int) -> No
             {"TRITEMPORAL_NUM_THREADS": "2", "OMP_NUM_THREADS": "3"},
             (2, "TRITEMPORAL_NUM_THREADS=2"),
         ),
-        ({"OMP_NUM_THREADS": " "}, (7, "8 cores - 1 loader workers")),  # blank: not set
+        ({"OMP_NUM_THREADS": " "}, (7, "8 available cores - data.num_workers=1")),  # blank: not set
     ],
 )
 def test_environment_overrides(env: dict[str, str], expected: tuple[int, str]) -> None:
@@ -51,13 +51,17 @@ def test_available_cores_follows_affinity_not_cpu_count(monkeypatch: pytest.Monk
     assert threads.available_cores() == 3
 
 
-def test_configure_sets_torch_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    before = torch.get_num_threads()
+def test_cpu_runs_get_the_sized_count_and_restore_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = torch.get_num_threads()
     monkeypatch.setattr(threads, "available_cores", lambda: 3)
     for name in threads.OVERRIDE_ENVS:
         monkeypatch.delenv(name, raising=False)
+    torch.set_num_threads(1)
     try:
-        assert configure_cpu_threads(workers=1) == 2
-        assert torch.get_num_threads() == 2
+        with cpu_threads(torch.device("cpu"), workers=1) as count:
+            assert count == torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1
+        with cpu_threads(torch.device("cuda"), workers=1) as count:  # GPU: torch's own count
+            assert count == torch.get_num_threads() == 1
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(original)

@@ -3,9 +3,10 @@
 torch starts one intra-op thread per core, and each DataLoader worker is another busy process
 (torch itself sets one thread in every worker). On 2 cores with 1 worker that is 3 busy threads;
 a second CPU-bound process beside it makes OpenMP's spinning threads wait on each other, and the
-quickstart fell 10-20x, not the 2x that sharing explains (`docs/PERFORMANCE.md`). So training on
-CPU takes the cores this process may run on (`os.sched_getaffinity`, which cgroup cpusets and
-`taskset` narrow; `os.cpu_count` ignores both) minus the loader workers, at least 1.
+quickstart fell by 10x and more, not the 2x that sharing explains (`docs/PERFORMANCE.md`). So
+training on CPU takes the cores this process may run on (`os.sched_getaffinity`, which cgroup
+cpusets and `taskset` narrow; `os.cpu_count` ignores both) minus the loader workers, at least 1.
+On a GPU the count is left alone: the host thread launches kernels, its intra-op pool sits idle.
 
 Override, first set wins: `TRITEMPORAL_NUM_THREADS`, then the usual `OMP_NUM_THREADS` and
 `MKL_NUM_THREADS` (torchrun sets `OMP_NUM_THREADS=1` for several processes per node).
@@ -13,10 +14,11 @@ Override, first set wins: `TRITEMPORAL_NUM_THREADS`, then the usual `OMP_NUM_THR
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import torch
 
@@ -46,12 +48,20 @@ def intra_op_threads(cores: int, workers: int, env: Mapping[str, str]) -> tuple[
         if value.isdigit() and int(value) > 0:
             return int(value), f"{name}={value}"
         warnings.warn(f"{name}={value!r} is not a positive integer; ignored", stacklevel=2)
-    return max(1, cores - workers), f"{cores} cores - {workers} loader workers"
+    return max(1, cores - workers), f"{cores} available cores - data.num_workers={workers}"
 
 
-def configure_cpu_threads(workers: int) -> int:
-    """Set torch's intra-op threads for CPU training (`intra_op_threads`), log it; return it."""
+@contextlib.contextmanager
+def cpu_threads(device: torch.device, workers: int) -> Iterator[int]:
+    """Size torch's intra-op threads for a run on `device` (CPU only), restoring them on exit."""
+    before = torch.get_num_threads()
+    if device.type != "cpu":
+        yield before
+        return
     threads, why = intra_op_threads(available_cores(), workers, os.environ)
-    torch.set_num_threads(threads)
     logger.info("cpu threads: %d intra-op (%s), 1 in each loader worker", threads, why)
-    return threads
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
