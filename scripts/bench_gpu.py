@@ -65,7 +65,7 @@ from tritemporal.config import TriTemporalConfig, load_config
 from tritemporal.layers.blocks import SDPA_BACKENDS
 from tritemporal.model import TriTemporalModel
 from tritemporal.runtime import resolve_device
-from tritemporal.train import compute_dtype, train_step
+from tritemporal.train import DivergenceGuard, compute_dtype, train_step
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "bench_vitl.yaml"
 VIT = ["backbone.name=vit-large"]
@@ -106,13 +106,14 @@ def kernel_profile(config: TriTemporalConfig, mode: str, top: int = 20) -> dict:
     for op, count in count_flops_by_op(model, batch, autocast).items():
         flops[kernel_kind(op)] += count
     compile_blocks(model)
+    guard = DivergenceGuard(model)
     for step in range(3):  # compile and warm up
-        train_step(model, optimizer, batch, step, config, autocast)
+        train_step(model, optimizer, batch, step, config, autocast, guard=guard)
     cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
     _synchronize(device)
     with profile(activities=activities) as prof:
-        train_step(model, optimizer, batch, 3, config, autocast)
+        train_step(model, optimizer, batch, 3, config, autocast, guard=guard)
         _synchronize(device)
     # on a GPU the kernels alone (the ops that launch them carry the same time again); on a CPU
     # each op's own time

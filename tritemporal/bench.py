@@ -49,6 +49,7 @@ from tritemporal.model import TriTemporalModel
 from tritemporal.objectives.masks import MaskSet
 from tritemporal.runtime import resolve_device
 from tritemporal.train import (
+    DivergenceGuard,
     autocast_for,
     build_optimizer,
     compute_dtype,
@@ -334,13 +335,15 @@ def median_step_seconds(
     warmup: int,
     steps: int,
 ) -> float:
-    """Median seconds of `train_step` over `steps` steps after `warmup`, cycling `batches`."""
+    """Median seconds of `train_step` over `steps` steps after `warmup`, cycling `batches`
+    (one `DivergenceGuard` across the steps, as the training loop keeps one)."""
     device = batches[0].video.device
     step_numbers = iter(range(1, 1 + warmup + steps))
+    guard = DivergenceGuard(model)
 
     def run() -> None:
         i = next(step_numbers)
-        train_step(model, optimizer, batches[i % len(batches)], i, config, autocast)
+        train_step(model, optimizer, batches[i % len(batches)], i, config, autocast, guard=guard)
 
     return median_seconds(run, device, warmup, steps)
 
@@ -434,6 +437,7 @@ def profile_step(
     step: int,
     config: TriTemporalConfig,
     autocast: contextlib.AbstractContextManager,
+    guard: DivergenceGuard,
 ) -> tuple[dict[str, Counter], float]:
     """Run `train_step` once under `torch.profiler` (CPU, and CUDA on a GPU): its parts' times
     (`step_part_times`) and its wall seconds, profiler included."""
@@ -443,7 +447,7 @@ def profile_step(
         activities.append(ProfilerActivity.CUDA)
     with profile(activities=activities) as prof:
         start = time.perf_counter()
-        train_step(model, optimizer, batch, step, config, autocast)
+        train_step(model, optimizer, batch, step, config, autocast, guard=guard)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start
@@ -532,8 +536,9 @@ def bench_parts(
     step_ms = 1e3 * median_step_seconds(model, optimizer, [batch], config, autocast, warmup, steps)
     totals: dict[str, Counter] = {}
     profiled_s = 0.0
+    guard = DivergenceGuard(model)
     for i in range(1 + warmup + steps, 1 + warmup + 2 * steps):
-        parts, seconds = profile_step(model, optimizer, batch, i, config, autocast)
+        parts, seconds = profile_step(model, optimizer, batch, i, config, autocast, guard)
         profiled_s += seconds
         for part, times in parts.items():
             totals.setdefault(part, Counter()).update(times)
