@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import typing
 from pathlib import Path
 
@@ -12,15 +13,22 @@ import numpy as np
 import pytest
 import torch
 
-from tritemporal.config import HighwayScenario
+from tritemporal.cli import main
+from tritemporal.config import HighwayScenario, load_config
 from tritemporal.data import highway
-from tritemporal.data.annotations import load_annotation
+from tritemporal.data.annotations import LANE_STATES, SCENE_LANES, SCENE_LEADER, load_annotation
 from tritemporal.data.common import MANEUVERS
 from tritemporal.data.highway import (
+    GAP_AHEAD,
+    GAP_BEHIND,
     SCENARIOS,
     SIGNAL_S,
+    VIEW_AHEAD,
     format_summary,
     make_clips,
+    parse_scenarios,
+    scenario_plan,
+    scene_facts,
 )
 
 FPS, IMAGE_SIZE, SECONDS = 8.0, (64, 96), 6.0  # [H, W]
@@ -167,6 +175,11 @@ def test_scenarios_are_the_config_choices() -> None:
         ({"image_size": (16, 16)}, ">= 32"),
         ({"fps": 0.0}, "fps"),
         ({"seconds": 0.1}, "frames"),
+        ({"workers": 0}, "--workers"),
+        ({"scenario": "highway=0"}, "share of 'highway' must be a number > 0"),
+        ({"scenario": "highway=x,merge=1"}, "share of 'highway'"),
+        ({"scenario": "highway,highway"}, "twice"),
+        ({"scenario": "highway=0.5,merge"}, "every scenario a share .* or none"),
     ],
 )
 def test_bad_arguments(tmp_path: Path, kwargs: dict, match: str) -> None:
@@ -193,3 +206,111 @@ def test_merge_scenario_gives_a_valid_clip(tmp_path: Path) -> None:
     ann = load_annotation(tmp_path / "annotations" / f"{video.stem}.json")
     assert len(frames) == len(ann.ego_time) == summary["frames"] == 24 and rate == FPS
     assert frames.mean() > 40
+
+
+@pytest.mark.parametrize(
+    ("spec", "shares"),
+    [
+        ("merge", {"merge": 1.0}),
+        ("highway,merge", {"highway": 0.5, "merge": 0.5}),
+        (" highway = 3 , merge = 1 ", {"highway": 0.75, "merge": 0.25}),
+    ],
+)
+def test_parse_scenarios(spec: str, shares: dict[str, float]) -> None:
+    assert parse_scenarios(spec) == pytest.approx(shares)
+
+
+def test_scenario_plan_counts_and_interleaves() -> None:
+    plan = scenario_plan({"highway": 0.7, "merge": 0.3}, 10)
+    assert plan.count("highway") == 7 and plan.count("merge") == 3
+    assert plan == scenario_plan({"highway": 0.7, "merge": 0.3}, 10)  # deterministic
+    assert "merge" in plan[:4] and "merge" in plan[-4:]  # spread over the indices, not a block
+    thirds = scenario_plan(parse_scenarios("highway,merge,roundabout"), 7)  # largest remainder
+    assert [thirds.count(n) for n in ("highway", "merge", "roundabout")] == [3, 2, 2]
+    assert scenario_plan({"highway": 0.5, "merge": 0.5}, 1) == ["highway"]  # ties: given order
+
+
+def test_cli_refuses_a_bad_mix_or_worker_count(tmp_path: Path) -> None:
+    out = str(tmp_path / "clips")
+    assert main(["make-clips", "--out", out, "--scenario", "highway=1,mars=1"]) == 2
+    assert main(["make-clips", "--out", out, "--workers", "0"]) == 2
+    assert not (tmp_path / "clips").exists()
+
+
+def test_config_takes_a_mix_and_names_the_key() -> None:
+    mix = load_config(None, ["data.highway.scenario=highway=0.7,merge=0.3"]).data.highway
+    assert parse_scenarios(mix.scenario) == pytest.approx({"highway": 0.7, "merge": 0.3})
+    with pytest.raises(ValueError, match=r"data\.highway\.scenario='highway,mars': use one of"):
+        load_config(None, ["data.highway.scenario=highway,mars"])
+    with pytest.raises(ValueError, match=r"data\.highway\.workers=0 must be >= 1"):
+        load_config(None, ["data.highway.workers=0"])
+
+
+def test_scene_facts_follow_the_gap_thresholds() -> None:
+    from highway_env.road.road import Road, RoadNetwork  # heavy: pygame and gymnasium
+    from highway_env.vehicle.kinematics import Vehicle
+
+    road = Road(RoadNetwork.straight_road_network(3))
+    ego = Vehicle.make_on_lane(road, ("0", "1", 1), 100.0, speed=25.0)
+
+    def facts(*others: tuple[int, float, float], visible: float = math.inf) -> tuple:
+        cars = [Vehicle.make_on_lane(road, ("0", "1", j), 100.0 + dx, v) for j, dx, v in others]
+        road.vehicles = [ego, *cars]
+        return scene_facts(ego, road, lambda pos: pos[0] - ego.position[0] < visible)
+
+    assert facts() == ("free", "free", None, None)
+    assert facts((0, GAP_AHEAD - 1, 20.0), (2, -GAP_BEHIND - 1, 30.0)) == (
+        "occupied", "free", None, None,
+    )  # fmt: skip
+    assert facts((2, -GAP_BEHIND + 1, 30.0), (1, 30.0, 20.0), (1, 60.0, 10.0)) == (
+        "free", "occupied", 30.0 - ego.LENGTH, 5.0,
+    )  # fmt: skip
+    assert facts((1, 30.0, 20.0), visible=20.0)[2:] == (None, None)  # an unseen leader is none
+    ego = Vehicle.make_on_lane(road, ("0", "1", 0), 100.0, speed=25.0)
+    assert facts()[:2] == ("no_lane", "free")  # lane ids grow to the right
+
+
+@pytest.mark.slow
+def test_scene_facts_in_the_annotations(clips: tuple[Path, dict]) -> None:
+    out, summary = clips
+    leaders = []
+    for _, path in _annotations(out, summary):
+        ann = load_annotation(path)
+        frames = len(ann.ego_time)
+        assert set(ann.scene) == {*SCENE_LANES, *SCENE_LEADER}
+        assert all(len(values) == frames for values in ann.scene.values())
+        lane = ann.ego["lane"].numpy()  # highway: 4 lanes, ids 0-3 from the left
+        left, right = ann.scene["left_lane"], ann.scene["right_lane"]
+        assert set(left) | set(right) <= set(LANE_STATES)
+        assert [s == "no_lane" for s in left] == list(lane == 0)
+        assert [s == "no_lane" for s in right] == list(lane == 3)
+        assert {"free", "occupied"} <= set(left) | set(right)
+        gaps, closing = ann.scene["leader_gap"], ann.scene["leader_closing"]
+        assert [g is None for g in gaps] == [c is None for c in closing]
+        leaders += [(g, c) for g, c in zip(gaps, closing, strict=True) if g is not None]
+        at = ann.scene_at(torch.tensor([0.0, ann.ego_time[-1].item() + 1.0]))
+        assert at["left_lane"] == [left[0], left[-1]]
+    assert leaders and all(0 < g < VIEW_AHEAD and abs(c) < 20 for g, c in leaders)
+
+
+@pytest.mark.slow
+def test_workers_and_mixes_give_the_same_files(tmp_path: Path) -> None:
+    kwargs = {"fps": 4.0, "image_size": (64, 64), "seconds": 4.0, "seed": 3}
+    one = make_clips(tmp_path / "one", 3, "highway=2,merge=1", workers=1, **kwargs)
+    two = make_clips(tmp_path / "two", 3, "highway=2,merge=1", workers=2, **kwargs)
+    for key in ("wall_seconds", "workers"):
+        del one[key], two[key]
+    assert one == two and one["clip_scenarios"] == ["highway", "merge", "highway"]
+    assert one["scenario"] == "highway=0.6667,merge=0.3333"
+    assert {n: t["videos"] for n, t in one["by_scenario"].items()} == {"highway": 2, "merge": 1}
+    table = format_summary({**one, "wall_seconds": 1.0})
+    assert "highway: 2 videos" in table and "merge: 1 videos" in table
+    for sub in ("videos", "annotations"):
+        names = sorted(p.name for p in (tmp_path / "one" / sub).iterdir())
+        assert names == sorted(p.name for p in (tmp_path / "two" / sub).iterdir())
+        for name in names:
+            first, second = (tmp_path / run / sub / name for run in ("one", "two"))
+            assert first.read_bytes() == second.read_bytes(), name
+    for name, scenario in zip(sorted(names), one["clip_scenarios"], strict=True):
+        data = json.loads((tmp_path / "one" / "annotations" / name).read_text())
+        assert data["source"]["scenario"] == scenario

@@ -60,7 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     clips = sub.add_parser("make-clips", help="simulate labelled driving clips with highway-env")
     clips.add_argument("--out", required=True, help="output folder (videos/ + annotations/)")
     clips.add_argument("--num", type=int, default=24, help="number of videos")
-    clips.add_argument("--scenario", default="highway", choices=get_args(HighwayScenario))
+    clips.add_argument(
+        "--scenario", default="highway",
+        help=f"one of {', '.join(get_args(HighwayScenario))}, or a mix: highway,merge (equal "
+        "shares) or highway=0.7,merge=0.3; each video's scenario is fixed by its index",
+    )  # fmt: skip
+    clips.add_argument(
+        "--workers", type=int, default=1,
+        help="processes simulating at once (the same videos for the same --seed, whatever "
+        "their number)",
+    )  # fmt: skip
     clips.add_argument("--seed", type=int, default=0)
     clips.add_argument(
         "--fps", type=float, default=8.0,
@@ -204,7 +213,7 @@ def cmd_make_clips(args: argparse.Namespace) -> int:
         ) from None
     summary = make_clips(
         args.out, args.num, args.scenario, args.seed, args.fps, (height, width), args.seconds,
-        progress=True,
+        progress=True, workers=args.workers,
     )  # fmt: skip
     print(format_summary(summary))
     return 0

@@ -281,15 +281,22 @@ class MaskConfig(_Section):
 class HighwayConfig(_Section):
     """The highway-env driving clips `data.source: highway` generates once and caches."""
 
-    scenario: HighwayScenario = "highway"
+    scenario: str = "highway"  # a HighwayScenario, or a mix: highway,merge / highway=0.7,merge=0.3
     num_videos: int = 24
     seconds: float = 20.0
     image_size: list[int] = field(default_factory=lambda: [128, 128])  # rendered [H, W]
     seed: int = 0
+    workers: int = 1  # processes simulating at once; the clips do not depend on it
 
     def validate(self) -> None:
         """data.highway.* rules."""
-        _at_least("data.highway", self, 1, "num_videos")
+        _at_least("data.highway", self, 1, "num_videos", "workers")
+        known = typing.get_args(HighwayScenario)
+        _check(
+            all(item.partition("=")[0].strip() in known for item in self.scenario.split(",")),
+            f"data.highway.scenario={self.scenario!r}: use one of {', '.join(known)}, or a mix "
+            "such as highway,merge (equal shares) or highway=0.7,merge=0.3",
+        )
         _check(self.seconds > 0, f"data.highway.seconds={self.seconds} must be positive")
         _check(
             len(self.image_size) == 2 and min(self.image_size) >= 16,
@@ -385,12 +392,18 @@ class OptimConfig(_Section):
 
 @dataclass
 class LossConfig(_Section):
-    """Weights of the three objectives and the EVENTUALLY contrastive settings."""
+    """Weights of the objectives, the EVENTUALLY contrastive settings and the supervised one."""
 
     lambda_vjepa: float = 1.0
     lambda_soon: float = 1.0
     lambda_event: float = 0.25
     lambda_supcon: float = 0.1  # supervised contrastive on outcome labels, when a batch has them
+    # class-balanced cross-entropy of a linear classifier on the outcome embedding, from the
+    # maneuver labels (0: no classifier is built; alone, it is the supervised ceiling)
+    lambda_ce: float = 0.0
+    # share of that cross-entropy's gradient that reaches the encoder (1: end to end; 0: the
+    # encoder is left to the other objectives and only the outcome head and classifier learn)
+    ce_encoder_grad: float = 1.0
     # EVENTUALLY target: "change" = teacher's EVENTUALLY window minus its last NOW step (where the
     # scene moved), "window" = the EVENTUALLY window itself (mostly the scenery it keeps)
     event_target: EventTarget = "change"
@@ -404,16 +417,17 @@ class LossConfig(_Section):
 
     def validate(self) -> None:
         """loss.* rules."""
-        for key in ("lambda_vjepa", "lambda_soon", "lambda_event", "lambda_supcon"):
+        weights = ("lambda_vjepa", "lambda_soon", "lambda_event", "lambda_ce")
+        for key in (*weights, "lambda_supcon"):
             _check(getattr(self, key) >= 0, f"loss.{key}={getattr(self, key)} must be >= 0")
         _check(
-            max(self.lambda_vjepa, self.lambda_soon, self.lambda_event) > 0,
-            "loss.lambda_vjepa, loss.lambda_soon and loss.lambda_event are all 0: nothing to train",
+            max(getattr(self, key) for key in weights) > 0,
+            "loss.lambda_vjepa, loss.lambda_soon, loss.lambda_event and loss.lambda_ce are all "
+            "0: nothing to train",
         )
-        _check(
-            0 <= self.event_encoder_grad <= 1,
-            f"loss.event_encoder_grad={self.event_encoder_grad} must be in [0, 1]",
-        )
+        for key in ("event_encoder_grad", "ce_encoder_grad"):
+            value = getattr(self, key)
+            _check(0 <= value <= 1, f"loss.{key}={value} must be in [0, 1]")
         _check(
             0 < self.temperature_min <= self.temperature <= self.temperature_max,
             f"loss.temperature={self.temperature} must lie in [loss.temperature_min, "

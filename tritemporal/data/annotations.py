@@ -1,9 +1,10 @@
 """Per-video annotations: maneuver events and ego signals, in one documented, versioned schema.
 
-`annotations/<clip>.json` beside `videos/<clip>.mp4` (schema_version 1)::
+`annotations/<clip>.json` beside `videos/<clip>.mp4` (schema_version 2; version 1 files, which
+cannot have `scene`, still load)::
 
     {
-      "schema_version": 1,
+      "schema_version": 2,
       "events": [                                   # maneuvers with start/end in seconds
         {"maneuver": "lane_change_left", "start": 4.2, "end": 6.0},
         {"maneuver": "brake", "start": 9.0, "end": 10.5}
@@ -13,6 +14,12 @@
         "speed": [21.3, 21.2, 21.0],                # m/s; any other numeric series may follow
         "steering": [0.0, 0.01, 0.02],              # rad
         "acceleration": [0.0, -0.5, -0.9]           # m/s^2
+      },
+      "scene": {                                    # optional: present-state facts, one entry
+        "left_lane": ["free", "occupied", "no_lane"],   # per ego.time frame; lanes are "free",
+        "right_lane": ["no_lane", "no_lane", "free"],   # "occupied" or "no_lane" (none there)
+        "leader_gap": [18.5, 17.9, null],           # m bumper to bumper to the leader in the
+        "leader_closing": [1.2, 1.1, null]          # ego lane; m/s, > 0 nears it; null: none
       },
       "source": {"generator": "highway-env", "seed": 0}   # optional, free-form provenance
     }
@@ -36,8 +43,12 @@ import torch
 
 from tritemporal.data.common import MANEUVERS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # written; READABLE_VERSIONS are loaded
+READABLE_VERSIONS = (1, 2)
 DEFAULT_MANEUVER = "keep_lane"
+LANE_STATES = ("free", "occupied", "no_lane")  # scene.left_lane / scene.right_lane values
+SCENE_LANES = ("left_lane", "right_lane")
+SCENE_LEADER = ("leader_gap", "leader_closing")  # numbers, or null where there is no leader
 
 
 class AnnotationError(ValueError):
@@ -55,11 +66,12 @@ class Event:
 
 @dataclass(frozen=True)
 class Annotation:
-    """Events and optional ego signals of one video."""
+    """Events, optional ego signals and optional scene facts of one video."""
 
     events: tuple[Event, ...] = ()
     ego_time: torch.Tensor | None = None  # (N,) seconds
     ego: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (N,)
+    scene: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # name -> N values at ego_time
 
     def maneuver_between(self, start: float, end: float) -> str:
         """The maneuver overlapping [start, end) most; `keep_lane` when none does."""
@@ -80,6 +92,14 @@ class Annotation:
         w = ((times - t0) / (t1 - t0).clamp(min=1e-9)).clamp(0.0, 1.0)
         return {name: v[idx - 1] + w * (v[idx] - v[idx - 1]) for name, v in self.ego.items()}
 
+    def scene_at(self, times: torch.Tensor) -> dict[str, list[Any]]:
+        """Every scene fact at the last frame at or before each of `times` (no interpolation)."""
+        if self.ego_time is None or not self.scene:
+            return {}
+        idx = torch.searchsorted(self.ego_time, times.to(self.ego_time.dtype), right=True) - 1
+        idx = idx.clamp(0, len(self.ego_time) - 1).tolist()
+        return {name: [values[i] for i in idx] for name, values in self.scene.items()}
+
 
 def _fail(path: Path, message: str) -> None:
     raise AnnotationError(f"annotation {path}: {message}")
@@ -90,14 +110,16 @@ def _number(value: Any) -> bool:
 
 
 def parse_annotation(data: Any, path: Path, vocabulary: tuple[str, ...] = MANEUVERS) -> Annotation:
-    """Validate a loaded JSON object against schema 1; errors name the file and the field."""
+    """Validate a loaded JSON object against the schema; errors name the file and the field."""
     if not isinstance(data, dict):
         _fail(path, "must be a JSON object")
-    if data.get("schema_version") != SCHEMA_VERSION:
-        _fail(path, f"schema_version must be {SCHEMA_VERSION}, got {data.get('schema_version')!r}")
-    unknown = set(data) - {"schema_version", "events", "ego", "source"}
+    version = data.get("schema_version")
+    if version not in READABLE_VERSIONS:
+        _fail(path, f"schema_version must be one of {READABLE_VERSIONS}, got {version!r}")
+    allowed = ["schema_version", "events", "ego", "source"] + ["scene"] * (version >= 2)
+    unknown = set(data) - set(allowed)
     if unknown:
-        _fail(path, f"unknown fields {sorted(unknown)}; allowed: schema_version, events, ego")
+        _fail(path, f"unknown fields {sorted(unknown)}; allowed: {', '.join(allowed)}")
     events = []
     for i, raw in enumerate(data.get("events", [])):
         where = f"events[{i}]"
@@ -114,6 +136,8 @@ def parse_annotation(data: Any, path: Path, vocabulary: tuple[str, ...] = MANEUV
         events.append(Event(raw["maneuver"], float(raw["start"]), float(raw["end"])))
     ego = data.get("ego")
     if ego is None:
+        if "scene" in data:
+            _fail(path, "scene needs an ego.time series (one scene entry per ego.time frame)")
         return Annotation(tuple(events))
     if not isinstance(ego, dict) or "time" not in ego:
         _fail(path, "ego must be an object with a 'time' series")
@@ -127,7 +151,29 @@ def parse_annotation(data: Any, path: Path, vocabulary: tuple[str, ...] = MANEUV
     time = series.pop("time")
     if len(time) > 1 and not bool((time[1:] > time[:-1]).all()):
         _fail(path, "ego.time must be strictly increasing")
-    return Annotation(tuple(events), time, series)
+    scene = _parse_scene(data.get("scene", {}), len(time), path)
+    return Annotation(tuple(events), time, series, scene)
+
+
+def _parse_scene(scene: Any, frames: int, path: Path) -> dict[str, tuple[Any, ...]]:
+    """Validate the `scene` object: the four fact series, one entry per ego.time frame."""
+    keys = (*SCENE_LANES, *SCENE_LEADER)
+    if not isinstance(scene, dict) or (scene and set(scene) != set(keys)):
+        _fail(path, f"scene must be an object with exactly {', '.join(keys)}")
+    for name, values in scene.items():
+        if not isinstance(values, list) or len(values) != frames:
+            _fail(path, f"scene.{name} must be a list with one entry per ego.time ({frames})")
+    for name in SCENE_LANES if scene else ():
+        if any(v not in LANE_STATES for v in scene[name]):
+            _fail(path, f"scene.{name} values must be one of {', '.join(LANE_STATES)}")
+    for name in SCENE_LEADER if scene else ():
+        if not all(v is None or _number(v) for v in scene[name]):
+            _fail(path, f"scene.{name} values must be finite numbers or null (no leader)")
+    if scene and [v is None for v in scene["leader_gap"]] != [
+        v is None for v in scene["leader_closing"]
+    ]:
+        _fail(path, "scene.leader_gap and scene.leader_closing must be null on the same frames")
+    return {name: tuple(values) for name, values in scene.items()}
 
 
 def load_annotation(path: str | Path, vocabulary: tuple[str, ...] = MANEUVERS) -> Annotation:
@@ -146,8 +192,9 @@ def write_annotation(
     ego: dict[str, list[float]] | None = None,
     source: dict[str, Any] | None = None,
     vocabulary: tuple[str, ...] = MANEUVERS,
+    scene: dict[str, list[Any]] | None = None,
 ) -> None:
-    """Write a schema-1 file atomically (`ego`: `time` + signal series; `source`: provenance).
+    """Write a file atomically (`ego`: `time` + signals; `source`: provenance; `scene`: facts).
 
     The result is validated first, so a writer can never produce a file the loader rejects.
     """
@@ -156,6 +203,8 @@ def write_annotation(
     data["events"] = [{"maneuver": e.maneuver, "start": e.start, "end": e.end} for e in events]
     if ego is not None:
         data["ego"] = ego
+    if scene is not None:
+        data["scene"] = scene
     if source is not None:
         data["source"] = source
     parse_annotation(data, path, vocabulary)

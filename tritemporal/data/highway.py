@@ -1,4 +1,5 @@
-"""Driving clips from highway-env: top-down H.264 videos plus maneuver annotations (schema 1).
+"""Driving clips from highway-env: top-down H.264 videos plus annotations (schema 2: maneuver
+events, ego series and per-frame scene facts, see `scene_facts`).
 
 Why the policy only sees what the camera sees: the ego follows rules that react ONLY to vehicles
 inside the rendered frame, and the camera shows the road well beyond the reaction distance
@@ -16,23 +17,31 @@ the ego drives. A video whose ego crashes ends at the frame before the crash and
 lasts `MIN_SECONDS` (`source.crashed` says so); shorter ones are re-simulated with the env seed
 moved by `RETRY_STRIDE`. Merge, roundabout and intersection videos end at the end of the road,
 so they may be shorter than `seconds`.
+
+A corpus may mix scenarios (`scenario_plan` fixes each video index's scenario) and be made by
+several processes: every video is simulated in a fresh env whose seed depends only on the seed
+and the video's index, so the files are the same whatever the number of workers.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
 
 from tritemporal.config import HighwayScenario
-from tritemporal.data.annotations import Event, write_annotation
+from tritemporal.data.annotations import SCENE_LANES, SCENE_LEADER, Event, write_annotation
 
 # data.highway.scenario -> highway-env id; the names are defined once, as config.HighwayScenario
 SCENARIOS: dict[str, str] = {name: f"{name}-v0" for name in get_args(HighwayScenario)}
@@ -296,6 +305,46 @@ def _off_road(env: Any) -> bool:
     return abs(r) > ego.lane.width_at(s) or (dead_end and s > ego.lane.length)
 
 
+def scene_facts(
+    ego: Any, road: Any, visible: Callable[[np.ndarray], bool]
+) -> tuple[str, str, float | None, float | None]:
+    """(left lane, right lane, leader gap m, closing speed m/s) of the present state.
+
+    A neighbour lane (same road edge, lane id -1 / +1) is "occupied" when a vehicle's centre is
+    within LANE_HALF of it laterally and -GAP_BEHIND..GAP_AHEAD m along it from the ego, "free"
+    otherwise, "no_lane" when there is none. The leader is the nearest vehicle ahead in the ego's
+    lane for which `visible(position)` holds: gap bumper to bumper along the lane (< 0 only when
+    the boxes overlap, just before a crash), closing speed > 0 when the ego nears it; both None
+    without one. Distances are in the current lane's coordinates, so on curved roads (roundabout,
+    intersection) they approximate the path length."""
+    lanes = road.network.graph[ego.lane_index[0]][ego.lane_index[1]]
+    own = ego.lane_index[2]
+    others = [v for v in road.vehicles if v is not ego] + list(road.objects)
+
+    def along(lane: Any) -> list[tuple[float, Any]]:  # (m ahead of the ego, vehicle) in `lane`
+        s0 = lane.local_coordinates(ego.position)[0]
+        coords = [(lane.local_coordinates(v.position), v) for v in others]
+        return [(float(s - s0), v) for (s, r), v in coords if abs(r) < LANE_HALF]
+
+    def state(j: int) -> str:
+        if not 0 <= j < len(lanes):
+            return "no_lane"
+        near = any(-GAP_BEHIND < ds < GAP_AHEAD for ds, _ in along(lanes[j]))
+        return "occupied" if near else "free"
+
+    ahead = [(ds, v) for ds, v in along(lanes[own]) if ds > 0 and visible(v.position)]
+    if not ahead:
+        return state(own - 1), state(own + 1), None, None
+    ds, leader = min(ahead, key=lambda item: item[0])
+    lane = lanes[own]
+    heading = lane.heading_at(lane.local_coordinates(ego.position)[0])
+    closing = (ego.velocity - leader.velocity) @ np.array([math.cos(heading), math.sin(heading)])
+    turned = leader.heading - heading  # a crossing vehicle's extent along our lane is its width
+    extent = abs(math.cos(turned)) * leader.LENGTH + abs(math.sin(turned)) * leader.WIDTH
+    gap = ds - (ego.LENGTH + extent) / 2
+    return state(own - 1), state(own + 1), round(gap, 3), round(float(closing), 3)
+
+
 def _runs(index: np.ndarray, gap: int) -> list[np.ndarray]:
     return np.split(index, np.flatnonzero(np.diff(index) > gap) + 1) if len(index) else []
 
@@ -323,7 +372,8 @@ def _turn_kind(lane: Any) -> str | None:
 def _simulate(
     env: Any, scenario: str, image_size: tuple[int, int], steps: int, fps: float, seed: int
 ):
-    """One episode: frames, events and ego series from simulator truth, and whether it crashed."""
+    """One episode: frames, events, ego series and scene facts from simulator truth, and whether
+    it crashed."""
     rng = np.random.default_rng(seed)
     exit_ = {"config": {"destination": f"o{seed % 3 + 1}"}}  # intersection: left/straight/right
     env.reset(seed=seed, options=exit_ if scenario == "intersection" else None)
@@ -333,7 +383,7 @@ def _simulate(
             vehicle.target_speed = float(rng.uniform(*TRAFFIC_SPEEDS))
     camera = _Camera(u, scenario, image_size)
     policy, actions = _Policy(u, scenario, camera, rng), u.action_type.actions_indexes
-    frames, speed, steer, lane, reasons, events = [], [], [], [], [], []
+    frames, speed, steer, lane, reasons, events, facts = [], [], [], [], [], [], []
     pending, turn, crashed, last = None, None, False, False
     for k in range(steps):
         ego, now = u.vehicle, k / fps
@@ -341,6 +391,7 @@ def _simulate(
         speed.append(float(ego.speed))
         steer.append(float(ego.action["steering"]))
         lane.append(float(ego.lane_index[2]))
+        facts.append(scene_facts(ego, u.road, camera.visible))
         if pending is not None:  # lane change: from the command until settled in the target lane
             start, src, dst = pending
             offset = abs(ego.lane.local_coordinates(ego.position)[1])
@@ -382,7 +433,9 @@ def _simulate(
     accel = np.gradient(speeds, 1 / fps) if len(speeds) > 1 else np.zeros(1)
     series = dict(time=times, speed=speeds, steering=steer, acceleration=accel, lane=lane)
     ego_series = {key: [round(float(v), 4) for v in val] for key, val in series.items()}
-    return frames, events, ego_series, crashed
+    columns = zip(*facts, strict=True)  # per-frame tuples -> one series per fact
+    scene = {name: list(v) for name, v in zip((*SCENE_LANES, *SCENE_LEADER), columns, strict=True)}
+    return frames, events, ego_series, scene, crashed
 
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: float, qp: int = 20) -> None:
@@ -409,13 +462,60 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: float, qp: int = 20)
         tmp.unlink(missing_ok=True)
 
 
+def parse_scenarios(spec: str) -> dict[str, float]:
+    """`highway`, `highway,merge` (equal shares) or `highway=0.7,merge=0.3` -> normalised shares."""
+    where = f"scenario {spec!r} (--scenario, data.highway.scenario)"
+    items = [item.strip() for item in str(spec).split(",")]
+    shares: dict[str, float] = {}
+    for item in items:
+        name, has_share, share = (part.strip() for part in item.partition("="))
+        if name not in SCENARIOS:
+            raise ValueError(f"{where}: unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+        if name in shares:
+            raise ValueError(f"{where} names {name!r} twice: give each scenario once")
+        try:
+            value = float(share) if has_share else 1.0
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(
+                f"{where}: the share of {name!r} must be a number > 0, e.g. highway=0.7,merge=0.3"
+            )
+        shares[name] = value
+    if len({"=" in item for item in items}) > 1:
+        raise ValueError(
+            f"{where}: give every scenario a share (highway=0.7,merge=0.3) or none (highway,merge: "
+            "equal shares)"
+        )
+    total = sum(shares.values())
+    return {name: value / total for name, value in shares.items()}
+
+
+def scenario_plan(shares: dict[str, float], num: int) -> list[str]:
+    """The scenario of each video index: largest-remainder counts, each spread evenly over the
+    indices (interleaved), ties in the order of `shares`."""
+    exact = {name: share * num for name, share in shares.items()}
+    counts = {name: math.floor(value) for name, value in exact.items()}
+    by_remainder = sorted(shares, key=lambda name: counts[name] - exact[name])  # stable: ties
+    for name in by_remainder[: num - sum(counts.values())]:
+        counts[name] += 1
+    slots = [
+        ((j + 0.5) / counts[name], rank, name)
+        for rank, name in enumerate(shares)
+        for j in range(counts[name])
+    ]
+    return [name for *_, name in sorted(slots)]
+
+
 def _check(
-    scenario: str, num: int, fps: float, image_size: tuple[int, int], seconds: float
-) -> None:
-    if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    scenario: str, num: int, fps: float, image_size: tuple[int, int], seconds: float, workers: int
+) -> dict[str, float]:
+    """Validate make_clips' arguments; the scenario shares."""
+    shares = parse_scenarios(scenario)
     if not isinstance(num, int) or num < 1:
         raise ValueError(f"num must be an integer >= 1, got {num!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers (--workers) must be an integer >= 1, got {workers!r}")
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
     if not seconds * fps >= 2:
@@ -429,23 +529,22 @@ def _check(
             "image_size must be (height, width), even integers >= 32 (H.264 yuv420p needs even "
             f"height and width), got {image_size!r}"
         )
+    return shares
 
 
-def make_clips(
-    out: str | Path,
-    num: int,
-    scenario: str = "highway",
-    seed: int = 0,
-    fps: float = 8.0,
-    image_size: tuple[int, int] = (128, 128),
-    seconds: float = 20.0,
-    progress: bool = False,
-) -> dict:
-    """Simulate `num` videos: out/videos/clip_XXXXX.mp4 + out/annotations/clip_XXXXX.json.
+def _make_video(
+    out: Path,
+    index: int,
+    scenario: str,
+    seed: int,
+    fps: float,
+    image_size: tuple[int, int],
+    seconds: float,
+) -> dict[str, Any]:
+    """Simulate and write video `index` in a fresh env; its record for the summary.
 
-    `image_size` is (height, width) in pixels, the order of `clip.image_size`."""
-    _check(scenario, num, fps, image_size, seconds)
-    image_size = (int(image_size[0]), int(image_size[1]))
+    Its env seed, and those of its retries, depend on (`seed`, `index`) alone, so a video is the
+    same whichever process makes it and whatever it made before."""
     if os.environ.get("SDL_VIDEODRIVER", "dummy") == "dummy":  # "dummy" renders black frames
         os.environ["SDL_VIDEODRIVER"] = "offscreen"
     # highway-env (gymnasium, pygame) is heavy and needed only when generating clips
@@ -453,9 +552,6 @@ def make_clips(
     import highway_env
     from highway_env.vehicle.behavior import IDMVehicle
 
-    out = Path(out)
-    for sub in ("videos", "annotations"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
     steps = max(2, round(seconds * fps))
     min_frames = min(steps, round(MIN_SECONDS * fps))
     idm = {
@@ -467,76 +563,140 @@ def make_clips(
         env = gym.make(
             SCENARIOS[scenario], render_mode="rgb_array", config=config, disable_env_checker=True
         )
-    summary: dict[str, Any] = dict(
-        scenario=scenario, seed=seed, fps=fps, image_size=list(image_size), seconds=seconds
-    )
-    summary.update(
-        videos=0, frames=0, event_counts={}, event_seconds={}, files=[], crashed=0, retries=0
-    )
-    started = time.perf_counter()
     try:
-        for i in range(num):
-            for attempt in range(MAX_ATTEMPTS):
-                env_seed = seed + i + attempt * RETRY_STRIDE
-                frames, events, ego, crashed = _simulate(
-                    env, scenario, image_size, steps, fps, env_seed
-                )
-                if len(frames) >= min_frames:
-                    break
-                summary["retries"] += 1
-            else:
-                raise RuntimeError(f"clip {i}: every attempt ended before {min_frames} frames")
-            if not frames[0].any():
-                raise RuntimeError("highway-env rendered black frames (SDL_VIDEODRIVER=dummy?)")
-            name = f"clip_{i:05d}"
-            _write_video(out / "videos" / f"{name}.mp4", frames, fps)
-            source = dict(generator="highway-env", version=highway_env.__version__)
-            source.update(scenario=scenario, env_id=SCENARIOS[scenario], seed=env_seed, fps=fps)
-            source.update(crashed=crashed, policy=POLICY)
-            write_annotation(out / "annotations" / f"{name}.json", events, ego, source)
-            _tally(summary, events, len(frames) / fps)
-            summary["videos"] += 1
-            summary["frames"] += len(frames)
-            summary["crashed"] += int(crashed)
-            summary["files"].append(f"videos/{name}.mp4")
-            if progress:
-                rate = summary["frames"] / (time.perf_counter() - started)  # wall-clock speed
-                line = f"{name}: {len(frames) / fps:.1f} s of video, {len(events)} events; "
-                line += f"simulation speed {rate:.0f} frames/s"
-                print(line, file=sys.stderr, flush=True)
+        for attempt in range(MAX_ATTEMPTS):
+            env_seed = seed + index + attempt * RETRY_STRIDE
+            frames, events, ego, scene, crashed = _simulate(
+                env, scenario, image_size, steps, fps, env_seed
+            )
+            if len(frames) >= min_frames:
+                break
+        else:
+            raise RuntimeError(
+                f"clip {index} ({scenario}): every attempt ended before {min_frames} frames"
+            )
     finally:
         env.close()
         for key, value in idm.items():  # intersection-v0 edits these class attributes globally
             setattr(IDMVehicle, key, value)
+    if not frames[0].any():
+        raise RuntimeError("highway-env rendered black frames (SDL_VIDEODRIVER=dummy?)")
+    name = f"clip_{index:05d}"
+    _write_video(out / "videos" / f"{name}.mp4", frames, fps)
+    source = dict(generator="highway-env", version=highway_env.__version__)
+    source.update(scenario=scenario, env_id=SCENARIOS[scenario], seed=env_seed, fps=fps)
+    source.update(crashed=crashed, policy=POLICY)
+    write_annotation(out / "annotations" / f"{name}.json", events, ego, source, scene=scene)
+    return dict(
+        name=name, scenario=scenario, frames=len(frames), events=events, crashed=crashed,
+        retries=attempt,
+    )  # fmt: skip
+
+
+def _records(
+    job: Callable[[int, str], dict[str, Any]], plan: list[str], workers: int
+) -> Iterator[dict[str, Any]]:
+    """`job(index, scenario)` for every video, in index order: here, or in `workers` processes."""
+    if workers == 1:
+        yield from map(job, range(len(plan)), plan)
+        return
+    context = multiprocessing.get_context("spawn")  # fork would copy pygame's and torch's state
+    pool = ProcessPoolExecutor(min(workers, len(plan)), mp_context=context)
+    try:
+        yield from pool.map(job, range(len(plan)), plan)
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def make_clips(
+    out: str | Path,
+    num: int,
+    scenario: str = "highway",
+    seed: int = 0,
+    fps: float = 8.0,
+    image_size: tuple[int, int] = (128, 128),
+    seconds: float = 20.0,
+    progress: bool = False,
+    workers: int = 1,
+) -> dict:
+    """Simulate `num` videos: out/videos/clip_XXXXX.mp4 + out/annotations/clip_XXXXX.json.
+
+    `scenario` is one name or a mix (`highway,merge`, `highway=0.7,merge=0.3`; see
+    `scenario_plan`); `image_size` is (height, width) in pixels, the order of `clip.image_size`;
+    `workers` processes simulate at once, and the files are the same for any number of them."""
+    shares = _check(scenario, num, fps, image_size, seconds, workers)
+    image_size = (int(image_size[0]), int(image_size[1]))
+    out = Path(out)
+    for sub in ("videos", "annotations"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    plan = scenario_plan(shares, num)
+    spec = ",".join(f"{name}={share:.4g}" for name, share in shares.items())
+    summary: dict[str, Any] = dict(
+        scenario=spec if len(shares) > 1 else plan[0], scenarios=shares, seed=seed, fps=fps,
+        image_size=list(image_size), seconds=seconds, workers=workers, **_empty_tally(),
+        files=[], clip_scenarios=[], by_scenario={name: _empty_tally() for name in shares},
+    )  # fmt: skip
+    job = partial(_make_video, out, seed=seed, fps=fps, image_size=image_size, seconds=seconds)
+    started = time.perf_counter()
+    for record in _records(job, plan, workers):
+        _tally(summary, record, fps)
+        _tally(summary["by_scenario"][record["scenario"]], record, fps)
+        summary["files"].append(f"videos/{record['name']}.mp4")
+        summary["clip_scenarios"].append(record["scenario"])
+        if progress:
+            rate = summary["frames"] / (time.perf_counter() - started)  # wall-clock speed
+            line = f"{record['name']} ({record['scenario']}): {record['frames'] / fps:.1f} s of "
+            line += f"video, {len(record['events'])} events; simulation speed {rate:.0f} frames/s"
+            print(line, file=sys.stderr, flush=True)
     summary["wall_seconds"] = round(time.perf_counter() - started, 2)
     return summary
 
 
-def _tally(summary: dict, events: list[Event], duration: float) -> None:
+def _empty_tally() -> dict[str, Any]:
+    return dict(videos=0, frames=0, event_counts={}, event_seconds={}, crashed=0, retries=0)
+
+
+def _tally(summary: dict, record: dict[str, Any], fps: float) -> None:
+    """Add one video's record to a summary's counts (time outside every event is keep_lane)."""
+    duration = record["frames"] / fps
+    for key in ("frames", "crashed", "retries"):
+        summary[key] += int(record[key])
+    summary["videos"] += 1
     counts, secs = summary["event_counts"], summary["event_seconds"]
-    for e in events:
+    for e in record["events"]:
         counts[e.maneuver] = counts.get(e.maneuver, 0) + 1
         secs[e.maneuver] = round(secs.get(e.maneuver, 0.0) + e.end - e.start, 3)
     covered, reach = 0.0, 0.0
-    for e in sorted(events, key=lambda e: e.start):  # time outside every event is keep_lane
+    for e in sorted(record["events"], key=lambda e: e.start):
         covered += max(0.0, min(e.end, duration) - max(e.start, reach))
         reach = max(reach, min(e.end, duration))
     secs["keep_lane"] = round(secs.get("keep_lane", 0.0) + duration - covered, 3)
 
 
-def format_summary(summary: dict) -> str:
-    """A small class-balance table (events and seconds per maneuver) for a make_clips summary."""
-    secs = summary["event_seconds"]
+def _balance(tally: dict) -> list[str]:
+    """Class-balance table lines (events and seconds per maneuver) of one tally."""
+    secs = tally["event_seconds"]
     total = sum(secs.values()) or 1.0
+    lines = [f"{'maneuver':<18}{'events':>7}{'seconds':>10}{'share':>8}"]
+    for name in sorted(secs, key=lambda n: -secs[n]):
+        count = tally["event_counts"].get(name, "-")
+        lines.append(f"{name:<18}{count!s:>7}{secs[name]:>10.1f}{secs[name] / total:>8.1%}")
+    return lines
+
+
+def format_summary(summary: dict) -> str:
+    """Class-balance tables (events and seconds per maneuver; per scenario for a mix) for a
+    make_clips summary."""
     height, width = summary["image_size"]
     lines = [
         f"{summary['videos']} {summary['scenario']} videos, {summary['frames']} frames, video fps "
         f"{summary['fps']:g}, {height}x{width} px (HxW), {summary.get('crashed', 0)} ended by a "
         f"crash; simulation speed {summary['frames'] / max(summary['wall_seconds'], 1e-9):.0f} "
-        "frames/s",
-        f"{'maneuver':<18}{'events':>7}{'seconds':>10}{'share':>8}",
+        f"frames/s with {summary.get('workers', 1)} worker(s)",
+        *_balance(summary),
     ]
-    for name in sorted(secs, key=lambda n: -secs[n]):
-        count = summary["event_counts"].get(name, "-")
-        lines.append(f"{name:<18}{count!s:>7}{secs[name]:>10.1f}{secs[name] / total:>8.1%}")
+    by_scenario = summary.get("by_scenario", {})
+    for name, tally in by_scenario.items() if len(by_scenario) > 1 else ():
+        lines += ["", f"{name}: {tally['videos']} videos, {tally['frames']} frames"]
+        lines += _balance(tally)
     return "\n".join(lines)

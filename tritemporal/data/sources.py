@@ -107,8 +107,9 @@ def ensure_highway_clips(config: TriTemporalConfig) -> Path:
     tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     summary = make_clips(
-        tmp, h.num_videos, h.scenario, h.seed, config.data.fps, tuple(h.image_size), h.seconds
-    )
+        tmp, h.num_videos, h.scenario, h.seed, config.data.fps, tuple(h.image_size), h.seconds,
+        workers=h.workers,
+    )  # fmt: skip
     (tmp / HIGHWAY_DONE).write_text(json.dumps(summary, indent=1))
     logger.info("%s", format_summary(summary))
     root.parent.mkdir(parents=True, exist_ok=True)
