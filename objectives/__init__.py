@@ -1,1 +1,1 @@
-"""Objectives: masks, losses and one module per objective (spatial, SOON, EVENTUALLY)."""
+"""Objectives: masks, losses, one module per objective (spatial, SOON, EVENTUALLY, supervised)."""

@@ -11,6 +11,8 @@ pass over NOW shared by SOON and EVENTUALLY):
            -> SOON:       predictor(mask token 2 at SOON positions) -> L1 vs teacher SOON tokens
            -> EVENTUALLY: OutcomeAbstractor (on NOW, gradient stopped by default) -> InfoNCE
                           (+ SupCon) vs the teacher's change from NOW to EVENTUALLY
+           -> supervised (loss.lambda_ce > 0): outcome embedding -> linear classifier ->
+                          class-balanced cross-entropy vs the maneuver labels
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tritemporal.adapters.lora import SharedBaseTeacher, apply_lora
 from tritemporal.adapters.registry import Backbone, create_backbone
 from tritemporal.config import TriTemporalConfig
 from tritemporal.data.video_windows import VideoWindows
+from tritemporal.data.videos import label_vocabulary
 from tritemporal.ema import ema_update
 from tritemporal.heads.outcome import OutcomeAbstractor
 from tritemporal.hub import (
@@ -46,6 +49,7 @@ from tritemporal.objectives.losses import effective_rank
 from tritemporal.objectives.masks import MaskSet, window_indices
 from tritemporal.objectives.soon import soon_forecast, soon_loss
 from tritemporal.objectives.spatial import spatial_masked_loss
+from tritemporal.objectives.supervised import OutcomeClassifier
 
 
 def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -86,6 +90,11 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         dim = self.backbone.embed_dim
         self.outcome = OutcomeAbstractor(dim, config.outcome)
         self.eventually = EventuallyAlignment(dim, config.outcome.out_dim, config.loss)
+        self.classifier = None  # built only when trained: saved models without one still load
+        if config.loss.lambda_ce > 0:
+            num_classes = len(label_vocabulary(config.data.extra_maneuvers))
+            self.classifier = OutcomeClassifier(config.outcome.out_dim, num_classes)
+        self._freeze_unused_parts()
 
         stats = (self.backbone.pixel_mean, self.backbone.pixel_std)
         for name, values in zip(("pixel_mean", "pixel_std"), stats, strict=True):
@@ -99,6 +108,20 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
             "now_last_idx": (now - 1, now),
         }.items():
             self.register_buffer(name, window_indices(grid, start, stop)[None], persistent=False)
+
+    def _freeze_unused_parts(self) -> None:
+        """Freeze the parts no objective with a weight > 0 trains (the predictor without V-JEPA
+        and SOON, the outcome head without EVENTUALLY and cross-entropy), so an optimizer, a
+        trainable count or a data-parallel wrapper sees only weights that get gradients."""
+        lam = self.config.loss
+        unused = {
+            self.backbone.predictor: lam.lambda_vjepa == 0 and lam.lambda_soon == 0,
+            self.outcome: lam.lambda_event == 0 and lam.lambda_ce == 0,
+            self.eventually: lam.lambda_event == 0,
+        }
+        for part, frozen in unused.items():
+            if frozen:
+                part.requires_grad_(False)
 
     def train(self, mode: bool = True) -> TriTemporalModel:
         """Switch train/eval; the teacher always stays in eval mode (no drop path)."""
@@ -142,17 +165,24 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         Objectives weighted 0 in `loss.*` are not computed at all (`loss.lambda_soon=0` and
         `loss.lambda_event=0` is V-JEPA's two-mask step). `diagnostics=False` skips the collapse
         monitors (spreads, RankMe: an SVD each), which the loop asks for on logged steps only.
+        `labels` (B,) are maneuver ids (-1: none), used by SupCon and `loss.lambda_ce`; the
+        outcome head runs once more for the latter only when `loss.ce_encoder_grad` differs
+        from `loss.event_encoder_grad` (the monitors then read its embedding).
         """
         video = self.normalize(video)
         lam = self.config.loss
-        event = lam.lambda_event > 0
-        if event and video.shape[0] < 2:
+        event, ce = lam.lambda_event > 0, lam.lambda_ce > 0
+        if (event or ce) and video.shape[0] < 2:
             raise ValueError(
-                "EVENTUALLY contrasts the clips of a batch and standardises over it: "
-                f"train.batch_size must be >= 2 per process, got {video.shape[0]}"
+                "the outcome head standardises over the clips of a batch (and EVENTUALLY "
+                f"contrasts them): train.batch_size must be >= 2 per process, got {video.shape[0]}"
             )
-        with record_function(step_ranges.TEACHER):
-            targets = self.teacher_targets(video)
+        if ce and labels is None:
+            raise ValueError("loss.lambda_ce > 0 trains on maneuver labels: pass `labels` (B,)")
+        teach = lam.lambda_vjepa > 0 or lam.lambda_soon > 0 or event  # labels alone: no teacher
+        if teach:
+            with record_function(step_ranges.TEACHER):
+                targets = self.teacher_targets(video)
         with record_function(step_ranges.EMBED):
             tokens = self.backbone.encoder.embed(video)  # (B, N, D), shared by student passes
         grid = self.config.clip.grid
@@ -160,7 +190,7 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         losses: dict[str, torch.Tensor] = {}
         if lam.lambda_vjepa > 0:
             losses["loss_vjepa"] = spatial_masked_loss(self.backbone, tokens, grid, targets, masks)
-        if lam.lambda_soon > 0 or event:
+        if lam.lambda_soon > 0 or event or ce:
             now_idx = self.now_idx.expand(b, -1)
             with record_function(step_ranges.STUDENT_NOW):  # -> (B, N_now, D)
                 now_context = self.backbone.encoder.encode(tokens, grid, keep=now_idx)
@@ -177,8 +207,14 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
                 losses["loss_event"], parts = self.eventually(
                     outcome, event_tokens, now_last, labels
                 )
+        if ce:
+            with record_function(step_ranges.SUPERVISED):
+                if not (event and lam.ce_encoder_grad == lam.event_encoder_grad):
+                    # its own head pass when the encoder's share of the gradient differs
+                    outcome = self.outcome(scale_grad(now_context, lam.ce_encoder_grad))
+                losses["loss_ce"] = self.classifier.loss(outcome, labels)
         weights = {"loss_vjepa": lam.lambda_vjepa, "loss_soon": lam.lambda_soon}
-        weights["loss_event"] = lam.lambda_event
+        weights.update(loss_event=lam.lambda_event, loss_ce=lam.lambda_ce)
         loss = sum(weights[k] * v for k, v in losses.items())  # config ensures one is > 0
 
         with torch.no_grad():
@@ -187,12 +223,14 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
                 metrics["loss_nce"] = parts["loss_nce"]
                 if "loss_supcon" in parts:
                     metrics["loss_supcon"] = parts["loss_supcon"]
-            if diagnostics:
+            if diagnostics and teach:
                 metrics["target_std"] = targets.float().flatten(0, 1).std(dim=0).mean()
             if diagnostics and event:
                 metrics["temperature"] = self.eventually.temperature.detach()
+            if diagnostics and (event or ce):
                 metrics["outcome_std"] = F.normalize(outcome.float(), dim=-1).std(dim=0).mean()
                 metrics["outcome_rank"] = effective_rank(outcome)
+            if diagnostics and event:
                 metrics["event_target_rank"] = effective_rank(parts["event_target"])
         return StepOutput(loss=loss, metrics=metrics)
 
