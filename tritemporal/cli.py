@@ -118,6 +118,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-samples", type=int, default=0, help="evaluate at most N windows")
     ev.add_argument("--device", default="auto")
 
+    cmp = sub.add_parser(
+        "compare", help="several models side by side on held-out clips, with bootstrap intervals"
+    )
+    cmp.add_argument(
+        "sources", nargs="+", metavar="SOURCE",
+        help=f"{SOURCE_HELP}; random:SOURCE for a randomly initialised copy of its architecture",
+    )  # fmt: skip
+    cmp.add_argument("--data", required=True, help="held-out videos folder (+ annotations/)")
+    cmp.add_argument("--out", required=True, help="folder for comparison.json, .md and .png")
+    cmp.add_argument("--names", nargs="+", help="one row name per SOURCE (default: folder names)")
+    cmp.add_argument(
+        "--group", action="append", default=[], metavar="NAME=A,B,C",
+        help="also summarise sources A, B, C (row names, e.g. 3 seeds) as one row (repeatable)",
+    )  # fmt: skip
+    cmp.add_argument("--bootstrap", type=int, default=1000, help="resamples of held-out videos")
+    cmp.add_argument("--seed", type=int, default=0, help="probe folds, resamples, random init")
+    cmp.add_argument("--batch-size", type=int, default=16)
+    cmp.add_argument("--device", default="auto")
+
     push = sub.add_parser("push", help="upload a run, checkpoint or saved model to the Hub")
     push.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
     push.add_argument("--repo-id", required=True, help="USER/NAME or ORG/NAME")
@@ -265,6 +284,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_groups(specs: list[str]) -> dict[str, list[str]]:
+    """`--group NAME=A,B,C` flags as {NAME: [A, B, C]}."""
+    groups = {}
+    for spec in specs:
+        name, sep, members = spec.partition("=")
+        if not sep or not name or not members:
+            raise ValueError(f"--group {spec!r} must look like NAME=A,B,C (names of sources)")
+        groups[name] = [m for m in members.split(",") if m]
+    return groups
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """`tritemporal compare`: comparison.json/.md/.png for several sources; prints the table."""
+    from tritemporal.eval.compare import COMPARISON_JSON, compare, markdown_table, write_comparison
+    from tritemporal.runtime import resolve_device
+
+    groups = parse_groups(args.group)
+    result = compare(
+        args.sources, args.data, args.names, groups, args.bootstrap, args.seed, args.batch_size,
+        resolve_device(args.device),
+    )  # fmt: skip
+    out = write_comparison(result, args.out)
+    print(markdown_table(result))
+    logger.info("wrote %s/%s, comparison.md and comparison.png", out, COMPARISON_JSON)
+    return 0
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     """`tritemporal push`: one commit with config, weights, adapter and model card."""
     from tritemporal.hub import check_push_target, locate, run_card_extras
@@ -319,6 +365,7 @@ COMMANDS = {
     "convert-meta": cmd_convert_meta,
     "push": cmd_push,
     "eval": cmd_eval,
+    "compare": cmd_compare,
     "merge": cmd_merge,
     "predict": cmd_predict,
 }

@@ -191,3 +191,54 @@ def plot_bars(
 ) -> Path:
     """`bars_figure` written as a PNG at `path`."""
     return _save(bars_figure(groups, title, ylabel, chance), path)
+
+
+def intervals_figure(
+    rows: dict[str, dict[str, tuple[float, float, float]]],
+    columns: dict[str, str],
+    title: str,
+    reference: dict[str, float] | None = None,
+) -> Figure:
+    """One panel per metric (column key -> title): each row's value as a dot with its interval
+    as a horizontal bar, rows top to bottom, and a dashed line at the metric's reference value
+    when given (chance for a probe, 1 for a ratio to a baseline)."""
+    if not rows or not columns:
+        raise ValueError("rows and columns must be non-empty")
+    reference = reference or {}
+    names = list(rows)
+    ncols = min(4, len(columns))
+    nrows = -(-len(columns) // ncols)
+    fig = Figure(figsize=(3.6 * ncols, 0.6 + (0.35 * len(names) + 0.9) * nrows))
+    fig.set_layout_engine("constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
+    ys = np.arange(len(names))[::-1]
+    for ax, (key, label) in zip(axes, columns.items(), strict=False):
+        for y, name in zip(ys, names, strict=True):
+            if key not in rows[name]:
+                continue
+            value, low, high = rows[name][key]
+            ax.errorbar(
+                value, y, xerr=[[max(value - low, 0.0)], [max(high - value, 0.0)]], fmt="o",
+                color=f"C{names.index(name) % 10}", capsize=3, markersize=4,
+            )  # fmt: skip
+        if key in reference:
+            ax.axvline(reference[key], color="black", linestyle="--", linewidth=1)
+        ax.set_title(textwrap.fill(label, 32), fontsize="small")
+        ax.grid(alpha=0.3, axis="x")
+        ax.tick_params(labelsize="x-small")
+    for ax in axes[len(columns) :]:
+        ax.set_visible(False)
+    axes[0].set_yticks(ys, names)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_intervals(
+    rows: dict[str, dict[str, tuple[float, float, float]]],
+    columns: dict[str, str],
+    path: str | Path,
+    title: str,
+    reference: dict[str, float] | None = None,
+) -> Path:
+    """`intervals_figure` written as a PNG at `path`."""
+    return _save(intervals_figure(rows, columns, title, reference), path)

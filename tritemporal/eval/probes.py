@@ -99,6 +99,19 @@ def linear_probe_cv(
     keep_lane and its accuracy only restates the class share; weighted, it must separate the
     maneuvers, and balanced accuracy (chance 1/classes) measures how well it does.
     """
+    pred, k = linear_probe_predictions(x, y, label_names, folds, seed, groups)
+    return _result(_check(len(pred), y, label_names), pred, label_names, k)
+
+
+def linear_probe_predictions(
+    x: Any,
+    y: Any,
+    label_names: list[str],
+    folds: int = 5,
+    seed: int = 0,
+    groups: Any | None = None,
+) -> tuple[np.ndarray, int]:
+    """`linear_probe_cv`'s out-of-fold class id of every sample (N,) and its fold count."""
     feats = as_features(x)
     labels = _check(len(feats), y, label_names)
     splits = _folds(labels, folds, seed, groups)
@@ -109,7 +122,7 @@ def linear_probe_cv(
             continue
         model = _logistic(seed).fit(feats[train], labels[train])
         pred[test] = model.predict(feats[test])
-    return _result(labels, pred, label_names, len(splits))
+    return pred, len(splits)
 
 
 def _logistic(seed: int) -> Any:
@@ -204,6 +217,29 @@ def attentive_probe_cv(
     groups: Any | None = None,
 ) -> dict:
     """Out-of-fold V-JEPA 2-style attentive probe (queries cross-attend) of tokens (N, T, D)."""
+    pred, k = attentive_probe_predictions(
+        tokens, y, label_names, folds, seed, epochs, num_queries, dim, lr, num_heads,
+        weight_decay, batch_size, groups,
+    )  # fmt: skip
+    return _result(_check(len(pred), y, label_names), pred, label_names, k)
+
+
+def attentive_probe_predictions(
+    tokens: Any,
+    y: Any,
+    label_names: list[str],
+    folds: int = 5,
+    seed: int = 0,
+    epochs: int = 30,
+    num_queries: int = 1,
+    dim: int = 64,
+    lr: float = 1e-3,
+    num_heads: int = 4,
+    weight_decay: float = 0.01,
+    batch_size: int = 64,
+    groups: Any | None = None,
+) -> tuple[np.ndarray, int]:
+    """`attentive_probe_cv`'s out-of-fold class id of every sample (N,) and its fold count."""
     arr = to_numpy(tokens).astype(np.float32)
     if arr.ndim != 3 or 0 in arr.shape:
         raise ValueError(f"tokens must be non-empty (N, T, D), got shape {arr.shape}")
@@ -229,7 +265,7 @@ def attentive_probe_cv(
             with torch.no_grad():
                 logits = torch.cat([probe(chunk) for chunk in x_all[test].split(256)])
             pred[test] = classes[logits.argmax(dim=1).numpy()]
-    return _result(labels, pred, label_names, len(splits))
+    return pred, len(splits)
 
 
 class _AttentiveProbe(nn.Module):

@@ -47,6 +47,7 @@ from tritemporal.model import TriTemporalModel
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.json"
+NOW_PROBE_LR, NOW_PROBE_EPOCHS = 5e-3, 20  # the NOW attentive probes of every report
 
 # Readable names of the feature sets each EVENTUALLY probe runs on (report keys -> table, plot).
 FEATURE_NAMES = {
@@ -67,7 +68,10 @@ class Features:
     labels: np.ndarray  # (N,) eventual maneuver ids, -1 unlabelled
     groups: np.ndarray | None  # (N,) video of each window: probes hold whole videos out
     signals: dict[str, np.ndarray]  # name -> (N,) value at the last NOW frame
-    soon: dict[str, np.ndarray]  # "model_l1", "copy_l1", ... -> (S,) summed over windows
+    soon: dict[str, np.ndarray]  # "model_l1", "copy_l1", ... -> (S,) mean over windows
+    soon_windows: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # -> (N, S) L1
+    paths: list[str] | None = None  # (N,) video key of each window (dataset samples' "path")
+    times: np.ndarray | None = None  # (N,) start of each window in seconds
 
     def groups_at(self, keep: np.ndarray) -> np.ndarray | None:
         """The video of each kept window, or None when the dataset has no videos to group by."""
@@ -98,6 +102,8 @@ def extract(
     device = next(model.parameters()).device
     parts: dict[str, list] = {"outcome": [], "now_mean": [], "now_tokens": [], "labels": []}
     signals: dict[str, list[float]] = {}
+    per_window: dict[str, list[np.ndarray]] = {f"{k}_l1": [] for k in ("model", "copy", "mean")}
+    paths, times = [], []
     soon = {k: np.zeros(soon_steps) for k in ("model_l1", "model_cos", "copy_l1", "copy_cos")}
     soon |= {"mean_l1": np.zeros(soon_steps), "mean_cos": np.zeros(soon_steps)}
     for start in range(0, n, batch_size):
@@ -114,7 +120,9 @@ def extract(
             "mean": now_t.mean(dim=(1, 2), keepdim=True).expand_as(soon_t),
         }
         for name, guess in guesses.items():
-            soon[f"{name}_l1"] += (guess - soon_t).abs().mean(dim=(2, 3)).sum(0).cpu().numpy()
+            l1 = (guess - soon_t).abs().mean(dim=(2, 3)).cpu().numpy()  # (B, S)
+            soon[f"{name}_l1"] += l1.sum(0)
+            per_window[f"{name}_l1"].append(l1)
             cos = 1 - F.cosine_similarity(guess, soon_t, dim=-1)  # (B, S, HW)
             soon[f"{name}_cos"] += cos.mean(dim=2).sum(0).cpu().numpy()
         now = out["now"].float()
@@ -124,6 +132,8 @@ def extract(
         parts["labels"].append(np.array([int(s["label"]) for s in samples]))
         last_now = c.now_frames - 1
         for s in samples:
+            paths.append(str(s.get("path", "")))
+            times.append(float(s.get("time", float("nan"))))
             for key, series in s.get("signals", {}).items():
                 signals.setdefault(key, []).append(float(series[last_now]))
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
@@ -131,7 +141,10 @@ def extract(
     video_ids = getattr(dataset, "video_ids", None)
     groups = None if video_ids is None else np.asarray(video_ids)[:n]
     soon = {k: v / n for k, v in soon.items()}
-    return Features(soon=soon, signals=complete, groups=groups, **arrays)
+    return Features(
+        soon=soon, signals=complete, groups=groups, **arrays, paths=paths,
+        soon_windows={k: np.concatenate(v) for k, v in per_window.items()}, times=np.array(times),
+    )  # fmt: skip
 
 
 def random_init_copy(model: TriTemporalModel, seed: int) -> TriTemporalModel:
@@ -176,8 +189,8 @@ def eventually_report(features: Features, random: Features, names: list[str], se
     }
 
 
-def now_report(features: Features, seed: int) -> dict:
-    """Attentive probes for present-state labels found in the annotations."""
+def now_tasks(features: Features) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Present-state labels of every window from its ego signals: name -> (class ids, names)."""
     tasks = {}
     if "speed" in features.signals:
         speed = features.signals["speed"]
@@ -187,8 +200,13 @@ def now_report(features: Features, seed: int) -> dict:
         lane = np.round(features.signals["lane"]).astype(int)
         values = sorted(set(lane.tolist()))
         tasks["ego_lane"] = (np.searchsorted(values, lane), [f"lane_{v}" for v in values])
+    return tasks
+
+
+def now_report(features: Features, seed: int) -> dict:
+    """Attentive probes for present-state labels found in the annotations."""
     report = {}
-    for name, (y, labels) in tasks.items():
+    for name, (y, labels) in now_tasks(features).items():
         keep = usable_classes(y, 2)
         if len(set(y[keep].tolist())) < 2:
             continue
@@ -197,8 +215,9 @@ def now_report(features: Features, seed: int) -> dict:
         if _one_video(groups):
             continue
         report[name] = attentive_probe_cv(
-            tokens, y[keep], labels, seed=seed, lr=5e-3, epochs=20, groups=groups
-        )
+            tokens, y[keep], labels, seed=seed, lr=NOW_PROBE_LR, epochs=NOW_PROBE_EPOCHS,
+            groups=groups,
+        )  # fmt: skip
     return report
 
 

@@ -1,0 +1,382 @@
+"""`tritemporal compare`: several models on the same held-out windows, every number with a 95%
+bootstrap interval over held-out videos (the table of `RESEARCH.md`'s protocol).
+
+Each source is what `TriTemporalModel.from_pretrained` takes (run dir, checkpoint, saved folder,
+Hub id) or `random:SOURCE`, a copy of SOURCE's architecture with every weight re-initialised from
+`seed` (the random-init reference). Each source is loaded, encodes the held-out folder once with
+its own config's clip settings (`report.eval_dataset`, `report.extract`) and is dropped.
+
+How windows are matched: a window is (video, start time), cut by `data.WindowSpec` (fps, NOW /
+SOON / EVENTUALLY frames, gap, stride). Every source must give the same spec, label vocabulary
+and window list, else `compare` refuses: rows measured on different windows are not comparable.
+Resolution and patch size may differ (each source sees the same windows at its own geometry).
+
+Metrics (per source; the cross-validated probes are fitted once, with folds that hold whole
+videos out, and their out-of-fold predictions are kept per window):
+
+- `eventually.{outcome,now_mean}.{balanced_accuracy,macro_f1}`: linear probe of the eventual
+  maneuver on the outcome embedding and on mean NOW features;
+- `now.<task>.balanced_accuracy`: attentive probes on NOW tokens for ego lane and speed tertile
+  and, when the annotations carry `scene` (schema v2), left / right lane state and leader gap
+  (no leader, or tertile of the gap);
+- `soon.l1_over_copy.+<h>s`: SOON forecast L1 over copying the last NOW step, per horizon (< 1:
+  better than copying);
+- `rankme.{now,outcome}`: RankMe (`objectives.losses.effective_rank`) of the features.
+
+Intervals: videos are resampled with replacement (`bootstrap` times, seeded; every source sees
+the same resamples) and each metric is recomputed from the kept per-window predictions; the
+interval is the 2.5-97.5 percentile. RankMe's resamples repeat windows, which span fewer
+directions: its interval sits mostly below the full-set value and reads as a lower range. A
+group (e.g. three fine-tuning seeds) is one more row: the mean over its members, and per
+resample the mean of its members' metrics.
+
+Artifacts in `out` (`COMPARISON_JSON`, `COMPARISON_MD`, `COMPARISON_PNG`): the JSON holds `data`,
+`windows`, `videos`, `bootstrap`, `seed`, `chance` (metric -> 1 / classes), `columns`
+(metric -> readable name) and `rows` (`name`, `source` or `members`, `metrics`: metric ->
+{`value`, `low`, `high`}); the Markdown is the same table; the PNG draws one panel per metric.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tritemporal.data.annotations import LANE_STATES, load_annotation
+from tritemporal.data.common import UNLABELLED
+from tritemporal.data.videos import VideoClips, find_videos
+from tritemporal.eval.metrics import classification_metrics
+from tritemporal.eval.plots import plot_intervals
+from tritemporal.eval.probes import (
+    attentive_probe_predictions,
+    linear_probe_predictions,
+    usable_classes,
+)
+from tritemporal.eval.report import (
+    NOW_PROBE_EPOCHS,
+    NOW_PROBE_LR,
+    Features,
+    eval_dataset,
+    extract,
+    now_tasks,
+    random_init_copy,
+)
+from tritemporal.model import TriTemporalModel
+from tritemporal.objectives.losses import effective_rank
+
+logger = logging.getLogger(__name__)
+
+COMPARISON_JSON = "comparison.json"
+COMPARISON_MD = "comparison.md"
+COMPARISON_PNG = "comparison.png"
+RANDOM_PREFIX = "random:"
+FEATURES = ("outcome", "now_mean")  # EVENTUALLY probes run on these `Features` fields
+
+Statistic = Callable[[np.ndarray], float]  # window indices (with repeats) -> metric
+
+
+def video_resamples(groups: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
+    """`n` bootstrap resamples of the windows: videos drawn with replacement, all their windows."""
+    videos, inverse = np.unique(groups, return_inverse=True)
+    windows = [np.flatnonzero(inverse == v) for v in range(len(videos))]
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(videos), size=(n, len(videos)))
+    return [np.concatenate([windows[v] for v in row]) for row in draws]
+
+
+def bootstrap_interval(
+    statistic: Statistic, resamples: list[np.ndarray], level: float = 0.95
+) -> tuple[float, float]:
+    """The central `level` percentile interval of `statistic` over the resamples."""
+    values = np.array([statistic(idx) for idx in resamples], dtype=np.float64)
+    if not np.isfinite(values).any():
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    low, high = np.nanpercentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def load_source(source: str, seed: int = 0) -> TriTemporalModel:
+    """The model a source names (`random:SOURCE`: SOURCE's architecture, fresh seeded weights)."""
+    base = source.removeprefix(RANDOM_PREFIX)
+    if not base:
+        raise ValueError(f"source {source!r}: write random:RUN with the run to copy")
+    try:
+        model = TriTemporalModel.from_pretrained(base)
+    except OSError as exc:  # FileNotFoundError, the Hub's not-found errors
+        raise ValueError(f"unknown source {source!r}: {exc}") from exc
+    return random_init_copy(model, seed) if source.startswith(RANDOM_PREFIX) else model
+
+
+def default_name(source: str) -> str:
+    """A source's row name: its last path part (run folder, Hub repo), random: kept."""
+    prefix = RANDOM_PREFIX if source.startswith(RANDOM_PREFIX) else ""
+    base = source.removeprefix(RANDOM_PREFIX).rstrip("/")
+    return prefix + (base.split("/")[-1] or base)
+
+
+def _classifier(y: np.ndarray, pred: np.ndarray, names: list[str], key: str) -> Statistic:
+    """Statistic of out-of-fold predictions of some windows (y -1 where a window is not scored)."""
+
+    def statistic(idx: np.ndarray) -> float:
+        sel = idx[y[idx] >= 0]
+        if len(sel) == 0:
+            return float("nan")
+        return classification_metrics(y[sel], pred[sel], names)[key]
+
+    return statistic
+
+
+def _probe_stats(
+    y: np.ndarray, names: list[str], groups: np.ndarray, fit: Callable, metrics: list[str]
+) -> dict[str, Statistic]:
+    """Out-of-fold predictions of `fit(keep, y_kept)` -> one statistic per metric, or none when
+    the labels cannot be probed (fewer than 2 classes with 2+ windows, or one video)."""
+    keep = (y >= 0) & usable_classes(y, 2)
+    if len(np.unique(y[keep])) < 2 or len(np.unique(groups[keep])) < 2:
+        return {}
+    pred = np.full(len(y), -1)
+    pred[keep] = fit(keep, y[keep])
+    scored = np.where(keep, y, -1)
+    return {m: _classifier(scored, pred, names, m) for m in metrics}
+
+
+def scene_tasks(
+    dataset: VideoClips, features: Features, config_manifest: str | None
+) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Scene facts at each window's last NOW frame as classes (none when a video lacks them)."""
+    found = {key: ann for key, _, ann in find_videos(dataset.root, config_manifest)}
+    assert features.paths is not None and features.times is not None, "extract keeps both"
+    spec = dataset.spec
+    at = features.times + (spec.now_frames - 1) / spec.fps
+    facts: dict[str, list] = {}
+    for key in dict.fromkeys(features.paths):
+        path = found.get(key)
+        ann = None if path is None else load_annotation(path, list(dataset.label_names))
+        if ann is None or not ann.scene:
+            return {}
+        rows = [i for i, p in enumerate(features.paths) if p == key]
+        for name, values in ann.scene_at(torch.from_numpy(at[rows])).items():
+            facts.setdefault(name, [None] * len(at))
+            for i, v in zip(rows, values, strict=True):
+                facts[name][i] = v
+    tasks = {}
+    for name in ("left_lane", "right_lane"):
+        ids = {state: i for i, state in enumerate(LANE_STATES)}
+        tasks[name] = (np.array([ids[v] for v in facts[name]]), list(LANE_STATES))
+    gap = np.array([np.nan if v is None else float(v) for v in facts["leader_gap"]])
+    present = np.isfinite(gap)
+    bins = np.zeros(len(gap), dtype=np.int64)
+    if present.any():
+        edges = np.quantile(gap[present], [1 / 3, 2 / 3])
+        bins[present] = 1 + np.digitize(gap[present], edges)
+    tasks["leader_gap"] = (bins, ["no_leader", "near", "middle", "far"])
+    return tasks
+
+
+def source_statistics(
+    features: Features, tasks: dict, names: list[str], horizons: list[float], seed: int
+) -> dict[str, Statistic]:
+    """Every metric of one source as a function of the windows it is computed on."""
+    groups = features.groups
+    assert groups is not None, "video datasets group windows by video"
+    stats: dict[str, Statistic] = {}
+    metrics = ["balanced_accuracy", "macro_f1"]
+    labels = np.where(features.labels == UNLABELLED, -1, features.labels)
+    for feat in FEATURES:
+        x = getattr(features, feat)
+
+        def fit(keep: np.ndarray, y: np.ndarray, x: np.ndarray = x) -> np.ndarray:
+            return linear_probe_predictions(x[keep], y, names, seed=seed, groups=groups[keep])[0]
+
+        found = _probe_stats(labels, names, groups, fit, metrics)
+        stats |= {f"eventually.{feat}.{m}": s for m, s in found.items()}
+    for task, (y, task_names) in tasks.items():
+
+        def fit_now(keep: np.ndarray, y_kept: np.ndarray, task_names: list = task_names):
+            tokens = features.now_tokens[keep]
+            return attentive_probe_predictions(
+                tokens, y_kept, task_names, seed=seed, lr=NOW_PROBE_LR, epochs=NOW_PROBE_EPOCHS,
+                groups=groups[keep],
+            )[0]  # fmt: skip
+
+        found = _probe_stats(y, task_names, groups, fit_now, ["balanced_accuracy"])
+        stats |= {f"now.{task}.{m}": s for m, s in found.items()}
+    model, copy = features.soon_windows["model_l1"], features.soon_windows["copy_l1"]
+    for step, h in enumerate(horizons):
+        stats[f"soon.l1_over_copy.+{h:g}s"] = lambda idx, s=step: float(
+            model[idx, s].sum() / max(copy[idx, s].sum(), 1e-12)
+        )
+    for feat, x in (("now", features.now_mean), ("outcome", features.outcome)):
+        stats[f"rankme.{feat}"] = lambda idx, x=x: float(effective_rank(torch.from_numpy(x[idx])))
+    return stats
+
+
+def column_name(key: str) -> str:
+    """Readable column header of a metric key."""
+    part, *rest = key.split(".", 2)
+    short = {"balanced_accuracy": "bal. acc.", "macro_f1": "macro-F1", "now_mean": "mean NOW"}
+    words = [short.get(w, w) for w in rest]
+    if part == "soon":
+        return f"SOON L1 / copy-last {rest[-1]}"
+    return f"{part.upper() if part != 'rankme' else 'RankMe'} " + " ".join(words)
+
+
+def _check_matched(datasets: list[VideoClips], sources: list[str]) -> None:
+    """Refuse sources whose configs cut different windows from the held-out folder."""
+    first = datasets[0]
+    for data, source in zip(datasets[1:], sources[1:], strict=True):
+        same = data.spec == first.spec and tuple(data.label_names) == tuple(first.label_names)
+        if not same or not np.array_equal(data.video_ids, first.video_ids):
+            raise ValueError(
+                f"source {source!r} cuts different windows than {sources[0]!r} "
+                f"({data.spec} vs {first.spec}; labels {list(data.label_names)} vs "
+                f"{list(first.label_names)}): compare sources with the same data.fps, "
+                "data.stride_s, data.gap_s, clip.*_frames and data.extra_maneuvers"
+            )
+
+
+def compare(
+    sources: list[str],
+    data: str | Path,
+    names: list[str] | None = None,
+    groups: dict[str, list[str]] | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """The comparison table (see the module docstring) of `sources` on the held-out `data`."""
+    names = list(names) if names else [default_name(s) for s in sources]
+    if len(names) != len(sources) or len(set(names)) != len(names):
+        raise ValueError(
+            f"need one distinct name per source (--names): {len(sources)} sources, {names}"
+        )
+    groups = groups or {}
+    for group, members in groups.items():
+        unknown = [m for m in members if m not in names]
+        if unknown or group in names or not members:
+            raise ValueError(
+                f"group {group!r}: members {unknown or members} must be source names "
+                f"({', '.join(names)}) and the group name must be new"
+            )
+    if bootstrap < 1:
+        raise ValueError(f"bootstrap must be >= 1 resample, got {bootstrap}")
+    # every source is checked before any is encoded; one model is held in memory at a time
+    configs = [load_source(s, seed).config for s in sources]
+    datasets = [eval_dataset(config, data) for config in configs]
+    _check_matched(datasets, sources)
+    dataset = datasets[0]
+    counts = {k: v for k, v in dataset.summary.label_counts.items() if k != "unlabelled"}
+    if not any(counts.values()):
+        raise ValueError(
+            f"{data} has no labelled windows: compare needs annotations/<video>.json beside the "
+            "videos (make-clips writes them)"
+        )
+    if len(np.unique(dataset.video_ids)) < 2:
+        raise ValueError(f"{data} holds one video: held-out probes need 2+ videos (100+ advised)")
+    resamples = video_resamples(dataset.video_ids, bootstrap, seed)
+    rows, per_source, chance, n = [], {}, {}, len(dataset)
+    for name, source, data_i in zip(names, sources, datasets, strict=True):
+        logger.info("encoding %d windows with %s", len(data_i), source)
+        per_source[name], found = _encode_and_score(source, data_i, seed, batch_size, device)
+        chance |= found
+        rows.append(
+            {"name": name, "source": source, "metrics": _cells(per_source[name], n, resamples)}
+        )
+    for group, members in groups.items():
+        keys = [k for k in per_source[members[0]] if all(k in per_source[m] for m in members)]
+        mean = {k: _mean_of([per_source[m][k] for m in members]) for k in keys}
+        rows.append({"name": group, "members": members, "metrics": _cells(mean, n, resamples)})
+    keys = list(dict.fromkeys(k for r in rows for k in r["metrics"]))
+    return {
+        "data": str(data),
+        "windows": len(dataset),
+        "videos": len(np.unique(dataset.video_ids)),
+        "bootstrap": bootstrap,
+        "seed": seed,
+        "chance": {k: round(v, 4) for k, v in chance.items() if k in keys},
+        "columns": {k: column_name(k) for k in keys},
+        "rows": rows,
+    }
+
+
+def _encode_and_score(
+    source: str, dataset: VideoClips, seed: int, batch_size: int, device: str | torch.device
+) -> tuple[dict[str, Statistic], dict[str, float]]:
+    """Encode the held-out windows with one source (then drop it): its statistics and the
+    balanced-accuracy chance of each probe it ran."""
+    model = load_source(source, seed).to(device)
+    features = extract(model, dataset, batch_size)
+    tasks = now_tasks(features) | scene_tasks(dataset, features, model.config.data.manifest)
+    c, fps = model.config.clip, model.config.data.fps
+    horizons = [round((k + 0.5) * c.tubelet_t / fps, 3) for k in range(c.slices[1])]
+    stats = source_statistics(features, tasks, list(dataset.label_names), horizons, seed)
+    chance = {f"now.{task}.balanced_accuracy": _chance(y) for task, (y, _) in tasks.items()}
+    chance |= {f"eventually.{f}.balanced_accuracy": _chance(features.labels) for f in FEATURES}
+    return stats, chance
+
+
+def _mean_of(parts: list[Statistic]) -> Statistic:
+    """The statistic averaging `parts` (one per group member) on the same windows."""
+    return lambda idx: float(np.nanmean([p(idx) for p in parts]))
+
+
+def _cells(stats: dict[str, Statistic], windows: int, resamples: list[np.ndarray]) -> dict:
+    """Each statistic on all `windows` and its bootstrap interval over the resamples."""
+    everything = np.arange(windows)
+    return {k: _cell(s(everything), *bootstrap_interval(s, resamples)) for k, s in stats.items()}
+
+
+def _chance(y: np.ndarray) -> float:
+    """Balanced-accuracy chance of a probe on labels y: 1 / classes with 2+ labelled windows."""
+    labelled = y[y >= 0]
+    return 1 / max(1, len(np.unique(labelled[usable_classes(labelled, 2)])))
+
+
+def _cell(value: float, low: float, high: float) -> dict[str, float]:
+    """A metric's point estimate and interval, rounded for the JSON."""
+    return {"value": round(value, 4), "low": round(low, 4), "high": round(high, 4)}
+
+
+def markdown_table(result: dict) -> str:
+    """The comparison as a Markdown table: rows sources, columns metrics, `value [low, high]`."""
+    columns = result["columns"]
+    head = ["source", *columns.values()]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in result["rows"]:
+        cells = [row["name"]]
+        for key in columns:
+            m = row["metrics"].get(key)
+            interval = "-" if m is None else f"{m['low']:.3f}, {m['high']:.3f}"
+            cells.append("-" if m is None else f"{m['value']:.3f} [{interval}]")
+        lines.append("| " + " | ".join(cells) + " |")
+    chance = ", ".join(f"{columns[k]} {v:.2f}" for k, v in result["chance"].items())
+    note = (
+        f"{result['windows']} windows of {result['videos']} held-out videos; 95% intervals from "
+        f"{result['bootstrap']} bootstrap resamples of videos (seed {result['seed']}). "
+        f"Chance: {chance or 'n/a'}."
+    )
+    return "\n".join([*lines, "", note])
+
+
+def write_comparison(result: dict, out: str | Path) -> Path:
+    """comparison.json, comparison.md and comparison.png in `out`; returns the folder."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / COMPARISON_JSON).write_text(json.dumps(result, indent=1))
+    (out / COMPARISON_MD).write_text(markdown_table(result) + "\n")
+    values = {
+        row["name"]: {k: (m["value"], m["low"], m["high"]) for k, m in row["metrics"].items()}
+        for row in result["rows"]
+    }
+    title = f"{result['videos']} held-out videos, 95% bootstrap intervals over videos"
+    ratios = {k: 1.0 for k in result["columns"] if k.startswith("soon.")}  # = copy-last
+    title += " (dashed: chance, or copy-last for SOON)"
+    reference = result["chance"] | ratios
+    plot_intervals(values, result["columns"], out / COMPARISON_PNG, title, reference)
+    return out
