@@ -317,8 +317,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     from tritemporal.model import TriTemporalModel
 
     check_push_target(args.repo_id, None)  # before loading anything
-    found = locate(args.source)
-    model = TriTemporalModel.from_pretrained(args.source)
+    found = locate(args.source)  # once: a Hub id is downloaded here, a run dir resolved
+    model = TriTemporalModel.from_pretrained(found.path)
     extras = run_card_extras(found.path) if found.is_checkpoint else None
     url = model.push_to_hub(
         args.repo_id, private=args.private, revision=args.revision, model_card_kwargs=extras
