@@ -154,9 +154,10 @@ BackboneFactory = Callable[[TriTemporalConfig], Backbone]
 _BACKBONES: dict[str, BackboneFactory] = {}
 
 
-def register_backbone(fn: BackboneFactory) -> BackboneFactory:
-    """Decorator: register a backbone factory under its function name (underscores -> dashes)."""
-    name = fn.__name__.replace("_", "-")
+def register_backbone(fn: BackboneFactory, name: str | None = None) -> BackboneFactory:
+    """Decorator: register a backbone factory under `name`, by default its function name with
+    underscores as dashes."""
+    name = name or fn.__name__.replace("_", "-")
     if name in _BACKBONES:
         warnings.warn(f"backbone {name!r} registered twice; the later one wins", stacklevel=2)
     _BACKBONES[name] = fn

@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true", help="create the repo as private")
     push.add_argument("--revision", help="branch to push to (created if needed)")
 
+    export = sub.add_parser("export", help="write a run or checkpoint as a saved-model folder")
+    export.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
+    export.add_argument("--out", required=True, help="folder for config.json, weights, card")
+
     merge = sub.add_parser("merge", help="write LoRA-merged weights as a transformers VJEPA2Model")
     merge.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
     merge.add_argument("out", help="output folder (VJEPA2Model.from_pretrained(OUT))")
@@ -327,6 +331,19 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """`tritemporal export`: the folder `push` would upload, written locally (no teacher)."""
+    from tritemporal.hub import locate, run_card_extras
+    from tritemporal.model import TriTemporalModel
+
+    found = locate(args.source)
+    model = TriTemporalModel.from_pretrained(found.path)
+    extras = run_card_extras(found.path) if found.is_checkpoint else None
+    model.save_pretrained(args.out, model_card_kwargs=extras)
+    logger.info("wrote %s: load it with TriTemporalModel.from_pretrained(%r)", args.out, args.out)
+    return 0
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     """`tritemporal merge`: fold LoRA into the base and save in transformers' format."""
     from tritemporal.hub import merge_to_transformers
@@ -364,6 +381,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "convert-meta": cmd_convert_meta,
     "push": cmd_push,
+    "export": cmd_export,
     "eval": cmd_eval,
     "compare": cmd_compare,
     "merge": cmd_merge,

@@ -35,13 +35,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tritemporal.adapters.lora import peft_lora_config
+from tritemporal.adapters.shipped import shipped_models
 from tritemporal.adapters.vjepa2 import HUB_IDS, pretrained_source
 from tritemporal.checkpoint import MODEL_FILE, STATE_FILE, resolve_checkpoint
 from tritemporal.config import TriTemporalConfig
 from tritemporal.model_card import render_model_card
 
 HUB_CONFIG = constants.CONFIG_NAME  # config.json
-HUB_WEIGHTS = "model.safetensors"
+HUB_WEIGHTS = MODEL_FILE  # the same file name as in a training checkpoint
 ADAPTER_DIR = "adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -67,8 +68,11 @@ def locate(
     token: str | bool | None = None,
     local_files_only: bool = False,
 ) -> Located:
-    """A saved folder, a run dir / checkpoint folder (local), or a Hub repo id (downloaded)."""
+    """A saved folder, a run dir / checkpoint folder (local), a shipped model's registry key
+    (`adapters.shipped`: a saved folder inside the package), or a Hub repo id (downloaded)."""
     path = Path(source)
+    if not path.exists() and str(source) in shipped_models():
+        path = shipped_models()[str(source)]
     if path.is_dir() and (path / HUB_CONFIG).is_file():
         check_model_folder(path)
         return Located(path, read_folder_config(path), is_checkpoint=False)

@@ -57,8 +57,6 @@ from tritemporal.eval.probes import (
     usable_classes,
 )
 from tritemporal.eval.report import (
-    NOW_PROBE_EPOCHS,
-    NOW_PROBE_LR,
     Features,
     eval_dataset,
     extract,
@@ -200,9 +198,8 @@ def source_statistics(
         def fit_now(keep: np.ndarray, y_kept: np.ndarray, task_names: list = task_names):
             tokens = features.now_tokens[keep]
             return attentive_probe_predictions(
-                tokens, y_kept, task_names, seed=seed, lr=NOW_PROBE_LR, epochs=NOW_PROBE_EPOCHS,
-                groups=groups[keep],
-            )[0]  # fmt: skip
+                tokens, y_kept, task_names, seed=seed, groups=groups[keep]
+            )[0]
 
         found = _probe_stats(y, task_names, groups, fit_now, ["balanced_accuracy"])
         stats |= {f"now.{task}.{m}": s for m, s in found.items()}

@@ -12,6 +12,7 @@ split: the probe must generalise to unseen videos, as a user's model must.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -201,26 +202,38 @@ def knn_probe_cv(
     return _result(labels, pred, label_names, len(splits))
 
 
+@dataclass(frozen=True)
+class AttentiveProbeSpec:
+    """An attentive probe's architecture and training. The defaults are every report's NOW
+    probe: lr 5e-3 (V-JEPA 2 sweeps 1e-4..5e-3; 1e-3 underfits a few thousand windows).
+
+    `positions` adds a learned embedding per token slot before pooling. Encoders with RoPE (the
+    default, and V-JEPA 2) carry no absolute position in their output tokens, and a pooler that
+    cross-attends over a set cannot tell where a token sat: without it, "is the lane left of the
+    ego free?" is unanswerable from the tokens of a frame, whatever the encoder learned.
+    """
+
+    epochs: int = 20
+    num_queries: int = 1
+    dim: int = 64
+    lr: float = 5e-3
+    num_heads: int = 4
+    weight_decay: float = 0.01
+    batch_size: int = 64
+    positions: bool = True
+
+
 def attentive_probe_cv(
     tokens: Any,
     y: Any,
     label_names: list[str],
     folds: int = 5,
     seed: int = 0,
-    epochs: int = 30,
-    num_queries: int = 1,
-    dim: int = 64,
-    lr: float = 1e-3,
-    num_heads: int = 4,
-    weight_decay: float = 0.01,
-    batch_size: int = 64,
     groups: Any | None = None,
+    spec: AttentiveProbeSpec = AttentiveProbeSpec(),
 ) -> dict:
     """Out-of-fold V-JEPA 2-style attentive probe (queries cross-attend) of tokens (N, T, D)."""
-    pred, k = attentive_probe_predictions(
-        tokens, y, label_names, folds, seed, epochs, num_queries, dim, lr, num_heads,
-        weight_decay, batch_size, groups,
-    )  # fmt: skip
+    pred, k = attentive_probe_predictions(tokens, y, label_names, folds, seed, groups, spec)
     return _result(_check(len(pred), y, label_names), pred, label_names, k)
 
 
@@ -230,14 +243,8 @@ def attentive_probe_predictions(
     label_names: list[str],
     folds: int = 5,
     seed: int = 0,
-    epochs: int = 30,
-    num_queries: int = 1,
-    dim: int = 64,
-    lr: float = 1e-3,
-    num_heads: int = 4,
-    weight_decay: float = 0.01,
-    batch_size: int = 64,
     groups: Any | None = None,
+    spec: AttentiveProbeSpec = AttentiveProbeSpec(),
 ) -> tuple[np.ndarray, int]:
     """`attentive_probe_cv`'s out-of-fold class id of every sample (N,) and its fold count."""
     arr = to_numpy(tokens).astype(np.float32)
@@ -245,10 +252,12 @@ def attentive_probe_predictions(
         raise ValueError(f"tokens must be non-empty (N, T, D), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError("tokens hold non-finite values")
-    if dim % num_heads:
-        raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    if spec.dim % spec.num_heads:
+        raise ValueError(f"dim {spec.dim} is not divisible by num_heads {spec.num_heads}")
+    if spec.epochs < 1 or spec.batch_size < 1:
+        raise ValueError(
+            f"epochs and batch_size must be >= 1, got {spec.epochs} and {spec.batch_size}"
+        )
     labels = _check(len(arr), y, label_names)
     splits = _folds(labels, folds, seed, groups)
     classes, dense = np.unique(labels, return_inverse=True)  # train only on classes present
@@ -259,8 +268,8 @@ def attentive_probe_predictions(
         for fold, (train, test) in enumerate(splits):
             torch.manual_seed(seed * 1000 + fold)  # module init draws from the global RNG
             generator = torch.Generator().manual_seed(seed * 1000 + fold)
-            probe = _AttentiveProbe(arr.shape[2], dim, num_queries, num_heads, len(classes))
-            _fit(probe, x_all[train], y_all[train], epochs, lr, weight_decay, batch_size, generator)
+            probe = _AttentiveProbe(arr.shape[1], arr.shape[2], len(classes), spec)
+            _fit(probe, x_all[train], y_all[train], spec, generator)
             probe.eval()
             with torch.no_grad():
                 logits = torch.cat([probe(chunk) for chunk in x_all[test].split(256)])
@@ -271,10 +280,11 @@ def attentive_probe_predictions(
 class _AttentiveProbe(nn.Module):
     """AttentivePooler (N, T, D) -> (N, Q, dim), then a linear head on the flattened queries."""
 
-    def __init__(self, in_dim: int, dim: int, queries: int, heads: int, classes: int) -> None:
+    def __init__(self, slots: int, in_dim: int, classes: int, spec: AttentiveProbeSpec) -> None:
         super().__init__()
-        self.pool = AttentivePooler(in_dim, dim, queries, heads)
-        self.head = nn.Linear(queries * dim, classes)
+        positions = slots if spec.positions else 0
+        self.pool = AttentivePooler(in_dim, spec.dim, spec.num_queries, spec.num_heads, positions)
+        self.head = nn.Linear(spec.num_queries * spec.dim, classes)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Class logits (N, classes)."""
@@ -285,17 +295,14 @@ def _fit(
     probe: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    epochs: int,
-    lr: float,
-    weight_decay: float,
-    batch_size: int,
+    spec: AttentiveProbeSpec,
     generator: torch.Generator,
 ) -> None:
     """AdamW + cross-entropy over seeded shuffled minibatches."""
-    optimizer = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     probe.train()
-    for _ in range(epochs):
-        for batch in torch.randperm(len(x), generator=generator).split(batch_size):
+    for _ in range(spec.epochs):
+        for batch in torch.randperm(len(x), generator=generator).split(spec.batch_size):
             loss = F.cross_entropy(probe(x[batch]), y[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -47,7 +47,6 @@ from tritemporal.model import TriTemporalModel
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.json"
-NOW_PROBE_LR, NOW_PROBE_EPOCHS = 5e-3, 20  # the NOW attentive probes of every report
 
 # Readable names of the feature sets each EVENTUALLY probe runs on (report keys -> table, plot).
 FEATURE_NAMES = {
@@ -64,7 +63,7 @@ class Features:
 
     outcome: np.ndarray  # (N, E)
     now_mean: np.ndarray  # (N, D)
-    now_tokens: np.ndarray  # (N, T_now, D): NOW tokens averaged over space per tubelet step
+    now_tokens: np.ndarray  # (N, H*W, D): the last NOW tubelet step's tokens, the present
     labels: np.ndarray  # (N,) eventual maneuver ids, -1 unlabelled
     groups: np.ndarray | None  # (N,) video of each window: probes hold whole videos out
     signals: dict[str, np.ndarray]  # name -> (N,) value at the last NOW frame
@@ -128,7 +127,7 @@ def extract(
         now = out["now"].float()
         parts["outcome"].append(out["eventually"].float().cpu().numpy())
         parts["now_mean"].append(now.mean(dim=1).cpu().numpy())
-        parts["now_tokens"].append(now.view(b, now_steps, hw, -1).mean(dim=2).cpu().numpy())
+        parts["now_tokens"].append(now.view(b, now_steps, hw, -1)[:, -1].cpu().numpy())
         parts["labels"].append(np.array([int(s["label"]) for s in samples]))
         last_now = c.now_frames - 1
         for s in samples:
@@ -214,10 +213,7 @@ def now_report(features: Features, seed: int) -> dict:
         groups = features.groups_at(keep)
         if _one_video(groups):
             continue
-        report[name] = attentive_probe_cv(
-            tokens, y[keep], labels, seed=seed, lr=NOW_PROBE_LR, epochs=NOW_PROBE_EPOCHS,
-            groups=groups,
-        )  # fmt: skip
+        report[name] = attentive_probe_cv(tokens, y[keep], labels, seed=seed, groups=groups)
     return report
 
 

@@ -1,0 +1,73 @@
+"""Shipped pretrained models: a saved folder under a registry key, as a backbone and as a source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import tiny_config
+from tritemporal.adapters import list_backbones, registry, shipped
+from tritemporal.hub import HUB_WEIGHTS
+from tritemporal.model import TriTemporalModel
+
+KEY = "vit-debug-shipped-test"
+
+
+@pytest.fixture
+def shipped_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A trained-looking tiny model saved as a shipped folder, registered under KEY."""
+    torch.manual_seed(0)
+    model = TriTemporalModel(tiny_config())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    folder = tmp_path / "pretrained" / KEY
+    model.save_pretrained(folder)
+    monkeypatch.setattr(shipped, "SHIPPED_ROOT", tmp_path / "pretrained")
+    monkeypatch.setitem(registry._BACKBONES, KEY, shipped.shipped_backbone(KEY, folder))
+    return folder
+
+
+def test_a_shipped_key_is_a_backbone_that_starts_from_its_weights(shipped_folder: Path) -> None:
+    assert KEY in list_backbones()
+    saved = load_file(shipped_folder / HUB_WEIGHTS)
+    model = TriTemporalModel(tiny_config(f"backbone.name={KEY}"))
+    for name, tensor in model.backbone.state_dict().items():
+        assert torch.equal(tensor, saved[f"backbone.{name}"]), name
+    for (name, t), s in zip(
+        model.teacher.state_dict().items(),
+        model.backbone.encoder.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(t, s), f"the teacher starts as the shipped encoder: {name}"
+    # the heads are the fine-tune's own: freshly initialised, not read from the folder
+    assert not torch.equal(
+        model.outcome.state_dict()["pool.queries"], saved["outcome.pool.queries"]
+    )
+
+
+def test_a_shipped_key_loads_as_a_saved_folder(shipped_folder: Path) -> None:
+    by_key = TriTemporalModel.from_pretrained(KEY)
+    by_path = TriTemporalModel.from_pretrained(shipped_folder)
+    video = torch.randint(0, 256, (2, 3, 8, 32, 32), dtype=torch.uint8)
+    a, b = by_key.encode(video), by_path.encode(video)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_another_architecture_is_refused_with_the_keys_to_set(shipped_folder: Path) -> None:
+    config = tiny_config(f"backbone.name={KEY}", "predictor.depth=3", "backbone.depth=3")
+    with pytest.raises(ValueError, match=r"predictor\.depth=2, not 3") as err:
+        TriTemporalModel(config)
+    assert "backbone.depth unset (vit-debug's), not 3" in str(err.value)
+    assert str(shipped_folder) in str(err.value)
+
+
+def test_a_damaged_weights_file_names_itself(shipped_folder: Path) -> None:
+    data = (shipped_folder / HUB_WEIGHTS).read_bytes()
+    (shipped_folder / HUB_WEIGHTS).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="damaged or unreadable"):
+        TriTemporalModel(tiny_config(f"backbone.name={KEY}"))
