@@ -13,8 +13,10 @@ from tritemporal.eval.metrics import classification_metrics, feature_stats
 from tritemporal.eval.plots import (
     bars_figure,
     confusion_figure,
+    curves_figure,
     plot_bars,
     plot_confusion,
+    plot_curves,
     plot_horizon,
     plot_projection,
     projection_figure,
@@ -279,6 +281,17 @@ def test_plots_write_pngs(tmp_path) -> None:
         assert data.startswith(PNG_MAGIC) and len(data) > 1000
     with pytest.raises(ValueError, match="3 horizons"):
         plot_horizon([0.5, 1.0, 2.0], {"m": [1.0]}, tmp_path / "x.png", "t", "y")
+
+
+def test_training_curves_skip_steps_without_the_metric(tmp_path) -> None:
+    records = [{"step": 10, "loss": 1.0, "target_std": 0.5}, {"step": 20, "loss": 0.8}]
+    records.append({"step": 20, "eval/now_rankme": 7.0})  # the eval hook's own record
+    fig = curves_figure(records, ["target_std", "eval/now_rankme"], "run")
+    assert [len(ax.lines[0].get_xdata()) for ax in fig.axes] == [1, 1]
+    data = plot_curves(records, ["loss"], tmp_path / "c.png", "run").read_bytes()
+    assert data.startswith(PNG_MAGIC)
+    with pytest.raises(ValueError, match=r"no record holds \['rank'\]; logged metrics: "):
+        curves_figure(records, ["rank"], "run")
 
 
 def _tick_texts(fig: Figure, axis: str) -> list[str]:

@@ -10,8 +10,10 @@ from safetensors.torch import load_file
 
 from tests.conftest import tiny_config
 from tritemporal.adapters import list_backbones, registry, shipped
-from tritemporal.hub import HUB_WEIGHTS
+from tritemporal.cli import main
+from tritemporal.hub import HUB_WEIGHTS, MODEL_CARD
 from tritemporal.model import TriTemporalModel
+from tritemporal.train import train
 
 KEY = "vit-debug-shipped-test"
 
@@ -71,3 +73,18 @@ def test_a_damaged_weights_file_names_itself(shipped_folder: Path) -> None:
     (shipped_folder / HUB_WEIGHTS).write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="damaged or unreadable"):
         TriTemporalModel(tiny_config(f"backbone.name={KEY}"))
+
+
+def test_export_writes_the_folder_a_shipped_model_is(tmp_path: Path) -> None:
+    run = train(tiny_config(f"train.run_dir={tmp_path / 'run'}", "train.steps=2"))
+    assert main(["export", str(run), "--out", str(tmp_path / "folder")]) == 0
+    assert main(["curves", str(run), "--keys", "loss", "target_std"]) == 0
+    assert (run / "curves.png").read_bytes().startswith(b"\x89PNG")
+    card = (tmp_path / "folder" / MODEL_CARD).read_text()
+    assert "step" in card.lower()
+    video = torch.randint(0, 256, (2, 3, 8, 32, 32), dtype=torch.uint8)
+    a = TriTemporalModel.from_pretrained(run).encode(video)
+    b = TriTemporalModel.from_pretrained(tmp_path / "folder").encode(video)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert main(["curves", str(tmp_path / "folder")]) == 2  # no metrics.jsonl: a clear error

@@ -143,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true", help="create the repo as private")
     push.add_argument("--revision", help="branch to push to (created if needed)")
 
+    curves = sub.add_parser("curves", help="plot logged metrics of a run over its steps (PNG)")
+    curves.add_argument("run_dir", metavar="RUN_DIR", help="a training run (its metrics.jsonl)")
+    curves.add_argument("--keys", nargs="+", default=["loss", "target_std"], help="metrics")
+    curves.add_argument("--out", help="PNG path (default: RUN_DIR/curves.png)")
+
     export = sub.add_parser("export", help="write a run or checkpoint as a saved-model folder")
     export.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
     export.add_argument("--out", required=True, help="folder for config.json, weights, card")
@@ -331,6 +336,21 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curves(args: argparse.Namespace) -> int:
+    """`tritemporal curves`: the run's metrics.jsonl drawn, one panel per key."""
+    from pathlib import Path
+
+    from tritemporal.eval.plots import plot_curves
+    from tritemporal.metrics import METRICS_FILE, read_metrics
+
+    run = Path(args.run_dir)
+    if not (run / METRICS_FILE).is_file():
+        raise FileNotFoundError(f"{run / METRICS_FILE} not found: pass a training run directory")
+    out = plot_curves(read_metrics(run), args.keys, args.out or run / "curves.png", str(run))
+    logger.info("wrote %s", out)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """`tritemporal export`: the folder `push` would upload, written locally (no teacher)."""
     from tritemporal.hub import locate, run_card_extras
@@ -382,6 +402,7 @@ COMMANDS = {
     "convert-meta": cmd_convert_meta,
     "push": cmd_push,
     "export": cmd_export,
+    "curves": cmd_curves,
     "eval": cmd_eval,
     "compare": cmd_compare,
     "merge": cmd_merge,

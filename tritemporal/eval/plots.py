@@ -242,3 +242,29 @@ def plot_intervals(
 ) -> Path:
     """`intervals_figure` written as a PNG at `path`."""
     return _save(intervals_figure(rows, columns, title, reference), path)
+
+
+def curves_figure(records: list[dict], keys: list[str], title: str) -> Figure:
+    """One panel per metric over training steps, from metrics.jsonl records (`step` + values);
+    a record without a key (logged on other steps, e.g. the eval hook's) is skipped."""
+    if not keys:
+        raise ValueError("keys is empty: name the metrics to draw (e.g. target_std)")
+    missing = [k for k in keys if not any(k in r for r in records)]
+    if missing:
+        known = sorted({k for r in records for k in r} - {"step"})
+        raise ValueError(f"no record holds {missing}; logged metrics: {', '.join(known)}")
+    fig = Figure(figsize=(4.0 * len(keys), 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(keys)))
+    for ax, key in zip(axes, keys, strict=True):
+        points = [(r["step"], r[key]) for r in records if key in r]
+        ax.plot(*zip(*points, strict=True), marker="o" if len(points) < 30 else None, markersize=3)
+        ax.set_xlabel("step")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_curves(records: list[dict], keys: list[str], path: str | Path, title: str) -> Path:
+    """`curves_figure` written as a PNG at `path`."""
+    return _save(curves_figure(records, keys, title), path)
