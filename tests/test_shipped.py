@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from tests.conftest import tiny_config
 from tritemporal.adapters import list_backbones, registry, shipped
 from tritemporal.cli import main
+from tritemporal.eval.compare import default_name, load_source
 from tritemporal.hub import HUB_WEIGHTS, MODEL_CARD
 from tritemporal.model import TriTemporalModel
 from tritemporal.train import train
@@ -77,14 +78,35 @@ def test_a_damaged_weights_file_names_itself(shipped_folder: Path) -> None:
 
 def test_export_writes_the_folder_a_shipped_model_is(tmp_path: Path) -> None:
     run = train(tiny_config(f"train.run_dir={tmp_path / 'run'}", "train.steps=2"))
-    assert main(["export", str(run), "--out", str(tmp_path / "folder")]) == 0
+    notes = tmp_path / "notes.md"
+    notes.write_text("| probe | base |\n|---|---|\n| ego lane | 0.9 |\n")
+    out = ["--out", str(tmp_path / "folder")]
+    assert main(["export", str(run), *out, "--notes", str(tmp_path / "missing.md")]) == 2
+    assert not (tmp_path / "folder").exists()
+    assert main(["export", str(run), *out, "--notes", str(notes)]) == 0
     assert main(["curves", str(run), "--keys", "loss", "target_std"]) == 0
     assert (run / "curves.png").read_bytes().startswith(b"\x89PNG")
     card = (tmp_path / "folder" / MODEL_CARD).read_text()
-    assert "step" in card.lower()
+    assert "- Steps: 2" in card and "| ego lane | 0.9 |" in card
     video = torch.randint(0, 256, (2, 3, 8, 32, 32), dtype=torch.uint8)
     a = TriTemporalModel.from_pretrained(run).encode(video)
     b = TriTemporalModel.from_pretrained(tmp_path / "folder").encode(video)
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert main(["curves", str(tmp_path / "folder")]) == 2  # no metrics.jsonl: a clear error
+
+
+def test_teacher_source_exports_the_ema_encoder(tmp_path: Path) -> None:
+    run = train(tiny_config(f"train.run_dir={tmp_path / 'run'}", "train.steps=2"))
+    assert main(["export", f"teacher:{run}", "--out", str(tmp_path / "t")]) == 0
+    trained = TriTemporalModel.from_pretrained(run)
+    saved = load_file(tmp_path / "t" / HUB_WEIGHTS)
+    teacher = trained.teacher.state_dict()
+    assert any(
+        not torch.equal(v, teacher[k]) for k, v in trained.backbone.encoder.state_dict().items()
+    ), "two steps apart: student and teacher differ"
+    for name, tensor in teacher.items():
+        assert torch.equal(saved[f"backbone.encoder.{name}"], tensor), name
+    with pytest.raises(ValueError, match="holds no EMA teacher"):
+        load_source(f"teacher:{tmp_path / 't'}")
+    assert default_name(f"teacher:{run}/") == "teacher:run"

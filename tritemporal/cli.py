@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument(
         "sources", nargs="+", metavar="SOURCE",
-        help=f"{SOURCE_HELP}; random:SOURCE for a randomly initialised copy of its architecture",
+        help=f"{SOURCE_HELP}; random:SOURCE for a randomly initialised copy of its architecture; "
+        "teacher:RUN for a run's EMA teacher as the encoder",
     )  # fmt: skip
     cmp.add_argument("--data", required=True, help="held-out videos folder (+ annotations/)")
     cmp.add_argument("--out", required=True, help="folder for comparison.json, .md and .png")
@@ -149,8 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     curves.add_argument("--out", help="PNG path (default: RUN_DIR/curves.png)")
 
     export = sub.add_parser("export", help="write a run or checkpoint as a saved-model folder")
-    export.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
+    export.add_argument(
+        "source", metavar="SOURCE", help=f"{SOURCE_HELP}; teacher:RUN exports its EMA teacher"
+    )
     export.add_argument("--out", required=True, help="folder for config.json, weights, card")
+    export.add_argument("--notes", help="Markdown file: the card's Evaluation section (results)")
 
     merge = sub.add_parser("merge", help="write LoRA-merged weights as a transformers VJEPA2Model")
     merge.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
@@ -353,12 +357,17 @@ def cmd_curves(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """`tritemporal export`: the folder `push` would upload, written locally (no teacher)."""
-    from tritemporal.hub import locate, run_card_extras
-    from tritemporal.model import TriTemporalModel
+    from pathlib import Path
 
-    found = locate(args.source)
-    model = TriTemporalModel.from_pretrained(found.path)
-    extras = run_card_extras(found.path) if found.is_checkpoint else None
+    from tritemporal.eval.compare import TEACHER_PREFIX, load_source
+    from tritemporal.hub import locate, run_card_extras
+
+    notes = Path(args.notes).read_text() if args.notes else None  # a wrong path fails first
+    found = locate(args.source.removeprefix(TEACHER_PREFIX))
+    model = load_source(args.source)
+    extras = run_card_extras(found.path) if found.is_checkpoint else {}
+    if notes:
+        extras["evaluation"] = notes
     model.save_pretrained(args.out, model_card_kwargs=extras)
     logger.info("wrote %s: load it with TriTemporalModel.from_pretrained(%r)", args.out, args.out)
     return 0

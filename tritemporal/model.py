@@ -264,6 +264,17 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         else:
             self.teacher.load_state_dict(self.backbone.encoder.state_dict())
 
+    @torch.no_grad()
+    def adopt_teacher(self) -> None:
+        """Make the student encoder equal to the EMA teacher: the encoder V-JEPA evaluates and
+        releases (its target encoder), smoother than the student at any one step."""
+        if isinstance(self.teacher, SharedBaseTeacher):
+            params = dict(self.backbone.encoder.named_parameters())
+            for name, ema in zip(self.teacher.names, self.teacher.ema_tensors(), strict=True):
+                params[name].copy_(ema)
+        else:
+            self.backbone.encoder.load_state_dict(self.teacher.state_dict())
+
     def _encode_windows(self, windows: VideoWindows, batch_size: int) -> dict[str, torch.Tensor]:
         """`encode` of every window of a video, windows leading, plus "time" (start s)."""
         device = self.pixel_mean.device

@@ -69,11 +69,12 @@ def render_model_card(meta: dict[str, Any], extras: dict[str, Any]) -> str:
         "",
     ]
     evaluation = extras.get("evaluation")
-    lines.append(
-        "```json\n" + json.dumps(evaluation, indent=1) + "\n```"
-        if evaluation
-        else "Not evaluated yet."
-    )
+    if isinstance(evaluation, str):  # Markdown written by the caller (e.g. `export --notes`)
+        lines.append(evaluation.strip())
+    elif evaluation:
+        lines.append("```json\n" + json.dumps(evaluation, indent=1) + "\n```")
+    else:
+        lines.append("Not evaluated yet.")
     lines += ["", "## Configuration", "", "```json", json.dumps(config, indent=1), "```"]
     lines += ["", "## Safety", "", SAFETY, ""]
     return "\n".join(lines)

@@ -3,7 +3,8 @@ bootstrap interval over held-out videos (the table of `RESEARCH.md`'s protocol).
 
 Each source is what `TriTemporalModel.from_pretrained` takes (run dir, checkpoint, saved folder,
 Hub id) or `random:SOURCE`, a copy of SOURCE's architecture with every weight re-initialised from
-`seed` (the random-init reference). Each source is loaded, encodes the held-out folder once with
+`seed` (the random-init reference), or `teacher:RUN`, a run's EMA teacher used as the encoder (the
+encoder V-JEPA evaluates and releases). Each source is loaded, encodes the held-out folder once with
 its own config's clip settings (`report.eval_dataset`, `report.extract`) and is dropped.
 
 How windows are matched: a window is (video, start time), cut by `data.WindowSpec` (fps, NOW /
@@ -63,6 +64,7 @@ from tritemporal.eval.report import (
     now_tasks,
     random_init_copy,
 )
+from tritemporal.hub import locate
 from tritemporal.model import TriTemporalModel
 from tritemporal.objectives.losses import effective_rank
 
@@ -72,6 +74,7 @@ COMPARISON_JSON = "comparison.json"
 COMPARISON_MD = "comparison.md"
 COMPARISON_PNG = "comparison.png"
 RANDOM_PREFIX = "random:"
+TEACHER_PREFIX = "teacher:"
 FEATURES = ("outcome", "now_mean")  # EVENTUALLY probes run on these `Features` fields
 
 Statistic = Callable[[np.ndarray], float]  # window indices (with repeats) -> metric
@@ -99,21 +102,33 @@ def bootstrap_interval(
 
 
 def load_source(source: str, seed: int = 0) -> TriTemporalModel:
-    """The model a source names (`random:SOURCE`: SOURCE's architecture, fresh seeded weights)."""
-    base = source.removeprefix(RANDOM_PREFIX)
+    """The model a source names: `random:SOURCE` is SOURCE's architecture with fresh seeded
+    weights; `teacher:RUN` is a run's (or checkpoint's) EMA teacher as the encoder."""
+    prefix = next((p for p in (RANDOM_PREFIX, TEACHER_PREFIX) if source.startswith(p)), "")
+    base = source.removeprefix(prefix)
     if not base:
-        raise ValueError(f"source {source!r}: write random:RUN with the run to copy")
+        raise ValueError(f"source {source!r}: write {prefix}RUN with the run to use")
     try:
-        model = TriTemporalModel.from_pretrained(base)
+        found = locate(base)
     except OSError as exc:  # FileNotFoundError, the Hub's not-found errors
         raise ValueError(f"unknown source {source!r}: {exc}") from exc
-    return random_init_copy(model, seed) if source.startswith(RANDOM_PREFIX) else model
+    model = TriTemporalModel.from_pretrained(found.path)
+    if prefix == RANDOM_PREFIX:
+        return random_init_copy(model, seed)
+    if prefix == TEACHER_PREFIX:
+        if not found.is_checkpoint:
+            raise ValueError(
+                f"source {source!r}: a saved model folder holds no EMA teacher; name a run "
+                "directory or a checkpoint folder"
+            )
+        model.adopt_teacher()
+    return model
 
 
 def default_name(source: str) -> str:
-    """A source's row name: its last path part (run folder, Hub repo), random: kept."""
-    prefix = RANDOM_PREFIX if source.startswith(RANDOM_PREFIX) else ""
-    base = source.removeprefix(RANDOM_PREFIX).rstrip("/")
+    """A source's row name: its last path part (run folder, Hub repo), any prefix kept."""
+    prefix = next((p for p in (RANDOM_PREFIX, TEACHER_PREFIX) if source.startswith(p)), "")
+    base = source.removeprefix(prefix).rstrip("/")
     return prefix + (base.split("/")[-1] or base)
 
 
