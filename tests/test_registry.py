@@ -18,6 +18,7 @@ from tritemporal.adapters.registry import (
     list_backbones,
     register_backbone,
 )
+from tritemporal.adapters.shipped import shipped_config, shipped_models
 from tritemporal.layers.tokens import MaskToken
 
 WIDTHS = {
@@ -39,6 +40,12 @@ def test_builtin_sizes_are_registered() -> None:
 def test_every_backbone_builds_and_encodes(name: str, vjepa2_dir: Path) -> None:
     if name.startswith("vjepa2"):  # official entries load the tiny local checkpoint
         config = tiny_config(f"backbone.name={name}", f"backbone.pretrained={vjepa2_dir}")
+    elif name in shipped_models():  # shipped weights: their architecture, a tiny clip
+        base = shipped_config(shipped_models()[name])
+        arch = [f"predictor.{k}={getattr(base.predictor, k)}" for k in ("embed_dim", "depth")]
+        arch += [f"predictor.num_heads={base.predictor.num_heads}", f"clip.patch={base.clip.patch}"]
+        arch.append(f"clip.image_size={2 * base.clip.patch}")
+        config = tiny_config(f"backbone.name={name}", *arch)
     else:  # depth 1 keeps even ViT-L cheap while the registered width and heads are kept
         config = tiny_config(f"backbone.name={name}", "backbone.depth=1")
     backbone = create_backbone(config)

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from tests.conftest import tiny_config
 from tritemporal.adapters import list_backbones, registry, shipped
 from tritemporal.cli import main
+from tritemporal.config import load_config
 from tritemporal.eval.compare import default_name, load_source
 from tritemporal.hub import HUB_WEIGHTS, MODEL_CARD
 from tritemporal.model import TriTemporalModel
@@ -83,7 +84,8 @@ def test_export_writes_the_folder_a_shipped_model_is(tmp_path: Path) -> None:
     out = ["--out", str(tmp_path / "folder")]
     assert main(["export", str(run), *out, "--notes", str(tmp_path / "missing.md")]) == 2
     assert not (tmp_path / "folder").exists()
-    assert main(["export", str(run), *out, "--notes", str(notes)]) == 0
+    assert main(["export", str(run), *out]) == 0
+    assert main(["export", str(run), *out, "--notes", str(notes)]) == 0  # replaces the card
     assert main(["curves", str(run), "--keys", "loss", "target_std"]) == 0
     assert (run / "curves.png").read_bytes().startswith(b"\x89PNG")
     card = (tmp_path / "folder" / MODEL_CARD).read_text()
@@ -110,3 +112,28 @@ def test_teacher_source_exports_the_ema_encoder(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="holds no EMA teacher"):
         load_source(f"teacher:{tmp_path / 't'}")
     assert default_name(f"teacher:{run}/") == "teacher:run"
+
+
+def test_the_shipped_base_is_small_and_loads_both_ways() -> None:
+    """vit-tiny-drive: in the package, <= 25 MB, a backbone key and a from_pretrained source."""
+    folder = shipped.shipped_models()["vit-tiny-drive"]
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 25 * 2**20
+    assert (folder / MODEL_CARD).read_text().count("configs/pretrain_small.yaml") >= 1
+    assert "vit-tiny-drive" in list_backbones()
+    base = TriTemporalModel.from_pretrained("vit-tiny-drive")
+    config = load_config(str(Path(__file__).parents[1] / "configs" / "quickstart.yaml"))
+    assert config.backbone.name == "vit-tiny-drive"
+    tuned = TriTemporalModel(config)  # the quickstart starts from the shipped weights
+    for name, tensor in base.backbone.state_dict().items():
+        assert torch.equal(tensor, tuned.backbone.state_dict()[name]), name
+    video = torch.randint(0, 256, (2, 3, 16, 64, 128), dtype=torch.uint8)
+    assert base.encode(video)["now"].shape == (2, 4 * 4 * 8, 192)
+
+
+def test_a_fine_tune_of_a_shipped_base_names_it_in_its_card(
+    shipped_folder: Path, tmp_path: Path
+) -> None:
+    model = TriTemporalModel(tiny_config(f"backbone.name={KEY}"))
+    model.save_pretrained(tmp_path / "tuned")
+    card = (tmp_path / "tuned" / MODEL_CARD).read_text()
+    assert f"- Base model: `{KEY}`, the pretrained base shipped with tritemporal" in card

@@ -360,7 +360,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tritemporal.eval.compare import TEACHER_PREFIX, load_source
-    from tritemporal.hub import locate, run_card_extras
+    from tritemporal.hub import MODEL_CARD, locate, run_card_extras
 
     notes = Path(args.notes).read_text() if args.notes else None  # a wrong path fails first
     found = locate(args.source.removeprefix(TEACHER_PREFIX))
@@ -368,6 +368,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     extras = run_card_extras(found.path) if found.is_checkpoint else {}
     if notes:
         extras["evaluation"] = notes
+    # the mixin writes a card only where none exists: an export replaces the folder's card
+    (Path(args.out) / MODEL_CARD).unlink(missing_ok=True)
     model.save_pretrained(args.out, model_card_kwargs=extras)
     logger.info("wrote %s: load it with TriTemporalModel.from_pretrained(%r)", args.out, args.out)
     return 0

@@ -138,6 +138,7 @@ def folder_meta(config: TriTemporalConfig) -> dict:
         "tritemporal_version": version("tritemporal"),
         "config": config.to_dict(),
         "base_model": base,
+        "shipped_base": config.backbone.name if config.backbone.name in shipped_models() else None,
         "weights": "trainable" if base is not None and lora else "full",
     }
 

@@ -16,12 +16,19 @@ def render_model_card(meta: dict[str, Any], extras: dict[str, Any]) -> str:
     """Markdown card: what it is, base model, config, data, evaluation, intended use, safety."""
     config, base = meta["config"], meta["base_model"]
     backbone = config["backbone"]
-    base_line = (
-        f"[{base['id']}](https://huggingface.co/{base['id']}), "
-        f"revision `{base['revision'] or 'main'}`"
-        if base
-        else f"none: the built-in `{backbone['name']}` ViT trained from scratch"
-    )
+    shipped = meta.get("shipped_base")
+    if base:
+        base_line = (
+            f"[{base['id']}](https://huggingface.co/{base['id']}), "
+            f"revision `{base['revision'] or 'main'}`"
+        )
+    elif shipped:
+        base_line = (
+            f"`{shipped}`, the pretrained base shipped with tritemporal "
+            f"(`TriTemporalModel.from_pretrained('{shipped}')`)"
+        )
+    else:
+        base_line = f"none: the built-in `{backbone['name']}` ViT trained from scratch"
     lora = backbone["lora"]
     tuning = (
         f"LoRA r={lora['r']}, alpha={lora['alpha']} on {', '.join(lora['apply_to'])} "
