@@ -359,12 +359,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     """`tritemporal export`: the folder `push` would upload, written locally (no teacher)."""
     from pathlib import Path
 
-    from tritemporal.eval.compare import TEACHER_PREFIX, load_source
-    from tritemporal.hub import MODEL_CARD, locate, run_card_extras
+    from tritemporal.eval.compare import RANDOM_PREFIX, load_source, locate_source
+    from tritemporal.hub import MODEL_CARD, run_card_extras
 
+    if args.source.startswith(RANDOM_PREFIX):
+        raise ValueError(f"export {args.source!r}: export takes SOURCE or teacher:RUN")
     notes = Path(args.notes).read_text() if args.notes else None  # a wrong path fails first
-    found = locate(args.source.removeprefix(TEACHER_PREFIX))
-    model = load_source(args.source)
+    prefix, found = locate_source(args.source)
+    model = load_source(args.source, located=(prefix, found))
     extras = run_card_extras(found.path) if found.is_checkpoint else {}
     if notes:
         extras["evaluation"] = notes

@@ -71,8 +71,8 @@ def locate(
     """A saved folder, a run dir / checkpoint folder (local), a shipped model's registry key
     (`adapters.shipped`: a saved folder inside the package), or a Hub repo id (downloaded)."""
     path = Path(source)
-    if not path.exists() and str(source) in shipped_models():
-        path = shipped_models()[str(source)]
+    if not path.exists():
+        path = shipped_models().get(str(source), path)
     if path.is_dir() and (path / HUB_CONFIG).is_file():
         check_model_folder(path)
         return Located(path, read_folder_config(path), is_checkpoint=False)

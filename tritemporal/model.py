@@ -257,23 +257,27 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
     @torch.no_grad()
     def sync_teacher(self) -> None:
         """Make the teacher equal to the student encoder (after loading student-only weights)."""
-        if isinstance(self.teacher, SharedBaseTeacher):
-            params = dict(self.backbone.encoder.named_parameters())
-            for name, ema in zip(self.teacher.names, self.teacher.ema_tensors(), strict=True):
-                ema.copy_(params[name])
-        else:
-            self.teacher.load_state_dict(self.backbone.encoder.state_dict())
+        for student, teacher in self._encoder_pairs():
+            teacher.copy_(student)
 
     @torch.no_grad()
     def adopt_teacher(self) -> None:
         """Make the student encoder equal to the EMA teacher: the encoder V-JEPA evaluates and
         releases (its target encoder), smoother than the student at any one step."""
+        for student, teacher in self._encoder_pairs():
+            student.copy_(teacher)
+
+    def _encoder_pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Matched (student, teacher) tensors of the encoder: every weight and buffer, or under
+        LoRA each adapter weight and its EMA copy (the teacher shares the frozen base)."""
         if isinstance(self.teacher, SharedBaseTeacher):
             params = dict(self.backbone.encoder.named_parameters())
-            for name, ema in zip(self.teacher.names, self.teacher.ema_tensors(), strict=True):
-                params[name].copy_(ema)
-        else:
-            self.backbone.encoder.load_state_dict(self.teacher.state_dict())
+            emas = self.teacher.ema_tensors()
+            return [(params[n], e) for n, e in zip(self.teacher.names, emas, strict=True)]
+        student, teacher = self.backbone.encoder.state_dict(), self.teacher.state_dict()
+        if student.keys() != teacher.keys():
+            raise RuntimeError("the teacher's tensors no longer match the student encoder's")
+        return [(student[name], tensor) for name, tensor in teacher.items()]
 
     def _encode_windows(self, windows: VideoWindows, batch_size: int) -> dict[str, torch.Tensor]:
         """`encode` of every window of a video, windows leading, plus "time" (start s)."""

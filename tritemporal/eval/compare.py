@@ -64,7 +64,7 @@ from tritemporal.eval.report import (
     now_tasks,
     random_init_copy,
 )
-from tritemporal.hub import locate
+from tritemporal.hub import Located, locate
 from tritemporal.model import TriTemporalModel
 from tritemporal.objectives.losses import effective_rank
 
@@ -101,34 +101,49 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
-def load_source(source: str, seed: int = 0) -> TriTemporalModel:
-    """The model a source names: `random:SOURCE` is SOURCE's architecture with fresh seeded
-    weights; `teacher:RUN` is a run's (or checkpoint's) EMA teacher as the encoder."""
+def _split_prefix(source: str) -> tuple[str, str]:
+    """A source's prefix ("", `random:` or `teacher:`) and the source it applies to."""
     prefix = next((p for p in (RANDOM_PREFIX, TEACHER_PREFIX) if source.startswith(p)), "")
-    base = source.removeprefix(prefix)
+    return prefix, source.removeprefix(prefix)
+
+
+def locate_source(source: str) -> tuple[str, Located]:
+    """A source's prefix and where its model lives, checked without loading any weights: an
+    unknown source, or `teacher:` on a saved folder (which holds no teacher), is an error."""
+    prefix, base = _split_prefix(source)
     if not base:
         raise ValueError(f"source {source!r}: write {prefix}RUN with the run to use")
     try:
         found = locate(base)
     except OSError as exc:  # FileNotFoundError, the Hub's not-found errors
         raise ValueError(f"unknown source {source!r}: {exc}") from exc
+    if prefix == TEACHER_PREFIX and not found.is_checkpoint:
+        raise ValueError(
+            f"source {source!r}: a saved model folder holds no EMA teacher; name a run "
+            "directory or a checkpoint folder"
+        )
+    return prefix, found
+
+
+def load_source(
+    source: str, seed: int = 0, located: tuple[str, Located] | None = None
+) -> TriTemporalModel:
+    """The model a source names: `random:SOURCE` is SOURCE's architecture with fresh seeded
+    weights; `teacher:RUN` is a run's (or checkpoint's) EMA teacher as the encoder. `located`
+    is `locate_source(source)` when the caller has it already."""
+    prefix, found = located or locate_source(source)
     model = TriTemporalModel.from_pretrained(found.path)
     if prefix == RANDOM_PREFIX:
         return random_init_copy(model, seed)
     if prefix == TEACHER_PREFIX:
-        if not found.is_checkpoint:
-            raise ValueError(
-                f"source {source!r}: a saved model folder holds no EMA teacher; name a run "
-                "directory or a checkpoint folder"
-            )
         model.adopt_teacher()
     return model
 
 
 def default_name(source: str) -> str:
     """A source's row name: its last path part (run folder, Hub repo), any prefix kept."""
-    prefix = next((p for p in (RANDOM_PREFIX, TEACHER_PREFIX) if source.startswith(p)), "")
-    base = source.removeprefix(prefix).rstrip("/")
+    prefix, base = _split_prefix(source)
+    base = base.rstrip("/")
     return prefix + (base.split("/")[-1] or base)
 
 
@@ -279,8 +294,8 @@ def compare(
     if bootstrap < 1:
         raise ValueError(f"bootstrap must be >= 1 resample, got {bootstrap}")
     # every source is checked before any is encoded; one model is held in memory at a time
-    configs = [load_source(s, seed).config for s in sources]
-    datasets = [eval_dataset(config, data) for config in configs]
+    located = [locate_source(s) for s in sources]
+    datasets = [eval_dataset(found.config, data) for _, found in located]
     _check_matched(datasets, sources)
     dataset = datasets[0]
     counts = {k: v for k, v in dataset.summary.label_counts.items() if k != "unlabelled"}
@@ -293,9 +308,9 @@ def compare(
         raise ValueError(f"{data} holds one video: held-out probes need 2+ videos (100+ advised)")
     resamples = video_resamples(dataset.video_ids, bootstrap, seed)
     rows, per_source, chance, n = [], {}, {}, len(dataset)
-    for name, source, data_i in zip(names, sources, datasets, strict=True):
+    for name, source, where, data_i in zip(names, sources, located, datasets, strict=True):
         logger.info("encoding %d windows with %s", len(data_i), source)
-        per_source[name], found = _encode_and_score(source, data_i, seed, batch_size, device)
+        per_source[name], found = _encode_and_score(source, where, data_i, seed, batch_size, device)
         chance |= found
         rows.append(
             {"name": name, "source": source, "metrics": _cells(per_source[name], n, resamples)}
@@ -318,11 +333,16 @@ def compare(
 
 
 def _encode_and_score(
-    source: str, dataset: VideoClips, seed: int, batch_size: int, device: str | torch.device
+    source: str,
+    located: tuple[str, Located],
+    dataset: VideoClips,
+    seed: int,
+    batch_size: int,
+    device: str | torch.device,
 ) -> tuple[dict[str, Statistic], dict[str, float]]:
     """Encode the held-out windows with one source (then drop it): its statistics and the
     balanced-accuracy chance of each probe it ran."""
-    model = load_source(source, seed).to(device)
+    model = load_source(source, seed, located).to(device)
     features = extract(model, dataset, batch_size)
     tasks = now_tasks(features) | scene_tasks(dataset, features, model.config.data.manifest)
     c, fps = model.config.clip, model.config.data.fps
