@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import pickle
+import random
 from fractions import Fraction
 from pathlib import Path
 
@@ -155,7 +156,8 @@ def _zero_byte(root: Path) -> Path:
 
 def _garbage(root: Path) -> Path:
     path = root / "videos" / "bad.mp4"
-    path.write_bytes(os.urandom(4000))
+    # seeded: fresh random bytes now and then parse as a container without a video stream
+    path.write_bytes(random.Random(0).randbytes(4000))
     return path
 
 
