@@ -194,6 +194,23 @@ def test_attentive_probe_reads_where_a_token_sits() -> None:
 
 
 @pytest.mark.slow
+def test_attentive_probe_standardizes_features() -> None:
+    """A pretrained encoder's tokens: two shared directions 10^4 times the scale of the one that
+    carries the class. LayerNorm keeps the ratio and the probe sees noise; z-scoring each feature
+    with the training fold's statistics brings the class to the surface."""
+    rng = np.random.default_rng(0)
+    n, t, d = 200, 8, 16
+    y = np.arange(n) % 4
+    tokens = rng.normal(size=(n, t, d)).astype(np.float32) * 0.01
+    tokens[..., :2] += rng.normal(size=(n, 1, 2)).astype(np.float32) * 100.0
+    tokens[:, :, 4] += 0.05 * (y[:, None] - 1.5)
+    scaled = attentive_probe_cv(tokens, y, NAMES)
+    raw = attentive_probe_cv(tokens, y, NAMES, spec=AttentiveProbeSpec(standardize=False))
+    assert scaled["accuracy"] > 0.9, scaled
+    assert raw["accuracy"] < raw["chance"] + 0.15, raw
+
+
+@pytest.mark.slow
 def test_probes_are_deterministic() -> None:
     x, y = planted(n=80)
     tokens, ty = planted_tokens(n=80)

@@ -211,6 +211,15 @@ class AttentiveProbeSpec:
     default, and V-JEPA 2) carry no absolute position in their output tokens, and a pooler that
     cross-attends over a set cannot tell where a token sat: without it, "is the lane left of the
     ego free?" is unanswerable from the tokens of a frame, whatever the encoder learned.
+
+    `standardize` z-scores every feature with its mean and std over the training fold's tokens
+    (MAE's non-affine BatchNorm before its linear probe, for the same reason). A pretrained
+    encoder's tokens are far from isotropic: the shipped base puts 95% of their variance (after
+    LayerNorm) in 3 directions, and its 50th direction has 1/5500 of the first's (random init:
+    52% and 1/290). The per-token LayerNorm leaves that, and a probe with a fixed step reads the
+    small directions as noise. On the base's tokens of 24 held-out videos, standardising moved the
+    speed probe from 0.36 to 0.88 and ego lane from 0.80 to 1.00 (random init: 0.59 to 0.86, 0.99
+    to 0.98).
     """
 
     epochs: int = 20
@@ -221,6 +230,7 @@ class AttentiveProbeSpec:
     weight_decay: float = 0.01
     batch_size: int = 64
     positions: bool = True
+    standardize: bool = True
 
 
 def attentive_probe_cv(
@@ -268,13 +278,23 @@ def attentive_probe_predictions(
         for fold, (train, test) in enumerate(splits):
             torch.manual_seed(seed * 1000 + fold)  # module init draws from the global RNG
             generator = torch.Generator().manual_seed(seed * 1000 + fold)
+            x_train, x_test = x_all[train], x_all[test]
+            if spec.standardize:
+                x_train, x_test = _standardized(x_train, x_test)
             probe = _AttentiveProbe(arr.shape[1], arr.shape[2], len(classes), spec)
-            _fit(probe, x_all[train], y_all[train], spec, generator)
+            _fit(probe, x_train, y_all[train], spec, generator)
             probe.eval()
             with torch.no_grad():
-                logits = torch.cat([probe(chunk) for chunk in x_all[test].split(256)])
+                logits = torch.cat([probe(chunk) for chunk in x_test.split(256)])
             pred[test] = classes[logits.argmax(dim=1).numpy()]
     return pred, len(splits)
+
+
+def _standardized(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both token sets (N, T, D) z-scored per feature with the training tokens' statistics."""
+    flat = train.flatten(0, 1)
+    mean, std = flat.mean(dim=0), flat.std(dim=0).clamp_min(1e-6)
+    return (train - mean) / std, (test - mean) / std
 
 
 class _AttentiveProbe(nn.Module):
