@@ -1,1 +1,2 @@
-"""Objectives: masks, losses, one module per objective (spatial, SOON, EVENTUALLY, supervised)."""
+"""Objectives: masks, losses, one module per objective (spatial, SOON, EVENTUALLY, supervised)
+and the variance-covariance regulariser."""

@@ -411,6 +411,10 @@ class LossConfig(_Section):
     # being reshaped by it (with standardised embeddings, 1 and even 0.1 collapsed the NOW tokens
     # of a 600-step quickstart, docs/PERFORMANCE.md)
     event_encoder_grad: float = 0.0
+    # VICReg's variance and covariance terms on the student's context tokens against dimensional
+    # collapse (objectives/variance.py; VICReg weighs them 25 and 1 against its invariance 25)
+    lambda_var: float = 0.0
+    lambda_cov: float = 0.0
     temperature: float = 0.1  # initial InfoNCE temperature (learnable)
     temperature_min: float = 0.01
     temperature_max: float = 1.0
@@ -418,7 +422,7 @@ class LossConfig(_Section):
     def validate(self) -> None:
         """loss.* rules."""
         weights = ("lambda_vjepa", "lambda_soon", "lambda_event", "lambda_ce")
-        for key in (*weights, "lambda_supcon"):
+        for key in (*weights, "lambda_supcon", "lambda_var", "lambda_cov"):
             _check(getattr(self, key) >= 0, f"loss.{key}={getattr(self, key)} must be >= 0")
         _check(
             max(getattr(self, key) for key in weights) > 0,

@@ -13,6 +13,7 @@ pass over NOW shared by SOON and EVENTUALLY):
                           (+ SupCon) vs the teacher's change from NOW to EVENTUALLY
            -> supervised (loss.lambda_ce > 0): outcome embedding -> linear classifier ->
                           class-balanced cross-entropy vs the maneuver labels
+      -> variance (loss.lambda_var / lambda_cov > 0): VICReg's terms on every student context
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from tritemporal.objectives.masks import MaskSet, window_indices
 from tritemporal.objectives.soon import soon_forecast, soon_loss
 from tritemporal.objectives.spatial import spatial_masked_loss
 from tritemporal.objectives.supervised import OutcomeClassifier
+from tritemporal.objectives.variance import variance_covariance
 
 
 def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -188,12 +190,16 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         grid = self.config.clip.grid
         b = video.shape[0]
         losses: dict[str, torch.Tensor] = {}
+        contexts: list[torch.Tensor] = []  # every student pass's tokens, for the regulariser
         if lam.lambda_vjepa > 0:
-            losses["loss_vjepa"] = spatial_masked_loss(self.backbone, tokens, grid, targets, masks)
+            losses["loss_vjepa"], contexts = spatial_masked_loss(
+                self.backbone, tokens, grid, targets, masks
+            )
         if lam.lambda_soon > 0 or event or ce:
             now_idx = self.now_idx.expand(b, -1)
             with record_function(step_ranges.STUDENT_NOW):  # -> (B, N_now, D)
                 now_context = self.backbone.encoder.encode(tokens, grid, keep=now_idx)
+            contexts.append(now_context)
         if lam.lambda_soon > 0:
             with record_function(step_ranges.PREDICTOR_SOON):
                 losses["loss_soon"] = soon_loss(
@@ -213,8 +219,11 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
                     # its own head pass when the encoder's share of the gradient differs
                     outcome = self.outcome(scale_grad(now_context, lam.ce_encoder_grad))
                 losses["loss_ce"] = self.classifier.loss(outcome, labels)
+        if lam.lambda_var > 0 or lam.lambda_cov > 0:
+            losses["loss_var"], losses["loss_cov"] = variance_covariance(contexts)
         weights = {"loss_vjepa": lam.lambda_vjepa, "loss_soon": lam.lambda_soon}
         weights.update(loss_event=lam.lambda_event, loss_ce=lam.lambda_ce)
+        weights.update(loss_var=lam.lambda_var, loss_cov=lam.lambda_cov)
         loss = sum(weights[k] * v for k, v in losses.items())  # config ensures one is > 0
 
         with torch.no_grad():
