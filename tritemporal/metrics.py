@@ -57,7 +57,17 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 def format_record(record: dict[str, Any]) -> str:
     """One console line: step, losses, lr, speed and collapse monitors."""
-    keys = ("loss", "loss_vjepa", "loss_soon", "loss_event", "loss_ce", "lr", "grad_norm")
+    keys = (
+        "loss",
+        "loss_vjepa",
+        "loss_soon",
+        "loss_event",
+        "loss_ce",
+        "loss_var",
+        "loss_cov",
+        "lr",
+        "grad_norm",
+    )
     keys += ("clips_per_s", "target_std", "outcome_std", "outcome_rank")
     parts = [f"step {record['step']}"]
     parts += [f"{k} {record[k]:.4g}" for k in keys if isinstance(record.get(k), float)]
