@@ -64,9 +64,10 @@ def render_model_card(meta: dict[str, Any], extras: dict[str, Any]) -> str:
         "",
         "```python",
         "from tritemporal import TriTemporalModel",
-        "model = TriTemporalModel.from_pretrained('REPO_OR_FOLDER')",
+        "",
+        'model = TriTemporalModel.from_pretrained("REPO_OR_FOLDER")',
         "out = model.encode(video)  # uint8 (B, C, T, H, W) or a video path",
-        "out['now'], out['soon'], out['eventually']",
+        'out["now"], out["soon"], out["eventually"]',  # ruff-formatted: cards live in the repo
         "```",
         "",
         "Intended use: research on video world models and representation learning for driving "
