@@ -16,6 +16,7 @@ from tritemporal.eval.compare import (
     COMPARISON_JSON,
     COMPARISON_MD,
     COMPARISON_PNG,
+    _leader_bins,
     bootstrap_interval,
     compare,
     default_name,
@@ -155,6 +156,7 @@ def test_compare_two_runs_and_random_init(
         assert key in columns, key
     assert "now.ego_lane.balanced_accuracy" in columns
     assert "now.left_lane.balanced_accuracy" in columns  # the clips carry scene facts (v2)
+    assert "now.leader_closing.balanced_accuracy" in columns
     for row in result["rows"]:
         for key, m in row["metrics"].items():
             assert m["low"] - 1e-3 <= m["value"] <= m["high"] + 1e-3, (row["name"], key)
@@ -166,3 +168,9 @@ def test_compare_two_runs_and_random_init(
     assert table.startswith("| source | ") and "| tri | " in table
     assert (out / COMPARISON_PNG).read_bytes().startswith(PNG)
     assert "| random | " in capsys.readouterr().out
+
+
+def test_leader_bins_put_no_leader_apart_and_split_the_rest_in_tertiles() -> None:
+    values = [None, 6.0, 1.0, 2.0, None, 3.0, 4.0, 5.0]
+    assert _leader_bins(values).tolist() == [0, 3, 1, 1, 0, 2, 2, 3]
+    assert _leader_bins([None, None]).tolist() == [0, 0]

@@ -19,7 +19,8 @@ videos out, and their out-of-fold predictions are kept per window):
   maneuver on the outcome embedding and on mean NOW features;
 - `now.<task>.balanced_accuracy`: attentive probes on NOW tokens for ego lane and speed tertile
   and, when the annotations carry `scene` (schema v2), left / right lane state and leader gap
-  (no leader, or tertile of the gap);
+  (no leader, or tertile of the gap) and leader closing speed (no leader, or tertile; a fact of
+  motion, which one frame's pixels do not show);
 - `soon.l1_over_copy.+<h>s`: SOON forecast L1 over copying the last NOW step, per horizon (< 1:
   better than copying);
 - `rankme.{now,outcome}`: RankMe (`objectives.losses.effective_rank`) of the features.
@@ -47,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tritemporal.data.annotations import LANE_STATES, load_annotation
+from tritemporal.data.annotations import LANE_STATES, SCENE_LEADER, load_annotation
 from tritemporal.data.common import UNLABELLED
 from tritemporal.data.videos import VideoClips, find_videos
 from tritemporal.eval.metrics import classification_metrics
@@ -196,14 +197,22 @@ def scene_tasks(
     for name in ("left_lane", "right_lane"):
         ids = {state: i for i, state in enumerate(LANE_STATES)}
         tasks[name] = (np.array([ids[v] for v in facts[name]]), list(LANE_STATES))
-    gap = np.array([np.nan if v is None else float(v) for v in facts["leader_gap"]])
-    present = np.isfinite(gap)
-    bins = np.zeros(len(gap), dtype=np.int64)
-    if present.any():
-        edges = np.quantile(gap[present], [1 / 3, 2 / 3])
-        bins[present] = 1 + np.digitize(gap[present], edges)
-    tasks["leader_gap"] = (bins, ["no_leader", "near", "middle", "far"])
+    tertiles = {"leader_gap": ["near", "middle", "far"], "leader_closing": ["slow", "mid", "fast"]}
+    for name in SCENE_LEADER:
+        tasks[name] = (_leader_bins(facts[name]), ["no_leader", *tertiles[name]])
     return tasks
+
+
+def _leader_bins(values: list[float | None]) -> np.ndarray:
+    """Class per window of a leader fact: 0 without a leader, else 1-3 by tertile of the value
+    among windows with one (tertiles keep the classes balanced on any corpus)."""
+    x = np.array([np.nan if v is None else float(v) for v in values])
+    present = np.isfinite(x)
+    bins = np.zeros(len(x), dtype=np.int64)
+    if present.any():
+        edges = np.quantile(x[present], [1 / 3, 2 / 3])
+        bins[present] = 1 + np.digitize(x[present], edges)
+    return bins
 
 
 def source_statistics(
