@@ -40,7 +40,6 @@ def _folds(
     """Seeded stratified (train, test) index pairs, k = min(folds, smallest class count), whole
     groups on one side when `groups` is given (k then also at most the number of groups)."""
     # sklearn takes ~1.3 s to import: loaded when a probe runs, not with the training loop
-    # scikit-learn is slow to import: only when probing
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     if folds < 2:
@@ -129,7 +128,6 @@ def linear_probe_predictions(
 def _logistic(seed: int) -> Any:
     """The linear probe: StandardScaler + class-balanced LogisticRegression(C=1), unfitted."""
     # sklearn takes ~1.3 s to import: loaded when a probe runs, not with the training loop
-    # scikit-learn is slow to import: only when probing
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
