@@ -77,8 +77,9 @@ class Encoder(Protocol):
 class Predictor(Protocol):
     """The masked predictor: (context tokens, their indices, target indices) -> predictions.
 
-    `predictor(context, context_idx, target_idx, grid, mask_token)` places the learned token
-    `mask_token` (a `MaskToken`: which task it solves) at every `target_idx` (B, M) position,
+    `predictor(context, context_idx, target_idx, grid, mask_token, target_cond=None)` places the
+    learned token `mask_token` (a `MaskToken`: which task it solves), plus `target_cond`
+    (B, M, embed_dim) when given (action conditioning), at every `target_idx` (B, M) position,
     mixes it with the encoded `context` (B, K, D) at `context_idx` (B, K), and returns
     encoder-width predictions (B, M, D) for the targets only. It raises when it holds fewer
     mask tokens than the task's index needs. `embed_dim` is its own (narrow) width;
@@ -96,6 +97,7 @@ class Predictor(Protocol):
         target_idx: torch.Tensor,
         grid: Grid,
         mask_token: MaskToken,
+        target_cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predictions (B, M, D) for the `target_idx` tokens."""
         ...

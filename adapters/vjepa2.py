@@ -154,14 +154,17 @@ class VJEPA2Predictor(nn.Module):
         target_idx: torch.Tensor,
         grid: tuple[int, int, int],
         mask_token: MaskToken,
+        target_cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Predict encoder-width embeddings (B, M, D) of the `target_idx` (B, M) tokens."""
+        """Predict encoder-width embeddings (B, M, D) of the `target_idx` (B, M) tokens;
+        `target_cond` (B, M, P), if given, is added to their mask tokens (heads/action.py)."""
         emb = self.hf.embeddings
         b, k = context_idx.shape
         m = target_idx.shape[1]
         tokens = emb.mask_tokens  # (num_mask_tokens, 1, 1, P)
         token = mask_token.pick(tokens).view(1, 1, -1)
-        x = torch.cat([emb.predictor_embeddings(context), token.expand(b, m, -1)], dim=1)
+        queries = token.expand(b, m, -1) if target_cond is None else token + target_cond
+        x = torch.cat([emb.predictor_embeddings(context), queries.to(token.dtype)], dim=1)
         index = torch.cat([context_idx, target_idx], dim=1)  # (B, K + M)
         coords = token_coords(grid, index, context.device)
         rope = self.rope.angles(coords)

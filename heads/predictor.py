@@ -48,15 +48,18 @@ class MaskedPredictor(nn.Module):
         target_idx: torch.Tensor,
         grid: Grid,
         mask_token: MaskToken,
+        target_cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Predict encoder-width embeddings (B, M, D) of the `target_idx` (B, M) tokens."""
+        """Predict encoder-width embeddings (B, M, D) of the `target_idx` (B, M) tokens;
+        `target_cond` (B, M, P), if given, is added to their mask tokens (heads/action.py)."""
         b, k = context_idx.shape
         m = target_idx.shape[1]
         index = torch.cat([context_idx, target_idx], dim=1)  # (B, K + M)
         coords = token_coords(grid, index, context.device)  # (B, K + M, 3)
 
         token = mask_token.pick(self.mask_tokens)
-        x = torch.cat([self.embed(context), token.expand(b, m, -1)], dim=1)  # (B, K+M, P)
+        queries = token.expand(b, m, -1) if target_cond is None else token + target_cond
+        x = torch.cat([self.embed(context), queries.to(token.dtype)], dim=1)  # (B, K+M, P)
         rope = None
         if self.rope is not None:
             rope = self.rope.angles(coords)

@@ -3,7 +3,9 @@
 Context = every token of the NOW window (the student's one NOW pass, shared with EVENTUALLY);
 targets = every token of the SOON window. The predictor places `MaskToken.SOON` at all SOON
 positions and regresses the teacher's layer-normed SOON embeddings with L1. The student never
-sees a SOON pixel, so this is a forecast, not an inpainting.
+sees a SOON pixel, so this is a forecast, not an inpainting. With action conditioning
+(`predictor.action_conditioning`, heads/action.py) each SOON mask token also carries the ego's
+actions of its time step: the forecast of the future those actions cause.
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ def soon_forecast(
     now_idx: torch.Tensor,
     soon_idx: torch.Tensor,
     grid: tuple[int, int, int],
+    target_cond: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Predicted SOON embeddings (B, M_soon, D) from the encoded NOW tokens."""
+    """Predicted SOON embeddings (B, M_soon, D) from the encoded NOW tokens; `target_cond`
+    (B, M_soon, P) is the action embedding of each SOON token, if conditioned."""
     b = now_context.shape[0]
     context_idx = now_idx.expand(b, -1)
     target_idx = soon_idx.expand(b, -1)
-    return backbone.predictor(now_context, context_idx, target_idx, grid, MaskToken.SOON)
+    return backbone.predictor(
+        now_context, context_idx, target_idx, grid, MaskToken.SOON, target_cond=target_cond
+    )
 
 
 def soon_loss(
@@ -36,7 +42,8 @@ def soon_loss(
     soon_idx: torch.Tensor,
     grid: tuple[int, int, int],
     targets: torch.Tensor,
+    target_cond: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L1 between the SOON forecast and the teacher's SOON embeddings."""
-    pred = soon_forecast(backbone, now_context, now_idx, soon_idx, grid)
+    pred = soon_forecast(backbone, now_context, now_idx, soon_idx, grid, target_cond)
     return masked_l1(pred, gather_tokens(targets, soon_idx.expand(pred.shape[0], -1)))

@@ -154,6 +154,9 @@ class PredictorConfig(_Section):
     num_heads: int = 12
     num_mask_tokens: int = 3  # one learned mask token per objective: short, long, SOON
     sdpa_kernel: SdpaKernel = "auto"  # attention kernel of the predictor
+    # SOON forecasts take the ego's actions (action.signals) during the SOON window and its
+    # state at the last NOW frame (heads/action.py); off: forecasts from pixels alone
+    action_conditioning: bool = False
 
     def validate(self) -> None:
         """predictor.* rules."""
@@ -162,6 +165,25 @@ class PredictorConfig(_Section):
             self.embed_dim % self.num_heads == 0,
             f"predictor.embed_dim={self.embed_dim} must be divisible by "
             f"predictor.num_heads={self.num_heads}",
+        )
+
+
+@dataclass
+class ActionConfig(_Section):
+    """Ego signals an action-conditioned SOON predictor takes (predictor.action_conditioning)."""
+
+    # numeric ego series of the annotation schema (annotations' `ego`), in this order
+    signals: list[str] = field(default_factory=lambda: ["speed", "steering", "acceleration"])
+
+    def validate(self) -> None:
+        """action.* rules."""
+        _check(
+            len(self.signals) > 0 and all(isinstance(s, str) and s for s in self.signals),
+            f"action.signals={self.signals}: name one or more ego series (e.g. speed, steering)",
+        )
+        _check(
+            "time" not in self.signals and len(set(self.signals)) == len(self.signals),
+            f"action.signals={self.signals}: distinct series names, not `time`",
         )
 
 
@@ -509,6 +531,7 @@ class TriTemporalConfig:
 
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    action: ActionConfig = field(default_factory=ActionConfig)
     outcome: OutcomeConfig = field(default_factory=OutcomeConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
@@ -544,6 +567,11 @@ def _check_across(config: TriTemporalConfig) -> None:
         f"dist.strategy=fsdp with backbone.lora.r={config.backbone.lora.r}: the LoRA teacher "
         "runs the student's modules with its EMA tensors swapped in, which sharded parameters "
         "do not allow; use dist.strategy=ddp (LoRA trains few weights, so replicas fit)",
+    )
+    _check(
+        not config.predictor.action_conditioning or config.loss.lambda_soon > 0,
+        "predictor.action_conditioning=true with loss.lambda_soon=0: the action module learns "
+        "only from the SOON forecast; set loss.lambda_soon > 0 or turn conditioning off",
     )
 
 

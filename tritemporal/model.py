@@ -35,6 +35,7 @@ from tritemporal.config import TriTemporalConfig
 from tritemporal.data.video_windows import VideoWindows
 from tritemporal.data.videos import label_vocabulary
 from tritemporal.ema import ema_update
+from tritemporal.heads.action import ActionConditioner
 from tritemporal.heads.outcome import OutcomeAbstractor
 from tritemporal.hub import (
     check_push_target,
@@ -90,6 +91,11 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
             if config.backbone.teacher_dtype == "bfloat16":
                 self.teacher.to(torch.bfloat16)
         dim = self.backbone.embed_dim
+        self.action = None  # the SOON predictor's action input, when conditioned
+        if config.predictor.action_conditioning:
+            c = config.clip
+            width, soon_steps = self.backbone.predictor.embed_dim, c.slices[1]
+            self.action = ActionConditioner(config.action.signals, width, c.tubelet_t, soon_steps)
         self.outcome = OutcomeAbstractor(dim, config.outcome)
         self.eventually = EventuallyAlignment(dim, config.outcome.out_dim, config.loss)
         self.classifier = None  # built only when trained: saved models without one still load
@@ -131,9 +137,10 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         self.teacher.eval()
         return self
 
-    def normalize(self, video: torch.Tensor) -> torch.Tensor:
-        """Clips as uint8 (0-255) or float in [0, 1] -> normalized with the backbone's stats."""
-        self._check_clip(video)
+    def normalize(self, video: torch.Tensor, frames: int | None = None) -> torch.Tensor:
+        """Clips as uint8 (0-255) or float in [0, 1] -> normalized with the backbone's stats
+        (`frames`: the clips' length when not clip.total_frames, e.g. NOW alone)."""
+        self._check_clip(video, frames=None if frames is None else (frames,))
         dtype = self.pixel_mean.dtype
         video = video.to(dtype) / 255.0 if video.dtype == torch.uint8 else video.to(dtype)
         return (video - self.pixel_mean) / self.pixel_std
@@ -161,6 +168,7 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         masks: list[MaskSet],
         labels: torch.Tensor | None = None,
         diagnostics: bool = True,
+        signals: torch.Tensor | None = None,
     ) -> StepOutput:
         """One tri-temporal training step's losses for a batch of clips (B, C, T, H, W).
 
@@ -169,7 +177,9 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         monitors (spreads, RankMe: an SVD each), which the loop asks for on logged steps only.
         `labels` (B,) are maneuver ids (-1: none), used by SupCon and `loss.lambda_ce`; the
         outcome head runs once more for the latter only when `loss.ce_encoder_grad` differs
-        from `loss.event_encoder_grad` (the monitors then read its embedding).
+        from `loss.event_encoder_grad` (the monitors then read its embedding). `signals`
+        (B, T, F) are the ego's `action.signals` at every frame of the clips, which an
+        action-conditioned SOON predictor needs.
         """
         video = self.normalize(video)
         lam = self.config.loss
@@ -202,8 +212,9 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
             contexts.append(now_context)
         if lam.lambda_soon > 0:
             with record_function(step_ranges.PREDICTOR_SOON):
+                cond = None if self.action is None else self._action_cond(signals, window=True)
                 losses["loss_soon"] = soon_loss(
-                    self.backbone, now_context, self.now_idx, self.soon_idx, grid, targets
+                    self.backbone, now_context, self.now_idx, self.soon_idx, grid, targets, cond
                 )
         if event:
             with record_function(step_ranges.EVENTUALLY):
@@ -245,14 +256,19 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
 
     @torch.no_grad()
     def encode(
-        self, video: torch.Tensor | str | Path, stride_s: float | None = None, batch_size: int = 8
+        self,
+        video: torch.Tensor | str | Path,
+        stride_s: float | None = None,
+        batch_size: int = 8,
+        actions: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """NOW tokens, SOON forecast and EVENTUALLY embedding of clips (B, C, T, H, W).
 
         Clips are uint8 (0-255) or float in [0, 1]; normalization happens here. A video path is
         cut into windows as training cuts it (centre crop, stride `stride_s` or data.stride_s,
         encoded `batch_size` at a time): the same dict with windows leading, plus "time" (W,),
-        each window's start in seconds.
+        each window's start in seconds. An action-conditioned model forecasts under `actions`
+        (as `forecast` takes them) or, without them, under the training-mean state and action.
         """
         if isinstance(video, (str, Path)):
             return self._encode_windows(VideoWindows.open(self.config, video, stride_s), batch_size)
@@ -260,8 +276,54 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         grid = self.config.clip.grid
         b = video.shape[0]
         now = self.backbone.encoder(video, keep=self.now_idx.expand(b, -1))
-        soon = soon_forecast(self.backbone, now, self.now_idx, self.soon_idx, grid)
+        cond = None
+        if self.action is not None:  # the training-mean action, unless the caller's are given
+            cond = self._action_cond(self._mean_actions(b) if actions is None else actions)
+        soon = soon_forecast(self.backbone, now, self.now_idx, self.soon_idx, grid, cond)
         return {"now": now, "soon": soon, "eventually": self.outcome(now)}
+
+    @torch.no_grad()
+    def forecast(self, video: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """SOON latents (B, M_soon, D) of clips under the ego actions `actions`: "what if I brake
+        here?". `video` holds the NOW frames (B, C, now_frames, H, W) or whole windows;
+        `actions` (B, 1 + soon_frames, F) are `action.signals` in their own units at the last
+        NOW frame (the state), then at each SOON frame (the clip's own or any others)."""
+        if self.action is None:
+            raise ValueError(
+                "forecast needs an action-conditioned model (predictor.action_conditioning=true "
+                "when it was trained); use encode() for this model's SOON forecast"
+            )
+        c = self.config.clip
+        self._check_clip(video, frames=(c.now_frames, c.total_frames))
+        video = self.normalize(video[:, :, : c.now_frames], frames=c.now_frames)
+        now = self.backbone.encoder(video)  # every token of the NOW frames: the NOW context
+        grid = c.grid
+        cond = self._action_cond(actions.to(now.device))
+        return soon_forecast(self.backbone, now, self.now_idx, self.soon_idx, grid, cond)
+
+    def _action_cond(self, signals: torch.Tensor | None, window: bool = False) -> torch.Tensor:
+        """The action embedding of every SOON target token (B, M_soon, P) from the actions
+        (B, 1 + soon_frames, F), or from the signals of whole windows (B, T, F) if `window`."""
+        assert self.action is not None
+        if signals is None:
+            raise ValueError(
+                "predictor.action_conditioning=true: the step needs the clips' ego signals "
+                f"({list(self.config.action.signals)}); the loader passes them from annotated "
+                "videos (data.source=videos or highway)"
+            )
+        if window:
+            c = self.config.clip
+            signals = signals[:, c.now_frames - 1 : c.now_frames + c.soon_frames]
+        b = signals.shape[0]
+        embedding = self.action(signals)  # (B, soon_steps, P)
+        hw = self.config.clip.grid[1] * self.config.clip.grid[2]
+        now_steps = self.config.clip.slices[0]
+        return self.action.for_targets(embedding, self.soon_idx.expand(b, -1), now_steps, hw)
+
+    def _mean_actions(self, b: int) -> torch.Tensor:
+        """The training-mean state and actions (B, 1 + soon_frames, F): the neutral input."""
+        assert self.action is not None
+        return self.action.mean.float().expand(b, self.action.frames, -1)
 
     @torch.no_grad()
     def sync_teacher(self) -> None:
@@ -392,12 +454,15 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         )
         return str(getattr(info, "commit_url", info))
 
-    def _check_clip(self, video: torch.Tensor) -> None:
-        """Clear error when a clip does not have the configured shape."""
+    def _check_clip(self, video: torch.Tensor, frames: tuple[int, ...] | None = None) -> None:
+        """Clear error when a clip does not have the configured shape (T: clip.total_frames,
+        or one of `frames`)."""
         c = self.config.clip
-        expected = (c.channels, c.total_frames, *c.hw)
-        if video.dim() != 5 or tuple(video.shape[1:]) != expected:
+        frames = frames or (c.total_frames,)
+        ok = video.dim() == 5 and video.shape[2] in frames
+        if not ok or (video.shape[1], *video.shape[3:]) != (c.channels, *c.hw):
+            t = " or ".join(map(str, frames))
             raise ValueError(
-                f"expected clips (B, C, T, H, W) with (C, T, H, W) = {expected} from clip.*, "
-                f"got {tuple(video.shape)}"
+                f"expected clips (B, C, T, H, W) with C = {c.channels}, T = {t}, (H, W) = "
+                f"{tuple(c.hw)} from clip.*, got {tuple(video.shape)}"
             )
