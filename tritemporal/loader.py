@@ -33,12 +33,14 @@ def derive_seed(*parts: int) -> int:
 
 @dataclass
 class TrainBatch:
-    """One step's clips, outcome labels (-1 = none) and masks (short, long)."""
+    """One step's clips, outcome labels (-1 = none), masks (short, long) and, for an
+    action-conditioned model, the ego signals (`action.signals`) at every frame."""
 
     step: int
     video: torch.Tensor  # (B, C, T, H, W)
     labels: torch.Tensor  # (B,)
     masks: list[MaskSet]
+    signals: torch.Tensor | None = None  # (B, T, F)
 
     def pin_memory(self) -> TrainBatch:
         """Page-lock tensors so host-to-device copies can overlap compute."""
@@ -50,7 +52,10 @@ class TrainBatch:
 
     def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> TrainBatch:
         masks = [MaskSet(context=fn(m.context), target=fn(m.target)) for m in self.masks]
-        return replace(self, video=fn(self.video), labels=fn(self.labels), masks=masks)
+        signals = None if self.signals is None else fn(self.signals)
+        return replace(
+            self, video=fn(self.video), labels=fn(self.labels), masks=masks, signals=signals
+        )
 
 
 def local_batch_size(batch_size: int, world_size: int) -> int:
@@ -145,6 +150,8 @@ class MaskCollator:
         ]
         self.seed = config.train.seed
         self.rank, self.world_size = rank, world_size
+        conditioned = config.predictor.action_conditioning
+        self.signals = tuple(config.action.signals) if conditioned else ()
 
     def __call__(self, samples: list[dict]) -> TrainBatch:
         """Collate one step's samples into a TrainBatch."""
@@ -161,7 +168,23 @@ class MaskCollator:
             video=torch.stack([s["video"] for s in samples]),
             labels=torch.stack([torch.as_tensor(s["label"]).long() for s in samples]),
             masks=masks,
+            signals=stack_signals(samples, self.signals) if self.signals else None,
         )
+
+
+def stack_signals(samples: list[dict], names: tuple[str, ...]) -> torch.Tensor:
+    """The ego series `names` of every sample's frames, (B, T, F) float32."""
+    rows = []
+    for s in samples:
+        missing = [n for n in names if n not in s.get("signals", {})]
+        if missing:
+            raise ValueError(
+                f"a sample has no ego series {missing} (action.signals), which "
+                "predictor.action_conditioning needs: use annotated videos (data.source=videos "
+                "or highway); the synthetic source has none"
+            )
+        rows.append(torch.stack([torch.as_tensor(s["signals"][n]) for n in names], dim=-1))
+    return torch.stack(rows).float()
 
 
 def build_loader(

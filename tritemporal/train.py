@@ -126,6 +126,24 @@ def prepare_run_dir(config: TriTemporalConfig, resume: bool | str) -> tuple[Path
     return run_dir, resolve_checkpoint(named)
 
 
+def fit_action_statistics(model: TriTemporalModel, dataset: object) -> None:
+    """Standardise the action module's inputs with the training windows' ego signals: the state
+    frame and the SOON frames of every window, from the annotations."""
+    assert model.action is not None
+    if not hasattr(dataset, "signal_values"):
+        raise ValueError(
+            f"predictor.action_conditioning=true needs ego signals, and data.source="
+            f"{model.config.data.source} has none: use annotated videos (data.source=videos or "
+            "highway)"
+        )
+    c = model.config.clip
+    values = dataset.signal_values(model.action.signals, c.now_frames - 1, model.action.frames)
+    model.action.fit_statistics(values)
+    stats = zip(model.action.signals, model.action.mean, model.action.std, strict=True)
+    described = ", ".join(f"{n} {m:.3g} +- {s:.3g}" for n, m, s in stats)
+    logger.info("action statistics over %d frames: %s", len(values), described)
+
+
 def train(config: TriTemporalConfig, resume: bool | str = False) -> Path:
     """Run (or resume) training as configured; returns the run directory.
 
@@ -155,6 +173,8 @@ def _train(config: TriTemporalConfig, resume: bool | str, device: torch.device) 
     if summary is not None and is_main():
         (run_dir / DATA_SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=1))
     model = TriTemporalModel(config).to(device)
+    if model.action is not None and resume_from is None:  # a resumed run loads its own
+        fit_action_statistics(model, dataset)
     step_module = parallelize(model, config.dist.strategy, device)  # what the step calls
     optimizer = build_optimizer(model, config)
     if t.compile:
@@ -325,7 +345,9 @@ def train_step(
     scalars = apply_schedules(optimizer, step, config)
     saved = guard.save_buffers()
     with autocast:
-        out: StepOutput = model(batch.video, batch.masks, batch.labels, diagnostics=diagnostics)
+        out: StepOutput = model(
+            batch.video, batch.masks, batch.labels, diagnostics=diagnostics, signals=batch.signals
+        )
     scalars.update(optimize(unwrap(model), optimizer, out, step, config, guard))
     guard.restore_buffers(saved)
     return out, scalars

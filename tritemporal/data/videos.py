@@ -172,6 +172,9 @@ class VideoClips(torch.utils.data.Dataset):
         if not self.root.is_dir():
             raise FileNotFoundError(f"data.root {self.root} does not exist; {LAYOUT}")
         self.label_names = label_vocabulary(d.extra_maneuvers)
+        # an action-conditioned SOON predictor needs these ego series in every video
+        conditioned = config.predictor.action_conditioning
+        self.required_signals = tuple(config.action.signals) if conditioned else ()
         self.spec = WindowSpec.from_config(config)
         self.transform = ClipTransform.from_config(config, self.label_names)
         listed = find_videos(self.root, d.manifest)
@@ -236,11 +239,24 @@ class VideoClips(torch.utils.data.Dataset):
                 f"frames at {s.fps:g} fps)"
             )
         if annotation_path is None:
+            if self.required_signals:
+                raise ValueError(
+                    "no annotation file: predictor.action_conditioning needs the ego series "
+                    f"{list(self.required_signals)} of every video (annotations/<clip>.json, "
+                    "`ego`)"
+                )
             return None
         try:
-            return load_annotation(annotation_path, self.label_names)
+            annotation = load_annotation(annotation_path, self.label_names)
         except AnnotationError as exc:
             raise ValueError(str(exc)) from exc
+        missing = [name for name in self.required_signals if name not in annotation.ego]
+        if missing:
+            raise ValueError(
+                f"annotation {annotation_path} has no ego series {missing}, which action.signals "
+                f"needs (it has {sorted(annotation.ego) or 'none'})"
+            )
+        return annotation
 
     def _labels(self, starts: np.ndarray, annotation: Annotation | None) -> np.ndarray:
         """EVENTUALLY label of every window (UNLABELLED without an annotation)."""
@@ -250,6 +266,18 @@ class VideoClips(torch.utils.data.Dataset):
         ids = {name: i for i, name in enumerate(self.label_names)}
         events = [(ids[e.maneuver], e.start, e.end) for e in annotation.events]
         return maneuvers_between(ev_start, ev_end, events, ids[DEFAULT_MANEUVER])
+
+    def signal_values(self, names: tuple[str, ...], first: int, count: int) -> torch.Tensor:
+        """Ego series `names` at frames first..first+count-1 of every window, (windows * count,
+        F): the values action statistics are computed from (annotations only, no decoding)."""
+        rows = []
+        for v, video in enumerate(self._videos):
+            assert video.annotation is not None, "videos without ego series were left out"
+            starts = self._step[self._video_of == v].astype(np.float64) * self.spec.stride_s
+            times = np.stack([self.spec.frame_times(t)[first : first + count] for t in starts])
+            at = video.annotation.signals_at(torch.from_numpy(times.reshape(-1)))
+            rows.append(torch.stack([at[name] for name in names], dim=-1))
+        return torch.cat(rows)
 
     def __len__(self) -> int:
         """Number of samples (windows over all usable videos)."""

@@ -1,0 +1,199 @@
+"""Action-conditioned SOON: a no-op at the start on both predictors, a module that learns,
+statistics that travel with the model, and clear errors on missing or malformed actions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import tiny_config, vjepa2_overrides
+from tests.test_videos import annotate, write_video
+from tritemporal.config import load_config
+from tritemporal.data.videos import VideoClips
+from tritemporal.loader import MaskCollator
+from tritemporal.model import TriTemporalModel
+from tritemporal.train import train
+
+COND = ["predictor.action_conditioning=true"]
+SOON_ONLY = ["loss.lambda_vjepa=0", "loss.lambda_event=0"]
+
+
+def _fit(model: TriTemporalModel) -> None:
+    """Statistics of plausible speed (m/s), steering (rad) and acceleration (m/s^2)."""
+    g = torch.Generator().manual_seed(0)
+    values = torch.randn(256, 3, generator=g) * torch.tensor([4.0, 0.05, 1.0])
+    model.action.fit_statistics(values + torch.tensor([25.0, 0.0, 0.0]))
+
+
+def _actions(model: TriTemporalModel, b: int, seed: int) -> torch.Tensor:
+    """Random actions (B, 1 + soon_frames, 3) around the fitted statistics."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(b, model.action.frames, 3, generator=g)
+    return model.action.mean.float() + z * model.action.std.float()
+
+
+def _clips(model: TriTemporalModel, b: int = 2) -> torch.Tensor:
+    c = model.config.clip
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(0, 256, (b, 3, c.total_frames, *c.hw), generator=g, dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("backbone", ["vit", "vjepa2", "vit-lora"])
+def test_conditioning_starts_as_a_no_op(backbone: str, vjepa2_dir: Path) -> None:
+    base = {
+        "vit": [],
+        "vjepa2": vjepa2_overrides(vjepa2_dir),
+        "vit-lora": ["backbone.lora.r=4"],
+    }[backbone]
+    torch.manual_seed(0)
+    plain = TriTemporalModel(tiny_config(*base)).eval()
+    torch.manual_seed(0)
+    model = TriTemporalModel(tiny_config(*base, *COND)).eval()
+    _fit(model)
+    video = _clips(model)
+    expected = plain.encode(video)["soon"]
+    for seed in (0, 1):  # whatever the actions, the untrained module adds nothing
+        assert torch.equal(model.forecast(video, _actions(model, 2, seed)), expected)
+    assert all(p.requires_grad for p in model.action.parameters())  # LoRA leaves it trainable
+
+
+def test_the_module_learns_and_actions_then_change_the_forecast() -> None:
+    model = TriTemporalModel(tiny_config(*COND, *SOON_ONLY))
+    _fit(model)
+    video = _clips(model, 4)
+    c = model.config.clip
+    signals = _actions(model, 4, 2)[:, :1].expand(4, c.total_frames, 3).clone()
+    signals[:, c.now_frames :] += torch.randn(4, c.total_frames - c.now_frames, 3)
+    out = model(video, [], signals=signals)
+    out.loss.backward()
+    last = model.action.mlp[-1]
+    assert last.weight.grad.abs().sum() > 0 and last.bias.grad.abs().sum() > 0
+    with torch.no_grad():
+        for p in model.action.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    model.eval()
+    a, b = _actions(model, 4, 3), _actions(model, 4, 4)
+    assert not torch.allclose(model.forecast(video, a), model.forecast(video, b))
+    assert torch.equal(model.forecast(video, a), model.forecast(video, a))
+
+
+def test_forecast_from_now_frames_alone_and_encode_under_the_mean_action() -> None:
+    model = TriTemporalModel(tiny_config(*COND)).eval()
+    _fit(model)
+    with torch.no_grad():
+        for p in model.action.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # a module that is no longer a no-op
+    video = _clips(model)
+    c = model.config.clip
+    actions = _actions(model, 2, 5)
+    full = model.forecast(video, actions)
+    now_only = model.forecast(video[:, :, : c.now_frames], actions)
+    assert torch.allclose(full, now_only, atol=1e-5)  # SOON pixels are never read
+    mean = model.action.mean.float().expand(2, model.action.frames, 3)
+    assert torch.allclose(model.encode(video)["soon"], model.forecast(video, mean), atol=1e-6)
+    assert torch.allclose(model.encode(video, actions=actions)["soon"], full, atol=1e-6)
+
+
+def test_statistics_and_weights_survive_save_and_load(tmp_path: Path) -> None:
+    model = TriTemporalModel(tiny_config(*COND)).eval()
+    _fit(model)
+    with torch.no_grad():
+        model.action.mlp[-1].weight.normal_()
+    model.save_pretrained(tmp_path / "saved")
+    loaded = TriTemporalModel.from_pretrained(tmp_path / "saved")
+    assert loaded.action is not None and bool(loaded.action.fitted)
+    for name, tensor in model.action.state_dict().items():
+        assert torch.equal(loaded.action.state_dict()[name], tensor), name
+    video, actions = _clips(model), _actions(model, 2, 6)
+    assert torch.equal(loaded.forecast(video, actions), model.forecast(video, actions))
+
+
+def test_bad_actions_and_unconditioned_models_are_refused(tiny) -> None:
+    model = TriTemporalModel(tiny_config(*COND)).eval()
+    video = _clips(model)
+    with pytest.raises(RuntimeError, match="no signal statistics"):
+        model.forecast(video, torch.zeros(2, model.action.frames, 3))
+    _fit(model)
+    with pytest.raises(ValueError, match=r"actions must be \(B, 3, 3\)"):
+        model.forecast(video, torch.zeros(2, 5, 3))
+    with pytest.raises(ValueError, match="T = 4 or 8"):
+        model.forecast(video[:, :, :6], _actions(model, 2, 0))
+    soon_only = TriTemporalModel(tiny_config(*COND, *SOON_ONLY))
+    _fit(soon_only)
+    with pytest.raises(ValueError, match="needs the clips' ego signals"):
+        soon_only(video, [], signals=None)
+    with pytest.raises(ValueError, match="action-conditioned model"):
+        TriTemporalModel(tiny).forecast(video, _actions(model, 2, 0))
+    with pytest.raises(ValueError, match="non-finite"):
+        model.action.fit_statistics(torch.tensor([[1.0, float("nan"), 0.0]] * 3))
+    with pytest.raises(ValueError, match=r"loss.lambda_soon=0"):
+        tiny_config(*COND, "loss.lambda_soon=0")
+    with pytest.raises(ValueError, match=r"action.signals"):
+        tiny_config(*COND, "action.signals=[]")
+
+
+def _ego(seconds: float, fps: float, names: tuple[str, ...], offset: float) -> dict:
+    """Ego series: speed, steering and acceleration as ramps, sampled at `fps`."""
+    t = [k / fps for k in range(int(seconds * fps) + 1)]
+    ramps = {"speed": (20.0, 1.0), "steering": (0.0, 0.01), "acceleration": (-1.0, 0.5)}
+    ego: dict = {"time": t}
+    for name in names:
+        start, slope = ramps[name]
+        ego[name] = [start + offset + slope * x for x in t]
+    return ego
+
+
+@pytest.fixture
+def signal_root(tmp_path: Path) -> Path:
+    """Three 4 s videos at 8 fps: two with all three series, one without acceleration."""
+    all_three = ("speed", "steering", "acceleration")
+    for i, names in enumerate([all_three, all_three, all_three[:2]]):
+        write_video(tmp_path / "videos" / f"v{i}.mp4", 32, 8)
+        annotate(tmp_path / "annotations" / f"v{i}.json", [], _ego(4.0, 10.0, names, i))
+    return tmp_path
+
+
+def _video_config(root: Path, *extra: str):
+    return tiny_config(
+        "data.source=videos", f"data.root={root}", "data.fps=8", "clip.image_size=64", *extra
+    )
+
+
+def test_videos_without_a_required_series_are_skipped_or_refused(signal_root: Path) -> None:
+    data = VideoClips(_video_config(signal_root, *COND))
+    assert data.summary.videos_used == 2
+    (path, reason), *_ = data.summary.skipped
+    assert path == "videos/v2.mp4" and "no ego series ['acceleration']" in reason
+    assert VideoClips(_video_config(signal_root)).summary.videos_used == 3  # not required
+    with pytest.raises(ValueError, match=r"v2.json has no ego series"):
+        VideoClips(_video_config(signal_root, *COND, "data.on_error=raise"))
+    collate = MaskCollator(_video_config(signal_root, *COND))
+    batch = collate([{**data[i], "step": 0} for i in (0, 4)])
+    assert batch.signals is not None and batch.signals.shape == (2, 8, 3)
+    times = torch.tensor([data[4]["time"] + k / 8 for k in range(6)])  # NOW + SOON frames
+    assert torch.allclose(batch.signals[1, :6, 0], 20.0 + 1 + times)  # v1's speed at frame times
+
+
+@pytest.mark.slow
+def test_training_fits_statistics_on_the_training_windows(
+    signal_root: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    config = _video_config(signal_root, *COND, f"train.run_dir={run}", "train.steps=2")
+    train(config)
+    model = TriTemporalModel.from_pretrained(run)
+    data = VideoClips(config)
+    c = config.clip
+    values = data.signal_values(tuple(config.action.signals), c.now_frames - 1, 1 + c.soon_frames)
+    assert torch.allclose(model.action.mean, values.double().mean(0).float())
+    assert torch.allclose(model.action.std, values.double().std(0).float())
+    synthetic = tiny_config(*COND, f"train.run_dir={tmp_path / 'synthetic'}")
+    with pytest.raises(ValueError, match=r"data.source=synthetic has none"):
+        train(synthetic)
+
+
+def test_signal_names_come_from_the_config() -> None:
+    config = load_config(None, ["action.signals=[speed, yaw_rate]", *COND])
+    assert config.action.signals == ["speed", "yaw_rate"]
