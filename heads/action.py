@@ -46,6 +46,7 @@ class ActionConditioner(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(2 * n, width), nn.GELU(), nn.Linear(width, width))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
+        self.gain = width**0.5  # see `forward`
 
     @property
     def frames(self) -> int:
@@ -84,7 +85,12 @@ class ActionConditioner(nn.Module):
         z = (signals.float() - self.mean.float()) / self.std.float()
         state = z[:, :1].expand(b, self.soon_steps, n)
         steps = z[:, 1:].reshape(b, self.soon_steps, self.tubelet_t, n).mean(dim=2)
-        return self.mlp(torch.cat([steps, state], dim=-1))
+        # Adam moves each weight of the zero-initialised last layer by about lr per step, so
+        # unscaled the embedding grows at ~lr per entry while the mask tokens it is added to
+        # carry position embeddings of order 1 per entry: the predictor's first LayerNorm then
+        # drowns it, and in a planted test it stayed a no-op through 150 steps. The gain puts
+        # the embedding on the scale of the tokens (it is still exactly zero at the start).
+        return self.gain * self.mlp(torch.cat([steps, state], dim=-1))
 
     def for_targets(self, embedding: torch.Tensor, target_idx: torch.Tensor, first: int, hw: int):
         """Each target token's row of `embedding` (B, soon_steps, W): token index `i` lies in

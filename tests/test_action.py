@@ -3,15 +3,20 @@ statistics that travel with the model, and clear errors on missing or malformed 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 import torch
 
 from tests.conftest import tiny_config, vjepa2_overrides
 from tests.test_videos import annotate, write_video
 from tritemporal.config import load_config
+from tritemporal.data.annotations import Event
 from tritemporal.data.videos import VideoClips
+from tritemporal.eval.actions import ACTIONS_JSON, ACTIONS_PNG, action_report, write_action_report
 from tritemporal.loader import MaskCollator
 from tritemporal.model import TriTemporalModel
 from tritemporal.train import train
@@ -197,3 +202,77 @@ def test_training_fits_statistics_on_the_training_windows(
 def test_signal_names_come_from_the_config() -> None:
     config = load_config(None, ["action.signals=[speed, yaw_rate]", *COND])
     assert config.action.signals == ["speed", "yaw_rate"]
+
+
+SEGMENT_S = 0.25  # the planted steering holds for one tubelet step (2 frames at 8 fps)
+
+
+def _planted_video(root: Path, name: str, seconds: float, rng: np.random.Generator) -> None:
+    """A 32 px video whose only content is a bright band at the row its steering selects (-1:
+    top, 0: middle, +1: bottom), drawn afresh every SEGMENT_S: the future of each window
+    depends only on the actions, never on its past. Steering segments are lane-change events."""
+    fps, size = 8, 32
+    n = int(seconds * fps)
+    per = int(SEGMENT_S * fps)
+    steer = np.repeat(rng.integers(-1, 2, size=-(-n // per)), per)[:n].astype(float)
+    frames = np.full((n, size, size, 3), 30, np.uint8)
+    for k, a in enumerate(steer):
+        row = 14 + int(8 * a)
+        frames[k, row : row + 4] = 230
+    path = root / "videos" / f"{name}.mp4"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "4", "g": "4"})
+        stream.height = stream.width = size
+        stream.pix_fmt = "yuv420p"
+        for img in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(stream.encode())
+    times = [k / fps for k in range(n)]
+    events = [
+        Event(
+            "lane_change_left" if steer[k] < 0 else "lane_change_right",
+            k / fps,
+            k / fps + SEGMENT_S,
+        )
+        for k in range(0, n, per)
+        if steer[k]
+    ]
+    speed = (20.0 + 0.1 * rng.standard_normal(n)).tolist()
+    ego = {"time": times, "speed": speed, "steering": steer.tolist()}
+    annotate(root / "annotations" / f"{name}.json", events, ego)
+
+
+PLANTED = [
+    *COND, "action.signals=[speed,steering]", "clip.soon_frames=4", "data.fps=8",
+    "data.stride_s=0.25", "data.source=videos", "data.train_crop=center", "loss.lambda_event=0",
+    "loss.lambda_vjepa=0", "optim.lr=3e-3", "train.batch_size=8", "train.steps=200",
+    "train.log_every=50", "train.ckpt_every=200", "optim.warmup_steps=10",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_planted_actions_give_a_large_gain_and_retrieve_their_maneuver(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        _planted_video(tmp_path / "train", f"t{i}", 8.0, rng)
+    for i in range(4):
+        _planted_video(tmp_path / "heldout", f"h{i}", 8.0, rng)
+    run = tmp_path / "run"
+    train(tiny_config(*PLANTED, f"data.root={tmp_path / 'train'}", f"train.run_dir={run}"))
+    model = TriTemporalModel.from_pretrained(run)
+    report = action_report(model, str(tmp_path / "heldout"), plan_windows=12, seed=0)
+    true, shuffled = report["soon_l1"]["true_actions"], report["soon_l1"]["shuffled_actions"]
+    assert all(t < s for t, s in zip(true, shuffled, strict=True)), report["soon_l1"]
+    assert report["action_gain"][-1] > 0.3, report["action_gain"]
+    assert report["consistency"]["pairs"] > 0
+    for m in ("lane_change_left", "lane_change_right"):
+        r = report["counterfactual"]["maneuvers"][m]
+        assert r["injected"] > 2 * r["own_actions"], (m, r)
+    steering = report["planning"]["signals"]["steering"]  # the cross-entropy method finds them
+    assert steering["planned"]["sign_agreement"] >= 0.9 and steering["planned"]["correlation"] > 0.9
+    write_action_report(report, tmp_path / "eval")
+    assert (tmp_path / "eval" / ACTIONS_PNG).read_bytes().startswith(b"\x89PNG")
+    assert (
+        json.loads((tmp_path / "eval" / ACTIONS_JSON).read_text())["windows"] == report["windows"]
+    )

@@ -117,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--max-samples", type=int, default=0, help="evaluate at most N windows")
     ev.add_argument("--device", default="auto")
+    ev.add_argument(
+        "--unconditioned", metavar="SOURCE",
+        help="for an action-conditioned checkpoint: an unconditioned model trained on the same "
+        "budget, whose SOON error the action report sets beside it",
+    )  # fmt: skip
+    ev.add_argument(
+        "--plan-windows", type=int, default=64,
+        help="windows the action report plans for (cross-entropy method; 0 skips planning)",
+    )  # fmt: skip
 
     cmp = sub.add_parser(
         "compare", help="several models side by side on held-out clips, with bootstrap intervals"
@@ -291,6 +300,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     print(summary_table(report))
     logger.info("wrote %s/report.json and plots", out)
+    if model.action is not None:  # controllable forecasting: does SOON follow the actions?
+        from tritemporal.eval.actions import action_lines, action_report, write_action_report
+
+        baseline = None
+        if args.unconditioned:
+            baseline = TriTemporalModel.from_pretrained(args.unconditioned).to(device)
+        actions = action_report(
+            model, args.data, baseline, args.batch_size, args.seed, plan_windows=args.plan_windows
+        )
+        write_action_report(actions, out)
+        print("\n" + "\n".join(action_lines(actions)))
+    elif args.unconditioned:
+        raise ValueError(
+            f"--unconditioned: {args.checkpoint} is not action-conditioned, so there is no "
+            "action report to set it beside"
+        )
     if (Path(out) / PROBE_WEIGHTS).is_file():
         logger.info("wrote %s/%s: use it with `tritemporal predict VIDEO --checkpoint %s "
                     "--probe %s`", out, PROBE_WEIGHTS, args.checkpoint, out)  # fmt: skip

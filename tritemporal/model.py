@@ -297,9 +297,20 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         self._check_clip(video, frames=(c.now_frames, c.total_frames))
         video = self.normalize(video[:, :, : c.now_frames], frames=c.now_frames)
         now = self.backbone.encoder(video)  # every token of the NOW frames: the NOW context
-        grid = c.grid
+        return self.forecast_from_now(now, actions)
+
+    @torch.no_grad()
+    def forecast_from_now(self, now: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """`forecast` from encoded NOW tokens (B, N_now, D): one encoder pass serves many
+        action sequences (evaluation, planning)."""
+        if self.action is None:
+            raise ValueError("forecast_from_now needs an action-conditioned model")
+        if now.shape[0] != actions.shape[0]:
+            now = now.expand(actions.shape[0], -1, -1)  # one clip, many action sequences
         cond = self._action_cond(actions.to(now.device))
-        return soon_forecast(self.backbone, now, self.now_idx, self.soon_idx, grid, cond)
+        return soon_forecast(
+            self.backbone, now, self.now_idx, self.soon_idx, self.config.clip.grid, cond
+        )
 
     def _action_cond(self, signals: torch.Tensor | None, window: bool = False) -> torch.Tensor:
         """The action embedding of every SOON target token (B, M_soon, P) from the actions

@@ -260,12 +260,33 @@ class VideoClips(torch.utils.data.Dataset):
 
     def _labels(self, starts: np.ndarray, annotation: Annotation | None) -> np.ndarray:
         """EVENTUALLY label of every window (UNLABELLED without an annotation)."""
+        ev_start, ev_end = self.spec.eventually_range(starts)
+        return self._maneuvers(ev_start, ev_end, annotation)
+
+    def _maneuvers(
+        self, starts: np.ndarray, ends: np.ndarray, annotation: Annotation | None
+    ) -> np.ndarray:
+        """The maneuver id overlapping each [start, end) most (UNLABELLED without annotation)."""
         if annotation is None:
             return np.full(len(starts), UNLABELLED, dtype=np.int64)
-        ev_start, ev_end = self.spec.eventually_range(starts)
         ids = {name: i for i, name in enumerate(self.label_names)}
         events = [(ids[e.maneuver], e.start, e.end) for e in annotation.events]
-        return maneuvers_between(ev_start, ev_end, events, ids[DEFAULT_MANEUVER])
+        return maneuvers_between(starts, ends, events, ids[DEFAULT_MANEUVER])
+
+    def window_maneuvers(self, offset_s: float, length_s: float) -> np.ndarray:
+        """Per window, the maneuver during [start + offset_s, + length_s), e.g. its SOON part."""
+        out = []
+        for v, video in enumerate(self._videos):
+            starts = self._step[self._video_of == v].astype(np.float64) * self.spec.stride_s
+            out.append(
+                self._maneuvers(starts + offset_s, starts + offset_s + length_s, video.annotation)
+            )
+        return np.concatenate(out)
+
+    @property
+    def window_starts(self) -> np.ndarray:
+        """(len(self),) start of every window in seconds within its video."""
+        return self._step.astype(np.float64) * self.spec.stride_s
 
     def signal_values(self, names: tuple[str, ...], first: int, count: int) -> torch.Tensor:
         """Ego series `names` at frames first..first+count-1 of every window, (windows * count,

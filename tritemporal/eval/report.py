@@ -42,6 +42,7 @@ from tritemporal.eval.probes import (
     usable_classes,
 )
 from tritemporal.heads.probe import PROBE_CONFIG, PROBE_WEIGHTS, LinearProbe
+from tritemporal.loader import stack_signals
 from tritemporal.model import TriTemporalModel
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,11 @@ def extract(
     for start in range(0, n, batch_size):
         samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
         video = torch.stack([s["video"] for s in samples]).to(device)
-        out = model.encode(video)
+        actions = None
+        if model.action is not None:  # a conditioned forecast under the window's own actions
+            window = stack_signals(samples, model.action.signals)
+            actions = window[:, c.now_frames - 1 : c.now_frames + c.soon_frames].to(device)
+        out = model.encode(video, actions=actions)
         targets = model.teacher_targets(model.normalize(video))  # (B, N, D)
         b, d = video.shape[0], targets.shape[-1]
         now_t = targets[:, model.now_idx[0]].view(b, now_steps, hw, d)

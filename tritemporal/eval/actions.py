@@ -1,0 +1,460 @@
+"""Does the action-conditioned SOON forecast follow the actions? Evaluation and planning.
+
+Run by `tritemporal eval` on an action-conditioned checkpoint (`predictor.action_conditioning`),
+on held-out windows whose annotations carry `action.signals`. Every variant keeps the window's
+own NOW context and its own state (signals at the last NOW frame: an observation). Only the
+actions of the SOON frames (the intervention) are swapped:
+
+- **SOON L1 per horizon** to the teacher's SOON tokens under the window's *true* actions,
+  under *shuffled* actions, and under the training-mean action. Shuffled actions come from the
+  window of another video whose state speed is nearest, so speed alone does not tell them
+  apart. Copying the last NOW step is the reference. The **action gain** is
+  (shuffled - true) / shuffled: how much of the error the actions explain. With an
+  unconditioned model trained on the same budget (`baseline`), its L1 over copy-last sits next to
+  the conditioned model's.
+- **Counterfactual retrieval**: keep-lane windows (their SOON part has no maneuver) are
+  forecast under the actions of real lane-change-left / right and brake windows (speed-matched,
+  other videos). Each forecast retrieves its nearest real future from a bank of every window's
+  teacher SOON tokens (pooled to a coarse grid that keeps where things are). The report counts
+  how often the retrieved future carries the injected maneuver, against how often the window's
+  own keep-lane actions retrieve it.
+- **Trajectory consistency**: windows one stride apart forecast the same future tubelet step
+  (when the stride is a whole number of tubelet steps). For each such pair, the distance between
+  the two forecasts against each forecast's distance to the truth, per horizon of the earlier
+  window.
+- **Planning** (V-JEPA 2-AC's test): for a sample of windows, the cross-entropy method searches
+  standardised actions, one vector per SOON step, for the forecast closest (L1) to the window's
+  real SOON tokens. The report gives how often the plan's steering sign and accelerate-or-brake
+  agree with the truth where the true value is clearly non-zero (|z| > `clear_z`), and the
+  correlation of planned and true values, against random actions drawn from the same prior.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tritemporal.data.annotations import DEFAULT_MANEUVER
+from tritemporal.data.videos import VideoClips
+from tritemporal.eval.plots import plot_horizon
+from tritemporal.eval.report import eval_dataset, extract
+from tritemporal.model import TriTemporalModel
+
+COUNTERFACTUALS = ("lane_change_left", "lane_change_right", "brake")
+BANK_GRID = 4  # the retrieval bank pools each SOON step's tokens to at most 4 x 4 cells
+
+
+@dataclass(frozen=True)
+class CemSpec:
+    """Cross-entropy method over standardised actions (one vector per SOON step)."""
+
+    population: int = 64
+    elites: int = 8
+    iterations: int = 5
+
+
+@dataclass
+class ActionWindows:
+    """What the evaluation needs of every held-out window, read from annotations alone."""
+
+    actions: torch.Tensor  # (N, 1 + soon_frames, F): state row, then the SOON frames
+    soon_maneuver: np.ndarray  # (N,) maneuver id during the SOON part (UNLABELLED: none)
+    videos: np.ndarray  # (N,)
+    starts: np.ndarray  # (N,) seconds
+
+
+def action_windows(model: TriTemporalModel, dataset: VideoClips) -> ActionWindows:
+    """Actions, SOON maneuvers, videos and start times of every window (no video decoding)."""
+    assert model.action is not None
+    c = model.config.clip
+    frames = model.action.frames
+    values = dataset.signal_values(model.action.signals, c.now_frames - 1, frames)
+    soon_s = c.soon_frames / dataset.spec.fps
+    return ActionWindows(
+        actions=values.view(len(dataset), frames, -1).float(),
+        soon_maneuver=dataset.window_maneuvers(c.now_frames / dataset.spec.fps, soon_s),
+        videos=np.asarray(dataset.video_ids),
+        starts=dataset.window_starts,
+    )
+
+
+def speed_matched(
+    speed: np.ndarray, videos: np.ndarray, queries: np.ndarray, donors: np.ndarray
+) -> np.ndarray:
+    """For each query window, the donor window of another video with the nearest speed (-1 when
+    every donor shares the query's video)."""
+    out = np.full(len(queries), -1, dtype=np.int64)
+    if len(donors) == 0:
+        return out
+    for i, q in enumerate(queries):
+        gap = np.abs(speed[donors] - speed[q])
+        gap[videos[donors] == videos[q]] = np.inf
+        best = int(np.argmin(gap))
+        if np.isfinite(gap[best]):
+            out[i] = donors[best]
+    return out
+
+
+def _speed_column(model: TriTemporalModel) -> int:
+    """Which signal matches windows: `speed` when it is one, else the first."""
+    signals = list(model.action.signals)
+    return signals.index("speed") if "speed" in signals else 0
+
+
+def _with_actions(own: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
+    """The window's own state row with the donor's SOON actions."""
+    return torch.cat([own[:, :1], donor[:, 1:]], dim=1)
+
+
+def _pool_bank(tokens: torch.Tensor, steps: int, grid: tuple[int, int]) -> torch.Tensor:
+    """SOON tokens (B, steps * h * w, D) -> (B, steps * cells * D) on a coarse grid."""
+    b, _, d = tokens.shape
+    h, w = grid
+    x = tokens.view(b * steps, h, w, d).permute(0, 3, 1, 2)
+    x = F.adaptive_avg_pool2d(x, (min(h, BANK_GRID), min(w, BANK_GRID)))
+    return x.reshape(b, -1)
+
+
+def _l1_steps(pred: torch.Tensor, truth: torch.Tensor, steps: int) -> torch.Tensor:
+    """Mean absolute error per SOON step: (B, M, D) pairs -> (B, steps)."""
+    return (pred - truth).abs().view(pred.shape[0], steps, -1).mean(dim=2)
+
+
+def _step_means(z: torch.Tensor, steps: int) -> torch.Tensor:
+    """Standardised SOON actions (B, soon_frames, F) -> one vector per step (B, steps, F)."""
+    return z.view(z.shape[0], steps, -1, z.shape[-1]).mean(dim=2)
+
+
+def _raw(model: TriTemporalModel, own: torch.Tensor, z_steps: torch.Tensor) -> torch.Tensor:
+    """Per-step standardised actions (P, steps, F) -> raw actions (P, 1 + soon_frames, F) with
+    the window's own state row `own` (1, F)."""
+    a = model.action
+    frames = z_steps.repeat_interleave(a.tubelet_t, dim=1) * a.std.float() + a.mean.float()
+    return torch.cat([own.expand(len(z_steps), 1, -1), frames], dim=1)
+
+
+@torch.no_grad()
+def plan(
+    model: TriTemporalModel,
+    now: torch.Tensor,
+    state: torch.Tensor,
+    truth: torch.Tensor,
+    spec: CemSpec,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """The cross-entropy method's actions (steps, F), standardised, for one window: NOW tokens
+    (1, N_now, D), state row (1, F), teacher SOON tokens (1, M, D)."""
+    a = model.action
+    steps, n = a.soon_steps, len(a.signals)
+    mu, sigma = torch.zeros(steps, n), torch.ones(steps, n)
+    for _ in range(spec.iterations):
+        noise = torch.randn(spec.population, steps, n, generator=generator)
+        z = mu + sigma * noise
+        pred = model.forecast_from_now(now, _raw(model, state, z).to(now.device))
+        cost = (pred - truth).abs().mean(dim=(1, 2)).cpu()
+        elite = z[cost.argsort()[: spec.elites]]
+        mu, sigma = elite.mean(0), elite.std(0).clamp(min=0.05)
+    return mu
+
+
+def _agreement(planned: np.ndarray, true: np.ndarray, clear_z: float) -> dict:
+    """Sign agreement where the truth is clearly non-zero, and the correlation."""
+    clear = np.abs(true) > clear_z
+    agree = float(np.mean(np.sign(planned[clear]) == np.sign(true[clear]))) if clear.any() else None
+    corr = None
+    if len(true) > 2 and np.std(planned) > 0 and np.std(true) > 0:
+        corr = float(np.corrcoef(planned, true)[0, 1])
+    return {"clear_windows": int(clear.sum()), "sign_agreement": agree, "correlation": corr}
+
+
+def _planning_report(
+    planned: np.ndarray, random: np.ndarray, true: np.ndarray, signals: list[str], clear_z: float
+) -> dict:
+    """Per signal: the plan's and random actions' agreement with the true SOON actions (mean
+    standardised value over the SOON window)."""
+    out = {"windows": len(true), "clear_z": clear_z, "signals": {}}
+    if len(true) == 0:  # planning skipped
+        return out
+    for f, name in enumerate(signals):
+        out["signals"][name] = {
+            "planned": _agreement(planned[:, f], true[:, f], clear_z),
+            "random": _agreement(random[:, f], true[:, f], clear_z),
+        }
+    return out
+
+
+def _plan_sample(w: ActionWindows, z: torch.Tensor, f: int | None, n: int, rng) -> np.ndarray:
+    """Up to `n` windows to plan for: half where signal `f` (steering) clearly moves, the rest
+    drawn from all windows."""
+    everything = np.arange(len(w.videos))
+    chosen: list[int] = []
+    if f is not None:
+        moving = everything[np.abs(z[:, 1:, f].mean(dim=1).numpy()) > 0.5]
+        chosen = list(rng.permutation(moving)[: n // 2])
+    rest = rng.permutation(np.setdiff1d(everything, chosen))
+    return np.sort(np.array(chosen + list(rest[: n - len(chosen)]), dtype=np.int64))
+
+
+@torch.no_grad()
+def action_report(
+    model: TriTemporalModel,
+    data: str | VideoClips,
+    baseline: TriTemporalModel | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    max_queries: int = 256,
+    plan_windows: int = 64,
+    cem: CemSpec | None = None,
+    clear_z: float = 0.5,
+) -> dict:
+    """The action-conditioning report (module docstring) of a conditioned model on `data`."""
+    if model.action is None:
+        raise ValueError("the action report needs an action-conditioned model")
+    dataset = eval_dataset(model.config, data) if isinstance(data, str) else data
+    cem = cem or CemSpec()
+    model.eval()
+    c = model.config.clip
+    _, gh, gw = c.grid
+    steps = c.slices[1]
+    hw = gh * gw
+    device = model.pixel_mean.device
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    w = action_windows(model, dataset)
+    n = len(w.videos)
+    a = model.action
+    z_all = (w.actions - a.mean.float().cpu()) / a.std.float().cpu()
+    speed = w.actions[:, 0, _speed_column(model)].numpy()
+    everyone = np.arange(n)
+    shuffled = speed_matched(speed, w.videos, everyone, everyone)
+    if (shuffled < 0).any():
+        raise ValueError(f"{dataset.root}: shuffled actions need windows of 2+ videos")
+    names = list(dataset.label_names)
+    keep_id = names.index(DEFAULT_MANEUVER)
+    keep = everyone[w.soon_maneuver == keep_id]
+    queries = np.sort(rng.permutation(keep)[:max_queries])
+    donors = {}
+    for m in COUNTERFACTUALS:
+        if m in names:
+            matched = speed_matched(
+                speed, w.videos, queries, everyone[w.soon_maneuver == names.index(m)]
+            )
+            if (matched >= 0).any():
+                donors[m] = matched
+    steer = a.signals.index("steering") if "steering" in a.signals else None
+    planned_for = set(_plan_sample(w, z_all, steer, plan_windows, rng).tolist())
+    query_row = {int(q): i for i, q in enumerate(queries)}
+
+    sums = {
+        k: torch.zeros(steps, dtype=torch.float64) for k in ("true", "shuffled", "mean", "copy")
+    }
+    bank, cf = [], {m: [] for m in ("own", *donors)}
+    consistency = {"between": [], "to_truth": []}
+    plans, randoms, trues = [], [], []
+    previous = None  # (window, true-action forecast, truth) of the last window of a batch
+    shift = dataset.spec.stride_s * dataset.spec.fps / c.tubelet_t
+    whole_shift = round(shift) if abs(shift - round(shift)) < 1e-6 else 0
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(n, start + batch_size))
+        video = torch.stack([dataset[int(i)]["video"] for i in idx]).to(device)
+        clips = model.normalize(video)
+        targets = model.teacher_targets(clips)
+        truth = targets[:, model.soon_idx[0]]
+        last = targets[:, model.now_last_idx[0]]
+        now = model.backbone.encoder(clips, keep=model.now_idx.expand(len(idx), -1))
+        own = w.actions[idx].to(device)
+        true_pred = model.forecast_from_now(now, own)
+        variants = {
+            "true": true_pred,
+            "shuffled": model.forecast_from_now(
+                now, _with_actions(own, w.actions[shuffled[idx]].to(device))
+            ),
+            "mean": model.forecast_from_now(now, _with_actions(own, a.mean.float().expand_as(own))),
+            "copy": last.repeat(1, steps, 1),
+        }
+        for key, pred in variants.items():
+            sums[key] += _l1_steps(pred, truth, steps).sum(0).double().cpu()
+        bank.append(_pool_bank(truth, steps, (gh, gw)).half().cpu())
+        rows = [i for i, q in enumerate(idx) if int(q) in query_row]
+        if rows:
+            r = torch.tensor(rows)
+            cf["own"].append(_pool_bank(true_pred[r], steps, (gh, gw)).half().cpu())
+            for m, matched in donors.items():
+                donor = torch.as_tensor(matched[[query_row[int(idx[i])] for i in rows]])
+                ok = donor >= 0
+                acts = _with_actions(own[r], w.actions[donor.clamp(min=0)].to(device))
+                pooled = _pool_bank(model.forecast_from_now(now[r], acts), steps, (gh, gw))
+                cf[m].append((idx[rows][ok.numpy()], pooled[ok].half().cpu()))
+        if 0 < whole_shift < steps:
+            batch = [(int(q), true_pred[i], truth[i]) for i, q in enumerate(idx)]
+            for earlier, later in zip([previous, *batch[:-1]], batch, strict=True):
+                if earlier is not None and _successive(w, earlier[0], later[0], dataset):
+                    between, to_truth = _overlap(earlier, later, whole_shift, steps, hw)
+                    consistency["between"].append(between)
+                    consistency["to_truth"].append(to_truth)
+            previous = batch[-1]
+        for i, q in enumerate(idx):
+            if int(q) not in planned_for:
+                continue
+            mu = plan(model, now[i : i + 1], own[i : i + 1, 0], truth[i : i + 1], cem, gen)
+            plans.append(mu.mean(0).numpy())
+            randoms.append(torch.randn(steps, len(a.signals), generator=gen).mean(0).numpy())
+            trues.append(_step_means(z_all[q : q + 1, 1:], steps)[0].mean(0).numpy())
+
+    horizons = [round((k + 0.5) * c.tubelet_t / dataset.spec.fps, 3) for k in range(steps)]
+    l1 = {k: (v / n).tolist() for k, v in sums.items()}
+    gain = [
+        (s - t) / s if s > 0 else float("nan")
+        for s, t in zip(l1["shuffled"], l1["true"], strict=True)
+    ]
+    report = {
+        "windows": n,
+        "signals": list(a.signals),
+        "horizon_s": horizons,
+        "soon_l1": {"true_actions": l1["true"], "shuffled_actions": l1["shuffled"],
+                    "mean_action": l1["mean"], "copy_last": l1["copy"]},
+        "action_gain": gain,
+        "l1_over_copy": [t / cp for t, cp in zip(l1["true"], l1["copy"], strict=True)],
+        "counterfactual": _retrieval(torch.cat(bank), cf, w.soon_maneuver, names, queries),
+        "consistency": _consistency(consistency, horizons[whole_shift:] if whole_shift else []),
+        "planning": _planning_report(
+            np.array(plans), np.array(randoms), np.array(trues), list(a.signals), clear_z
+        ),
+    }  # fmt: skip
+    if baseline is not None:
+        soon = extract(baseline, eval_dataset(baseline.config, dataset.root), batch_size).soon
+        report["unconditioned"] = {
+            "soon_l1": soon["model_l1"].tolist(),
+            "copy_last": soon["copy_l1"].tolist(),
+            "l1_over_copy": (soon["model_l1"] / soon["copy_l1"]).tolist(),
+        }
+    return report
+
+
+def _successive(w: ActionWindows, i: int, j: int, dataset: VideoClips) -> bool:
+    """True when window j starts one stride after window i, in the same video."""
+    return (
+        w.videos[i] == w.videos[j] and abs(w.starts[j] - w.starts[i] - dataset.spec.stride_s) < 1e-6
+    )
+
+
+def _overlap(earlier: tuple, later: tuple, shift: int, steps: int, hw: int):
+    """Per shared step: L1 between the two windows' forecasts, and their mean L1 to truth."""
+    _, fi, ti = (x if isinstance(x, int) else x.view(steps, hw, -1) for x in earlier)
+    _, fj, tj = (x if isinstance(x, int) else x.view(steps, hw, -1) for x in later)
+    a, b = fi[shift:], fj[: steps - shift]
+    between = (a - b).abs().mean(dim=(1, 2))
+    to_truth = (
+        (a - ti[shift:]).abs().mean(dim=(1, 2)) + (b - tj[: steps - shift]).abs().mean(dim=(1, 2))
+    ) / 2
+    return between.cpu(), to_truth.cpu()
+
+
+def _retrieval(
+    bank: torch.Tensor, cf: dict, soon_maneuver: np.ndarray, names: list[str], queries: np.ndarray
+) -> dict:
+    """How often each injected maneuver's forecasts retrieve a real future with that maneuver,
+    against the same windows' own (keep-lane) actions."""
+    bank = bank.float()
+    own = torch.cat(cf["own"]).float() if cf["own"] else torch.zeros(0, bank.shape[1])
+    own_hits = soon_maneuver[torch.cdist(own, bank).argmin(dim=1).numpy()] if len(own) else []
+    out = {"queries": len(queries), "bank": len(bank), "maneuvers": {}}
+    for m, parts in cf.items():
+        if m == "own" or not parts:
+            continue
+        windows = np.concatenate([p[0] for p in parts])
+        pooled = torch.cat([p[1] for p in parts]).float()
+        hits = soon_maneuver[torch.cdist(pooled, bank).argmin(dim=1).numpy()]
+        target = names.index(m)
+        rows = np.searchsorted(queries, windows)
+        injected = float(np.mean(hits == target))
+        baseline = float(np.mean(np.asarray(own_hits)[rows] == target))
+        out["maneuvers"][m] = {
+            "queries": len(windows),
+            "injected": injected,
+            "own_actions": baseline,
+            "ratio": injected / baseline if baseline > 0 else None,
+            "bank_share": float(np.mean(soon_maneuver == target)),
+        }
+    return out
+
+
+def _consistency(parts: dict, horizons: list[float]) -> dict:
+    """Mean distance between overlapping windows' forecasts of the same step, and to truth."""
+    if not parts["between"]:
+        return {"pairs": 0, "horizon_s": horizons}
+    return {
+        "pairs": len(parts["between"]),
+        "horizon_s": horizons,
+        "forecast_vs_forecast": torch.stack(parts["between"]).mean(0).tolist(),
+        "forecast_vs_truth": torch.stack(parts["to_truth"]).mean(0).tolist(),
+    }
+
+
+ACTIONS_JSON = "actions.json"
+ACTIONS_PNG = "soon_actions.png"
+
+
+def write_action_report(report: dict, out: str | Path) -> Path:
+    """actions.json and the SOON-error-per-horizon plot (true, shuffled, mean action, copy)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ACTIONS_JSON).write_text(json.dumps(report, indent=1))
+    names = {
+        "true_actions": "true actions",
+        "shuffled_actions": "shuffled actions (speed-matched)",
+        "mean_action": "mean action",
+        "copy_last": "copy last NOW step",
+    }
+    series = {label: report["soon_l1"][key] for key, label in names.items()}
+    plot_horizon(
+        report["horizon_s"], series, out / ACTIONS_PNG,
+        "Action-conditioned SOON: forecast error vs horizon", "L1 to teacher targets",
+    )  # fmt: skip
+    return out
+
+
+def action_lines(report: dict) -> list[str]:
+    """The headline numbers of the action report, as `tritemporal eval` prints them."""
+    fmt = lambda xs: " ".join(f"{x:.3f}" for x in xs)  # noqa: E731
+    lines = [
+        f"ACTIONS ({', '.join(report['signals'])}; {report['windows']} windows)",
+        f"  horizon s          {fmt(report['horizon_s'])}",
+        f"  L1 true actions    {fmt(report['soon_l1']['true_actions'])}",
+        f"  L1 shuffled        {fmt(report['soon_l1']['shuffled_actions'])}",
+        f"  L1 mean action     {fmt(report['soon_l1']['mean_action'])}",
+        f"  action gain        {fmt(report['action_gain'])}",
+        f"  L1 / copy-last     {fmt(report['l1_over_copy'])}",
+    ]
+    if "unconditioned" in report:
+        lines.append(f"  unconditioned / copy-last {fmt(report['unconditioned']['l1_over_copy'])}")
+    for m, r in report["counterfactual"]["maneuvers"].items():
+        lines.append(
+            f"  retrieval {m}: injected {r['injected']:.3f} vs own actions {r['own_actions']:.3f}"
+            f" ({r['queries']} keep-lane windows)"
+        )
+    cons = report["consistency"]
+    if cons["pairs"]:
+        lines.append(
+            f"  consistency ({cons['pairs']} pairs): between forecasts "
+            f"{fmt(cons['forecast_vs_forecast'])}, to truth {fmt(cons['forecast_vs_truth'])}"
+        )
+    for name, r in report["planning"]["signals"].items():
+        p, q = r["planned"], r["random"]
+        if p["sign_agreement"] is None:
+            continue
+        lines.append(
+            f"  planning {name}: sign agreement {p['sign_agreement']:.3f} (random "
+            f"{q['sign_agreement']:.3f}) on {p['clear_windows']} windows; correlation "
+            f"{_num(p['correlation'])} (random {_num(q['correlation'])})"
+        )
+    return lines
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
