@@ -45,12 +45,14 @@ def _clips(model: TriTemporalModel, b: int = 2) -> torch.Tensor:
     return torch.randint(0, 256, (b, 3, c.total_frames, *c.hw), generator=g, dtype=torch.uint8)
 
 
-@pytest.mark.parametrize("backbone", ["vit", "vjepa2", "vit-lora"])
+@pytest.mark.parametrize("backbone", ["vit", "vjepa2", "vit-lora", "vjepa2-lora"])
 def test_conditioning_starts_as_a_no_op(backbone: str, vjepa2_dir: Path) -> None:
+    lora = ["backbone.lora.r=4", "backbone.lora.apply_to=[encoder,predictor]"]
     base = {
         "vit": [],
         "vjepa2": vjepa2_overrides(vjepa2_dir),
-        "vit-lora": ["backbone.lora.r=4"],
+        "vit-lora": lora,
+        "vjepa2-lora": vjepa2_overrides(vjepa2_dir, *lora),
     }[backbone]
     torch.manual_seed(0)
     plain = TriTemporalModel(tiny_config(*base)).eval()
