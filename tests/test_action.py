@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import tiny_config, vjepa2_overrides
+from tests.conftest import TINY, tiny_config, vjepa2_overrides
 from tests.test_videos import annotate, write_video
+from tritemporal.cli import main
 from tritemporal.config import load_config
 from tritemporal.data.annotations import Event
 from tritemporal.data.videos import VideoClips
@@ -278,3 +279,11 @@ def test_planted_actions_give_a_large_gain_and_retrieve_their_maneuver(tmp_path:
     assert (
         json.loads((tmp_path / "eval" / ACTIONS_JSON).read_text())["windows"] == report["windows"]
     )
+
+
+def test_bench_times_the_conditioned_step(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    sets = [*TINY, *COND, "train.device=cpu"]
+    argv = ["bench", "--mode", "tri", "--steps", "1", "--warmup", "1", "--out", str(out)]
+    assert main([*argv, *[a for s in sets for a in ("--set", s)]]) == 0
+    assert json.loads(out.read_text())["flops_per_step"] > 0

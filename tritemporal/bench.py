@@ -118,7 +118,12 @@ def synthetic_batches(
         video = torch.randint(0, 256, (b, c.channels, c.total_frames, *c.hw), generator=g)
         labels = torch.randint(-1, 4, (b,), generator=g)
         masks = [gen(b, g) for gen in collator.generators]
-        batch = TrainBatch(step=step, video=video.to(torch.uint8), labels=labels, masks=masks)
+        signals = None  # an action-conditioned predictor's ego signals, standard normal
+        if config.predictor.action_conditioning:
+            signals = torch.randn(b, c.total_frames, len(config.action.signals), generator=g)
+        batch = TrainBatch(
+            step=step, video=video.to(torch.uint8), labels=labels, masks=masks, signals=signals
+        )
         batches.append(batch.to(device))
     return batches
 
@@ -200,6 +205,7 @@ def count_step_flops(
         video=batch.video[:2],
         labels=batch.labels[:2],
         masks=[MaskSet(context=m.context[:2], target=m.target[:2]) for m in batch.masks],
+        signals=None if batch.signals is None else batch.signals[:2],
     )
     try:
         for m in flags:
@@ -280,7 +286,9 @@ def loss_and_grads(
     """The loss and every gradient (flattened, float32) of one forward/backward, weights kept."""
     model.zero_grad(set_to_none=True)
     with autocast:
-        out = model(batch.video, batch.masks, batch.labels, diagnostics=False)
+        out = model(
+            batch.video, batch.masks, batch.labels, diagnostics=False, signals=batch.signals
+        )
     out.loss.backward()
     grads = [p.grad.detach().float().flatten() for p in model.parameters() if p.grad is not None]
     model.zero_grad(set_to_none=True)
@@ -318,6 +326,8 @@ def step_setup(
     device = resolve_device(config.train.device)
     seed_everything(config.train.seed)
     model = TriTemporalModel(config).to(device).train()
+    if model.action is not None:  # synthetic signals are standard normal: unit statistics
+        model.action.fit_statistics(torch.randn(1024, len(model.action.signals)))
     return (
         device,
         model,
