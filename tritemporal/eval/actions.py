@@ -32,7 +32,7 @@ actions of the SOON frames (the intervention) are swapped:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +200,67 @@ def _plan_sample(w: ActionWindows, z: torch.Tensor, f: int | None, n: int, rng) 
     return np.sort(np.array(chosen + list(rest[: n - len(chosen)]), dtype=np.int64))
 
 
+@dataclass
+class _Plan:
+    """Which windows each part of the report uses, fixed before any video is decoded."""
+
+    shuffled: np.ndarray  # (N,) the speed-matched window whose actions replace each one's
+    queries: np.ndarray  # keep-lane windows for counterfactual retrieval (sorted)
+    donors: dict[str, np.ndarray]  # maneuver -> per query, the window whose actions it gets
+    planned: set[int]  # windows the cross-entropy method plans for
+    shift: int  # SOON steps between windows one stride apart (0: not a whole number)
+
+
+@dataclass
+class _Tally:
+    """What the pass over the windows accumulates."""
+
+    sums: dict[str, torch.Tensor]  # variant -> (steps,) summed L1
+    bank: list[torch.Tensor] = field(default_factory=list)  # pooled real SOON futures
+    own: list[torch.Tensor] = field(default_factory=list)  # queries under their own actions
+    injected: dict[str, list] = field(default_factory=dict)  # maneuver -> (windows, pooled)
+    between: list[torch.Tensor] = field(default_factory=list)  # consistency, per pair
+    to_truth: list[torch.Tensor] = field(default_factory=list)
+    plans: list[np.ndarray] = field(default_factory=list)  # per planned window: (F,) each
+    randoms: list[np.ndarray] = field(default_factory=list)
+    trues: list[np.ndarray] = field(default_factory=list)
+    previous: tuple | None = None  # (window, forecast, truth) of the last window of a batch
+
+
+def _choose(
+    model: TriTemporalModel,
+    dataset: VideoClips,
+    w: ActionWindows,
+    z: torch.Tensor,
+    rng: np.random.Generator,
+    max_queries: int,
+    plan_windows: int,
+) -> _Plan:
+    """Shuffled partners, counterfactual queries and donors, planned windows, the overlap."""
+    a = model.action
+    n = len(w.videos)
+    speed = w.actions[:, 0, _speed_column(model)].numpy()
+    everyone = np.arange(n)
+    shuffled = speed_matched(speed, w.videos, everyone, everyone)
+    if (shuffled < 0).any():
+        raise ValueError(f"{dataset.root}: shuffled actions need windows of 2+ videos")
+    names = list(dataset.label_names)
+    keep = everyone[w.soon_maneuver == names.index(DEFAULT_MANEUVER)]
+    queries = np.sort(rng.permutation(keep)[:max_queries])
+    donors = {}
+    for m in (m for m in COUNTERFACTUALS if m in names):
+        pool = everyone[w.soon_maneuver == names.index(m)]
+        matched = speed_matched(speed, w.videos, queries, pool)
+        if (matched >= 0).any():
+            donors[m] = matched
+    steer = a.signals.index("steering") if "steering" in a.signals else None
+    planned = set(_plan_sample(w, z, steer, plan_windows, rng).tolist()) if plan_windows else set()
+    spec = dataset.spec
+    shift = spec.stride_s * spec.fps / model.config.clip.tubelet_t
+    whole = round(shift) if abs(shift - round(shift)) < 1e-6 else 0
+    return _Plan(shuffled, queries, donors, planned, whole if 0 < whole < a.soon_steps else 0)
+
+
 @torch.no_grad()
 def action_report(
     model: TriTemporalModel,
@@ -216,114 +277,36 @@ def action_report(
     if model.action is None:
         raise ValueError("the action report needs an action-conditioned model")
     dataset = eval_dataset(model.config, data) if isinstance(data, str) else data
-    cem = cem or CemSpec()
     model.eval()
-    c = model.config.clip
-    _, gh, gw = c.grid
-    steps = c.slices[1]
-    hw = gh * gw
-    device = model.pixel_mean.device
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    w = action_windows(model, dataset)
-    n = len(w.videos)
     a = model.action
-    z_all = (w.actions - a.mean.float().cpu()) / a.std.float().cpu()
-    speed = w.actions[:, 0, _speed_column(model)].numpy()
-    everyone = np.arange(n)
-    shuffled = speed_matched(speed, w.videos, everyone, everyone)
-    if (shuffled < 0).any():
-        raise ValueError(f"{dataset.root}: shuffled actions need windows of 2+ videos")
-    names = list(dataset.label_names)
-    keep_id = names.index(DEFAULT_MANEUVER)
-    keep = everyone[w.soon_maneuver == keep_id]
-    queries = np.sort(rng.permutation(keep)[:max_queries])
-    donors = {}
-    for m in COUNTERFACTUALS:
-        if m in names:
-            matched = speed_matched(
-                speed, w.videos, queries, everyone[w.soon_maneuver == names.index(m)]
-            )
-            if (matched >= 0).any():
-                donors[m] = matched
-    steer = a.signals.index("steering") if "steering" in a.signals else None
-    planned_for = set(_plan_sample(w, z_all, steer, plan_windows, rng).tolist())
-    query_row = {int(q): i for i, q in enumerate(queries)}
-
-    sums = {
-        k: torch.zeros(steps, dtype=torch.float64) for k in ("true", "shuffled", "mean", "copy")
-    }
-    bank, cf = [], {m: [] for m in ("own", *donors)}
-    consistency = {"between": [], "to_truth": []}
-    plans, randoms, trues = [], [], []
-    previous = None  # (window, true-action forecast, truth) of the last window of a batch
-    shift = dataset.spec.stride_s * dataset.spec.fps / c.tubelet_t
-    whole_shift = round(shift) if abs(shift - round(shift)) < 1e-6 else 0
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, min(n, start + batch_size))
-        video = torch.stack([dataset[int(i)]["video"] for i in idx]).to(device)
-        clips = model.normalize(video)
-        targets = model.teacher_targets(clips)
-        truth = targets[:, model.soon_idx[0]]
-        last = targets[:, model.now_last_idx[0]]
-        now = model.backbone.encoder(clips, keep=model.now_idx.expand(len(idx), -1))
-        own = w.actions[idx].to(device)
-        true_pred = model.forecast_from_now(now, own)
-        variants = {
-            "true": true_pred,
-            "shuffled": model.forecast_from_now(
-                now, _with_actions(own, w.actions[shuffled[idx]].to(device))
-            ),
-            "mean": model.forecast_from_now(now, _with_actions(own, a.mean.float().expand_as(own))),
-            "copy": last.repeat(1, steps, 1),
-        }
-        for key, pred in variants.items():
-            sums[key] += _l1_steps(pred, truth, steps).sum(0).double().cpu()
-        bank.append(_pool_bank(truth, steps, (gh, gw)).half().cpu())
-        rows = [i for i, q in enumerate(idx) if int(q) in query_row]
-        if rows:
-            r = torch.tensor(rows)
-            cf["own"].append(_pool_bank(true_pred[r], steps, (gh, gw)).half().cpu())
-            for m, matched in donors.items():
-                donor = torch.as_tensor(matched[[query_row[int(idx[i])] for i in rows]])
-                ok = donor >= 0
-                acts = _with_actions(own[r], w.actions[donor.clamp(min=0)].to(device))
-                pooled = _pool_bank(model.forecast_from_now(now[r], acts), steps, (gh, gw))
-                cf[m].append((idx[rows][ok.numpy()], pooled[ok].half().cpu()))
-        if 0 < whole_shift < steps:
-            batch = [(int(q), true_pred[i], truth[i]) for i, q in enumerate(idx)]
-            for earlier, later in zip([previous, *batch[:-1]], batch, strict=True):
-                if earlier is not None and _successive(w, earlier[0], later[0], dataset):
-                    between, to_truth = _overlap(earlier, later, whole_shift, steps, hw)
-                    consistency["between"].append(between)
-                    consistency["to_truth"].append(to_truth)
-            previous = batch[-1]
-        for i, q in enumerate(idx):
-            if int(q) not in planned_for:
-                continue
-            mu = plan(model, now[i : i + 1], own[i : i + 1, 0], truth[i : i + 1], cem, gen)
-            plans.append(mu.mean(0).numpy())
-            randoms.append(torch.randn(steps, len(a.signals), generator=gen).mean(0).numpy())
-            trues.append(_step_means(z_all[q : q + 1, 1:], steps)[0].mean(0).numpy())
-
-    horizons = [round((k + 0.5) * c.tubelet_t / dataset.spec.fps, 3) for k in range(steps)]
-    l1 = {k: (v / n).tolist() for k, v in sums.items()}
-    gain = [
-        (s - t) / s if s > 0 else float("nan")
-        for s, t in zip(l1["shuffled"], l1["true"], strict=True)
-    ]
+    w = action_windows(model, dataset)
+    z = (w.actions - a.mean.float().cpu()) / a.std.float().cpu()
+    rng = np.random.default_rng(seed)
+    plan_ = _choose(model, dataset, w, z, rng, max_queries, plan_windows)
+    variants = ("true", "shuffled", "mean", "copy")
+    tally = _Tally({k: torch.zeros(a.soon_steps, dtype=torch.float64) for k in variants})
+    tally.injected = {m: [] for m in plan_.donors}
+    gen = torch.Generator().manual_seed(seed)
+    for start in range(0, len(w.videos), batch_size):
+        idx = np.arange(start, min(len(w.videos), start + batch_size))
+        _score_batch(model, dataset, w, z, idx, plan_, tally, cem or CemSpec(), gen)
+    c, n = model.config.clip, len(w.videos)
+    horizons = [round((k + 0.5) * c.tubelet_t / dataset.spec.fps, 3) for k in range(a.soon_steps)]
+    l1 = {k: (v / n).tolist() for k, v in tally.sums.items()}
+    pairs = zip(l1["shuffled"], l1["true"], strict=True)
     report = {
         "windows": n,
         "signals": list(a.signals),
         "horizon_s": horizons,
         "soon_l1": {"true_actions": l1["true"], "shuffled_actions": l1["shuffled"],
                     "mean_action": l1["mean"], "copy_last": l1["copy"]},
-        "action_gain": gain,
+        "action_gain": [(s - t) / s if s > 0 else float("nan") for s, t in pairs],
         "l1_over_copy": [t / cp for t, cp in zip(l1["true"], l1["copy"], strict=True)],
-        "counterfactual": _retrieval(torch.cat(bank), cf, w.soon_maneuver, names, queries),
-        "consistency": _consistency(consistency, horizons[whole_shift:] if whole_shift else []),
+        "counterfactual": _retrieval(tally, w.soon_maneuver, list(dataset.label_names), plan_),
+        "consistency": _consistency(tally, horizons[plan_.shift :] if plan_.shift else []),
         "planning": _planning_report(
-            np.array(plans), np.array(randoms), np.array(trues), list(a.signals), clear_z
+            np.array(tally.plans), np.array(tally.randoms), np.array(tally.trues),
+            list(a.signals), clear_z,
         ),
     }  # fmt: skip
     if baseline is not None:
@@ -336,63 +319,117 @@ def action_report(
     return report
 
 
+def _score_batch(
+    model: TriTemporalModel,
+    dataset: VideoClips,
+    w: ActionWindows,
+    z: torch.Tensor,
+    idx: np.ndarray,
+    plan_: _Plan,
+    tally: _Tally,
+    cem: CemSpec,
+    gen: torch.Generator,
+) -> None:
+    """One batch of windows: encode once, forecast under every variant, add to the tally."""
+    a, c = model.action, model.config.clip
+    steps, (_, gh, gw) = a.soon_steps, c.grid
+    device = model.pixel_mean.device
+    clips = model.normalize(torch.stack([dataset[int(i)]["video"] for i in idx]).to(device))
+    targets = model.teacher_targets(clips)
+    truth = targets[:, model.soon_idx[0]]
+    now = model.backbone.encoder(clips, keep=model.now_idx.expand(len(idx), -1))
+    own = w.actions[idx].to(device)
+    true_pred = model.forecast_from_now(now, own)
+    shuffled = _with_actions(own, w.actions[plan_.shuffled[idx]].to(device))
+    forecasts = {
+        "true": true_pred,
+        "shuffled": model.forecast_from_now(now, shuffled),
+        "mean": model.forecast_from_now(now, _with_actions(own, a.mean.float().expand_as(own))),
+        "copy": targets[:, model.now_last_idx[0]].repeat(1, steps, 1),
+    }
+    for key, pred in forecasts.items():
+        tally.sums[key] += _l1_steps(pred, truth, steps).sum(0).double().cpu()
+    tally.bank.append(_pool_bank(truth, steps, (gh, gw)).half().cpu())
+    rows = np.flatnonzero(np.isin(idx, plan_.queries))
+    if len(rows):
+        tally.own.append(_pool_bank(true_pred[rows], steps, (gh, gw)).half().cpu())
+        at = np.searchsorted(plan_.queries, idx[rows])
+        for m, matched in plan_.donors.items():
+            ok = matched[at] >= 0
+            acts = _with_actions(own[rows[ok]], w.actions[matched[at][ok]].to(device))
+            pooled = _pool_bank(model.forecast_from_now(now[rows[ok]], acts), steps, (gh, gw))
+            tally.injected[m].append((idx[rows[ok]], pooled.half().cpu()))
+    if plan_.shift:
+        batch = [(int(q), true_pred[i], truth[i]) for i, q in enumerate(idx)]
+        for earlier, later in zip([tally.previous, *batch[:-1]], batch, strict=True):
+            if earlier is not None and _successive(w, earlier[0], later[0], dataset):
+                between, to_truth = _overlap(earlier, later, plan_.shift, steps, gh * gw)
+                tally.between.append(between)
+                tally.to_truth.append(to_truth)
+        tally.previous = batch[-1]
+    for i, q in enumerate(idx):
+        if int(q) in plan_.planned:
+            mu = plan(model, now[i : i + 1], own[i : i + 1, 0], truth[i : i + 1], cem, gen)
+            tally.plans.append(mu.mean(0).numpy())
+            tally.randoms.append(torch.randn(steps, len(a.signals), generator=gen).mean(0).numpy())
+            tally.trues.append(_step_means(z[q : q + 1, 1:], steps)[0].mean(0).numpy())
+
+
 def _successive(w: ActionWindows, i: int, j: int, dataset: VideoClips) -> bool:
     """True when window j starts one stride after window i, in the same video."""
-    return (
-        w.videos[i] == w.videos[j] and abs(w.starts[j] - w.starts[i] - dataset.spec.stride_s) < 1e-6
-    )
+    stride = dataset.spec.stride_s
+    return w.videos[i] == w.videos[j] and abs(w.starts[j] - w.starts[i] - stride) < 1e-6
 
 
-def _overlap(earlier: tuple, later: tuple, shift: int, steps: int, hw: int):
+def _overlap(
+    earlier: tuple, later: tuple, shift: int, steps: int, hw: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per shared step: L1 between the two windows' forecasts, and their mean L1 to truth."""
-    _, fi, ti = (x if isinstance(x, int) else x.view(steps, hw, -1) for x in earlier)
-    _, fj, tj = (x if isinstance(x, int) else x.view(steps, hw, -1) for x in later)
+    fi, ti = (x.view(steps, hw, -1) for x in earlier[1:])
+    fj, tj = (x.view(steps, hw, -1) for x in later[1:])
     a, b = fi[shift:], fj[: steps - shift]
     between = (a - b).abs().mean(dim=(1, 2))
-    to_truth = (
-        (a - ti[shift:]).abs().mean(dim=(1, 2)) + (b - tj[: steps - shift]).abs().mean(dim=(1, 2))
-    ) / 2
+    to_truth = ((a - ti[shift:]).abs() + (b - tj[: steps - shift]).abs()).mean(dim=(1, 2)) / 2
     return between.cpu(), to_truth.cpu()
 
 
-def _retrieval(
-    bank: torch.Tensor, cf: dict, soon_maneuver: np.ndarray, names: list[str], queries: np.ndarray
-) -> dict:
+def _retrieval(tally: _Tally, soon_maneuver: np.ndarray, names: list[str], plan_: _Plan) -> dict:
     """How often each injected maneuver's forecasts retrieve a real future with that maneuver,
     against the same windows' own (keep-lane) actions."""
-    bank = bank.float()
-    own = torch.cat(cf["own"]).float() if cf["own"] else torch.zeros(0, bank.shape[1])
-    own_hits = soon_maneuver[torch.cdist(own, bank).argmin(dim=1).numpy()] if len(own) else []
-    out = {"queries": len(queries), "bank": len(bank), "maneuvers": {}}
-    for m, parts in cf.items():
-        if m == "own" or not parts:
+    bank = torch.cat(tally.bank).float()
+    out = {"queries": len(plan_.queries), "bank": len(bank), "maneuvers": {}}
+    if not tally.own:
+        return out
+    own = torch.cat(tally.own).float()
+    own_hits = soon_maneuver[torch.cdist(own, bank).argmin(dim=1).numpy()]
+    for m, parts in tally.injected.items():
+        if not parts:
             continue
         windows = np.concatenate([p[0] for p in parts])
         pooled = torch.cat([p[1] for p in parts]).float()
         hits = soon_maneuver[torch.cdist(pooled, bank).argmin(dim=1).numpy()]
         target = names.index(m)
-        rows = np.searchsorted(queries, windows)
         injected = float(np.mean(hits == target))
-        baseline = float(np.mean(np.asarray(own_hits)[rows] == target))
+        own_rate = float(np.mean(own_hits[np.searchsorted(plan_.queries, windows)] == target))
         out["maneuvers"][m] = {
             "queries": len(windows),
             "injected": injected,
-            "own_actions": baseline,
-            "ratio": injected / baseline if baseline > 0 else None,
+            "own_actions": own_rate,
+            "ratio": injected / own_rate if own_rate > 0 else None,
             "bank_share": float(np.mean(soon_maneuver == target)),
         }
     return out
 
 
-def _consistency(parts: dict, horizons: list[float]) -> dict:
+def _consistency(tally: _Tally, horizons: list[float]) -> dict:
     """Mean distance between overlapping windows' forecasts of the same step, and to truth."""
-    if not parts["between"]:
+    if not tally.between:
         return {"pairs": 0, "horizon_s": horizons}
     return {
-        "pairs": len(parts["between"]),
+        "pairs": len(tally.between),
         "horizon_s": horizons,
-        "forecast_vs_forecast": torch.stack(parts["between"]).mean(0).tolist(),
-        "forecast_vs_truth": torch.stack(parts["to_truth"]).mean(0).tolist(),
+        "forecast_vs_forecast": torch.stack(tally.between).mean(0).tolist(),
+        "forecast_vs_truth": torch.stack(tally.to_truth).mean(0).tolist(),
     }
 
 
