@@ -269,6 +269,10 @@ def test_planted_actions_give_a_large_gain_and_retrieve_their_maneuver(tmp_path:
     true, shuffled = report["soon_l1"]["true_actions"], report["soon_l1"]["shuffled_actions"]
     assert all(t < s for t, s in zip(true, shuffled, strict=True)), report["soon_l1"]
     assert report["action_gain"][-1] > 0.3, report["action_gain"]
+    for gain, (low, high) in zip(
+        report["action_gain"], report["action_gain_interval"], strict=True
+    ):
+        assert low - 1e-6 <= gain <= high + 1e-6 and low > 0.1  # 4 videos: wide, but above 0
     assert report["consistency"]["pairs"] > 0
     for m in ("lane_change_left", "lane_change_right"):
         r = report["counterfactual"]["maneuvers"][m]
