@@ -195,7 +195,7 @@ def test_training_fits_statistics_on_the_training_windows(
     model = TriTemporalModel.from_pretrained(run)
     data = VideoClips(config)
     c = config.clip
-    values = data.signal_values(tuple(config.action.signals), c.now_frames - 1, 1 + c.soon_frames)
+    values = data.signal_values(tuple(config.action.signals), c.action_rows)
     assert torch.allclose(model.action.mean, values.double().mean(0).float())
     assert torch.allclose(model.action.std, values.double().std(0).float())
     synthetic = tiny_config(*COND, f"train.run_dir={tmp_path / 'synthetic'}")

@@ -237,6 +237,12 @@ class ClipConfig(_Section):
         return self.total_frames // self.tubelet_t, h // self.patch, w // self.patch
 
     @property
+    def action_rows(self) -> slice:
+        """Frames an action-conditioned forecast takes: the last NOW frame (the ego's state),
+        then every SOON frame (its actions)."""
+        return slice(self.now_frames - 1, self.now_frames + self.soon_frames)
+
+    @property
     def slices(self) -> tuple[int, int, int]:
         """Tubelet steps of the NOW, SOON and EVENTUALLY windows."""
         t = self.tubelet_t

@@ -323,8 +323,7 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
                 "videos (data.source=videos or highway)"
             )
         if window:
-            c = self.config.clip
-            signals = signals[:, c.now_frames - 1 : c.now_frames + c.soon_frames]
+            signals = signals[:, self.config.clip.action_rows]
         b = signals.shape[0]
         embedding = self.action(signals)  # (B, soon_steps, P)
         hw = self.config.clip.grid[1] * self.config.clip.grid[2]

@@ -136,8 +136,7 @@ def fit_action_statistics(model: TriTemporalModel, dataset: object) -> None:
             f"{model.config.data.source} has none: use annotated videos (data.source=videos or "
             "highway)"
         )
-    c = model.config.clip
-    values = dataset.signal_values(model.action.signals, c.now_frames - 1, model.action.frames)
+    values = dataset.signal_values(model.action.signals, model.config.clip.action_rows)
     model.action.fit_statistics(values)
     stats = zip(model.action.signals, model.action.mean, model.action.std, strict=True)
     described = ", ".join(f"{n} {m:.3g} +- {s:.3g}" for n, m, s in stats)

@@ -276,11 +276,9 @@ class VideoClips(torch.utils.data.Dataset):
     def window_maneuvers(self, offset_s: float, length_s: float) -> np.ndarray:
         """Per window, the maneuver during [start + offset_s, + length_s), e.g. its SOON part."""
         out = []
-        for v, video in enumerate(self._videos):
-            starts = self._step[self._video_of == v].astype(np.float64) * self.spec.stride_s
-            out.append(
-                self._maneuvers(starts + offset_s, starts + offset_s + length_s, video.annotation)
-            )
+        for video, starts in self._starts_by_video():
+            at = starts + offset_s
+            out.append(self._maneuvers(at, at + length_s, video.annotation))
         return np.concatenate(out)
 
     @property
@@ -288,14 +286,19 @@ class VideoClips(torch.utils.data.Dataset):
         """(len(self),) start of every window in seconds within its video."""
         return self._step.astype(np.float64) * self.spec.stride_s
 
-    def signal_values(self, names: tuple[str, ...], first: int, count: int) -> torch.Tensor:
-        """Ego series `names` at frames first..first+count-1 of every window, (windows * count,
-        F): the values action statistics are computed from (annotations only, no decoding)."""
+    def _starts_by_video(self) -> list[tuple[_Video, np.ndarray]]:
+        """Each usable video with its windows' starts (windows are stored video by video)."""
+        counts = np.bincount(self._video_of, minlength=len(self._videos))
+        parts = np.split(self.window_starts, np.cumsum(counts)[:-1])
+        return list(zip(self._videos, parts, strict=True))
+
+    def signal_values(self, names: tuple[str, ...], frames: slice) -> torch.Tensor:
+        """Ego series `names` at the `frames` of every window, (windows * frames, F): the values
+        action statistics are computed from (annotations only, no decoding)."""
         rows = []
-        for v, video in enumerate(self._videos):
+        for video, starts in self._starts_by_video():
             assert video.annotation is not None, "videos without ego series were left out"
-            starts = self._step[self._video_of == v].astype(np.float64) * self.spec.stride_s
-            times = np.stack([self.spec.frame_times(t)[first : first + count] for t in starts])
+            times = np.stack([self.spec.frame_times(t)[frames] for t in starts])
             at = video.annotation.signals_at(torch.from_numpy(times.reshape(-1)))
             rows.append(torch.stack([at[name] for name in names], dim=-1))
         return torch.cat(rows)

@@ -43,7 +43,7 @@ from tritemporal.data.annotations import DEFAULT_MANEUVER
 from tritemporal.data.videos import VideoClips
 from tritemporal.eval.compare import bootstrap_interval, video_resamples
 from tritemporal.eval.plots import plot_horizon
-from tritemporal.eval.report import eval_dataset, extract
+from tritemporal.eval.report import eval_dataset, extract, soon_horizons
 from tritemporal.model import TriTemporalModel
 
 COUNTERFACTUALS = ("lane_change_left", "lane_change_right", "brake")
@@ -74,7 +74,7 @@ def action_windows(model: TriTemporalModel, dataset: VideoClips) -> ActionWindow
     assert model.action is not None
     c = model.config.clip
     frames = model.action.frames
-    values = dataset.signal_values(model.action.signals, c.now_frames - 1, frames)
+    values = dataset.signal_values(model.action.signals, c.action_rows)
     soon_s = c.soon_frames / dataset.spec.fps
     return ActionWindows(
         actions=values.view(len(dataset), frames, -1).float(),
@@ -294,8 +294,8 @@ def action_report(
     for start in range(0, len(w.videos), batch_size):
         idx = np.arange(start, min(len(w.videos), start + batch_size))
         _score_batch(model, dataset, w, z, idx, plan_, tally, cem or CemSpec(), gen)
-    c, n = model.config.clip, len(w.videos)
-    horizons = [round((k + 0.5) * c.tubelet_t / dataset.spec.fps, 3) for k in range(a.soon_steps)]
+    n = len(w.videos)
+    horizons = soon_horizons(model.config)
     l1 = {k: (v / n).tolist() for k, v in tally.sums.items()}
     pairs = zip(l1["shuffled"], l1["true"], strict=True)
     report = {

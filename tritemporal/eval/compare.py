@@ -64,6 +64,7 @@ from tritemporal.eval.report import (
     extract,
     now_tasks,
     random_init_copy,
+    soon_horizons,
 )
 from tritemporal.hub import Located, locate
 from tritemporal.model import TriTemporalModel
@@ -354,8 +355,7 @@ def _encode_and_score(
     model = load_source(source, seed, located).to(device)
     features = extract(model, dataset, batch_size)
     tasks = now_tasks(features) | scene_tasks(dataset, features, model.config.data.manifest)
-    c, fps = model.config.clip, model.config.data.fps
-    horizons = [round((k + 0.5) * c.tubelet_t / fps, 3) for k in range(c.slices[1])]
+    horizons = soon_horizons(model.config)
     stats = source_statistics(features, tasks, list(dataset.label_names), horizons, seed)
     chance = {f"now.{task}.balanced_accuracy": _chance(y) for task, (y, _) in tasks.items()}
     chance |= {f"eventually.{f}.balanced_accuracy": _chance(features.labels) for f in FEATURES}

@@ -112,7 +112,7 @@ def extract(
         actions = None
         if model.action is not None:  # a conditioned forecast under the window's own actions
             window = stack_signals(samples, model.action.signals)
-            actions = window[:, c.now_frames - 1 : c.now_frames + c.soon_frames].to(device)
+            actions = window[:, c.action_rows].to(device)
         out = model.encode(video, actions=actions)
         targets = model.teacher_targets(model.normalize(video))  # (B, N, D)
         b, d = video.shape[0], targets.shape[-1]
@@ -222,11 +222,15 @@ def now_report(features: Features, seed: int) -> dict:
     return report
 
 
+def soon_horizons(config: TriTemporalConfig) -> list[float]:
+    """Seconds after NOW ends at the middle of each SOON tubelet step."""
+    c = config.clip
+    return [round((k + 0.5) * c.tubelet_t / config.data.fps, 3) for k in range(c.slices[1])]
+
+
 def soon_report(features: Features, config: TriTemporalConfig) -> dict:
     """Forecast error per SOON step (seconds after NOW ends) for the model and both baselines."""
-    c, fps = config.clip, config.data.fps
-    steps = len(features.soon["model_l1"])
-    horizon = [round((k + 0.5) * c.tubelet_t / fps, 3) for k in range(steps)]
+    horizon = soon_horizons(config)
 
     def pick(key: str) -> list[float]:
         return [round(float(v), 5) for v in features.soon[key]]
