@@ -277,8 +277,11 @@ def test_planted_actions_give_a_large_gain_and_retrieve_their_maneuver(tmp_path:
     for m in ("lane_change_left", "lane_change_right"):
         r = report["counterfactual"]["maneuvers"][m]
         assert r["injected"] > 2 * r["own_actions"], (m, r)
+        assert r["injected_interval"][0] > r["own_actions_interval"][1], (m, r)  # apart
     steering = report["planning"]["signals"]["steering"]  # the cross-entropy method finds them
     assert steering["planned"]["sign_agreement"] >= 0.9 and steering["planned"]["correlation"] > 0.9
+    low, high = steering["planned"]["sign_agreement_interval"]
+    assert low <= steering["planned"]["sign_agreement"] <= high and low > 0.5
     write_action_report(report, tmp_path / "eval")
     assert (tmp_path / "eval" / ACTIONS_PNG).read_bytes().startswith(b"\x89PNG")
     assert (

@@ -163,28 +163,48 @@ def plan(
     return mu
 
 
-def _agreement(planned: np.ndarray, true: np.ndarray, clear_z: float) -> dict:
-    """Sign agreement where the truth is clearly non-zero, and the correlation."""
+def _rate_interval(hits: np.ndarray, videos: np.ndarray, bootstrap: int, seed: int) -> list:
+    """95% interval of a hit rate over resamples of the videos its windows come from."""
+    rate = lambda idx: float(np.mean(hits[idx])) if len(idx) else float("nan")  # noqa: E731
+    return list(bootstrap_interval(rate, video_resamples(videos, bootstrap, seed)))
+
+
+def _agreement(
+    planned: np.ndarray, true: np.ndarray, videos: np.ndarray, clear_z: float, bootstrap: int
+) -> dict:
+    """Sign agreement where the truth is clearly non-zero (with its 95% interval over videos),
+    and the correlation."""
     clear = np.abs(true) > clear_z
-    agree = float(np.mean(np.sign(planned[clear]) == np.sign(true[clear]))) if clear.any() else None
+    agree, interval = None, None
+    if clear.any():
+        hits = np.sign(planned[clear]) == np.sign(true[clear])
+        agree = float(np.mean(hits))
+        interval = _rate_interval(hits, videos[clear], bootstrap, 0)
     corr = None
     if len(true) > 2 and np.std(planned) > 0 and np.std(true) > 0:
         corr = float(np.corrcoef(planned, true)[0, 1])
-    return {"clear_windows": int(clear.sum()), "sign_agreement": agree, "correlation": corr}
+    return {
+        "clear_windows": int(clear.sum()),
+        "sign_agreement": agree,
+        "sign_agreement_interval": interval,
+        "correlation": corr,
+    }
 
 
 def _planning_report(
-    planned: np.ndarray, random: np.ndarray, true: np.ndarray, signals: list[str], clear_z: float
+    tally: _Tally, videos: np.ndarray, signals: list[str], clear_z: float, bootstrap: int
 ) -> dict:
     """Per signal: the plan's and random actions' agreement with the true SOON actions (mean
     standardised value over the SOON window)."""
-    out = {"windows": len(true), "clear_z": clear_z, "signals": {}}
-    if len(true) == 0:  # planning skipped
+    out = {"windows": len(tally.trues), "clear_z": clear_z, "signals": {}}
+    if not tally.trues:  # planning skipped
         return out
+    planned, random, true = (np.array(x) for x in (tally.plans, tally.randoms, tally.trues))
+    where = videos[np.array(tally.planned_windows)]
     for f, name in enumerate(signals):
         out["signals"][name] = {
-            "planned": _agreement(planned[:, f], true[:, f], clear_z),
-            "random": _agreement(random[:, f], true[:, f], clear_z),
+            "planned": _agreement(planned[:, f], true[:, f], where, clear_z, bootstrap),
+            "random": _agreement(random[:, f], true[:, f], where, clear_z, bootstrap),
         }
     return out
 
@@ -223,6 +243,7 @@ class _Tally:
     injected: dict[str, list] = field(default_factory=dict)  # maneuver -> (windows, pooled)
     between: list[torch.Tensor] = field(default_factory=list)  # consistency, per pair
     to_truth: list[torch.Tensor] = field(default_factory=list)
+    planned_windows: list[int] = field(default_factory=list)  # which windows were planned
     plans: list[np.ndarray] = field(default_factory=list)  # per planned window: (F,) each
     randoms: list[np.ndarray] = field(default_factory=list)
     trues: list[np.ndarray] = field(default_factory=list)
@@ -307,12 +328,9 @@ def action_report(
         "action_gain": [(s - t) / s if s > 0 else float("nan") for s, t in pairs],
         "action_gain_interval": _gain_intervals(tally, w.videos, bootstrap, seed),
         "l1_over_copy": [t / cp for t, cp in zip(l1["true"], l1["copy"], strict=True)],
-        "counterfactual": _retrieval(tally, w.soon_maneuver, list(dataset.label_names), plan_),
+        "counterfactual": _retrieval(tally, w, list(dataset.label_names), plan_, bootstrap),
         "consistency": _consistency(tally, horizons[plan_.shift :] if plan_.shift else []),
-        "planning": _planning_report(
-            np.array(tally.plans), np.array(tally.randoms), np.array(tally.trues),
-            list(a.signals), clear_z,
-        ),
+        "planning": _planning_report(tally, w.videos, list(a.signals), clear_z, bootstrap),
     }  # fmt: skip
     if baseline is not None:
         soon = extract(baseline, eval_dataset(baseline.config, dataset.root), batch_size).soon
@@ -378,6 +396,7 @@ def _score_batch(
     for i, q in enumerate(idx):
         if int(q) in plan_.planned:
             mu = plan(model, now[i : i + 1], own[i : i + 1, 0], truth[i : i + 1], cem, gen)
+            tally.planned_windows.append(int(q))
             tally.plans.append(mu.mean(0).numpy())
             tally.randoms.append(torch.randn(steps, len(a.signals), generator=gen).mean(0).numpy())
             tally.trues.append(_step_means(z[q : q + 1, 1:], steps)[0].mean(0).numpy())
@@ -419,9 +438,12 @@ def _overlap(
     return between.cpu(), to_truth.cpu()
 
 
-def _retrieval(tally: _Tally, soon_maneuver: np.ndarray, names: list[str], plan_: _Plan) -> dict:
+def _retrieval(
+    tally: _Tally, w: ActionWindows, names: list[str], plan_: _Plan, bootstrap: int
+) -> dict:
     """How often each injected maneuver's forecasts retrieve a real future with that maneuver,
-    against the same windows' own (keep-lane) actions."""
+    against the same windows' own (keep-lane) actions; 95% intervals over the queries' videos."""
+    soon_maneuver = w.soon_maneuver
     bank = torch.cat(tally.bank).float()
     out = {"queries": len(plan_.queries), "bank": len(bank), "maneuvers": {}}
     if not tally.own:
@@ -436,11 +458,15 @@ def _retrieval(tally: _Tally, soon_maneuver: np.ndarray, names: list[str], plan_
         hits = soon_maneuver[torch.cdist(pooled, bank).argmin(dim=1).numpy()]
         target = names.index(m)
         injected = float(np.mean(hits == target))
-        own_rate = float(np.mean(own_hits[np.searchsorted(plan_.queries, windows)] == target))
+        own = own_hits[np.searchsorted(plan_.queries, windows)] == target
+        own_rate = float(np.mean(own))
+        where = w.videos[windows]
         out["maneuvers"][m] = {
             "queries": len(windows),
             "injected": injected,
+            "injected_interval": _rate_interval(hits == target, where, bootstrap, 0),
             "own_actions": own_rate,
+            "own_actions_interval": _rate_interval(own, where, bootstrap, 0),
             "ratio": injected / own_rate if own_rate > 0 else None,
             "bank_share": float(np.mean(soon_maneuver == target)),
         }
@@ -500,7 +526,8 @@ def action_lines(report: dict) -> list[str]:
         lines.append(f"  unconditioned / copy-last {fmt(report['unconditioned']['l1_over_copy'])}")
     for m, r in report["counterfactual"]["maneuvers"].items():
         lines.append(
-            f"  retrieval {m}: injected {r['injected']:.3f} vs own actions {r['own_actions']:.3f}"
+            f"  retrieval {m}: injected {r['injected']:.3f} {_span(r['injected_interval'])} vs "
+            f"own actions {r['own_actions']:.3f} {_span(r['own_actions_interval'])}"
             f" ({r['queries']} keep-lane windows)"
         )
     cons = report["consistency"]
@@ -514,8 +541,9 @@ def action_lines(report: dict) -> list[str]:
         if p["sign_agreement"] is None:
             continue
         lines.append(
-            f"  planning {name}: sign agreement {p['sign_agreement']:.3f} (random "
-            f"{q['sign_agreement']:.3f}) on {p['clear_windows']} windows; correlation "
+            f"  planning {name}: sign agreement {p['sign_agreement']:.3f} "
+            f"{_span(p['sign_agreement_interval'])} (random {q['sign_agreement']:.3f} "
+            f"{_span(q['sign_agreement_interval'])}) on {p['clear_windows']} windows; correlation "
             f"{_num(p['correlation'])} (random {_num(q['correlation'])})"
         )
     return lines
@@ -523,3 +551,8 @@ def action_lines(report: dict) -> list[str]:
 
 def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
+
+
+def _span(interval: list[float]) -> str:
+    """A 95% interval as printed: [low, high]."""
+    return f"[{interval[0]:.3f}, {interval[1]:.3f}]"
