@@ -40,7 +40,7 @@ def test_version_1_files_still_load(tmp_path: Path) -> None:
 def test_scene_round_trip_and_lookup(tmp_path: Path) -> None:
     path = tmp_path / "clip.json"
     write_annotation(path, [Event("brake", 0.0, 1.0)], EGO, {"generator": "test"}, scene=SCENE)
-    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION == 2
+    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION == 3
     ann = load_annotation(path)
     assert ann.scene == {name: tuple(values) for name, values in SCENE.items()}
     at = ann.scene_at(torch.tensor([-1.0, 0.0, 0.7, 5.0]))  # the last frame at or before each

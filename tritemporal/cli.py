@@ -199,7 +199,47 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--num-heads", type=int, help="encoder heads (inferred for L/H/g)")
     convert.add_argument("--pred-num-heads", type=int, help="predictor heads (12 for 384 wide)")
     convert.add_argument("--crop-size", type=int, default=256, help="pretraining crop size")
+    _add_data_commands(sub)
     return parser
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    """`import` (a downloaded dataset -> videos/ + annotations/) and `label --from-ego`."""
+    from tritemporal.data.importers.base import IMPORTERS
+
+    imp = sub.add_parser(
+        "import", help="turn a downloaded driving dataset into videos/ + annotations/"
+    )
+    imp.add_argument("format", choices=sorted(IMPORTERS), help="the dataset's format")
+    imp.add_argument("src", help="the dataset as downloaded (its root folder)")
+    imp.add_argument("--out", required=True, help="output data folder (data.root for training)")
+    imp.add_argument("--copy", action="store_true", help="copy videos instead of linking them")
+    imp.add_argument("--fps", type=float, help="frames: the frame rate of untimed image folders")
+    imp.add_argument(
+        "--encode", action="store_true",
+        help="frames: write H.264 MP4 instead of reading the images where they are",
+    )  # fmt: skip
+    imp.add_argument(
+        "--split-gap", type=float, default=1.0, metavar="S",
+        help="frames: a longer hole between timestamps starts a new video",
+    )  # fmt: skip
+    for command in (imp, sub.add_parser("label", help="derive maneuver labels from ego series")):
+        command.add_argument("--config", help="YAML config whose data.auto_labels to use")
+        command.add_argument(
+            "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+            help="e.g. --set data.auto_labels.brake_drop=3",
+        )  # fmt: skip
+        command.add_argument(
+            "--on-error", choices=["skip", "raise"], default="skip",
+            help="bad files: skip them (counted and listed) or stop at the first",
+        )  # fmt: skip
+        command.add_argument("--json", help="also write the summary here")
+    label = sub.choices["label"]
+    label.add_argument("dir", help="data folder with annotations/ (hand events are kept)")
+    label.add_argument(
+        "--from-ego", action="store_true", required=True,
+        help="derive brake, stop, turns and lane changes from the ego series",
+    )  # fmt: skip
 
 
 def overrides_from_args(args: argparse.Namespace) -> list[str]:
@@ -279,6 +319,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
         with open(args.out, "w") as f:
             f.write(text + "\n")
     return 0
+
+
+def _write_summary(summary: dict, path: str | None) -> None:
+    if path:
+        import json
+        from pathlib import Path
+
+        Path(path).write_text(json.dumps(summary, indent=1))
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """`tritemporal import`: one dataset format -> the videos/ + annotations/ layout."""
+    from tqdm import tqdm
+
+    from tritemporal.data.importers.base import ImportOptions, run_import
+
+    labels = load_config(args.config, args.overrides).data.auto_labels
+    options = ImportOptions(args.copy, args.fps, args.encode, args.split_gap, labels)
+    progress = lambda items: tqdm(items, desc=f"import {args.format}", unit="video")  # noqa: E731
+    summary = run_import(args.format, args.src, args.out, options, args.on_error, progress)
+    print(summary.format_lines())
+    _write_summary(summary.to_dict(), args.json)
+    return 0 if summary.imported + summary.resumed else 2
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    """`tritemporal label --from-ego`: auto maneuver events from every annotation's ego series."""
+    from tritemporal.data.ego_labels import relabel
+    from tritemporal.data.videos import label_vocabulary
+
+    data = load_config(args.config, args.overrides).data
+    summary = relabel(args.dir, data.auto_labels, label_vocabulary(data.extra_maneuvers),
+                      args.on_error)  # fmt: skip
+    print(summary.format())
+    _write_summary(summary.to_dict(), args.json)
+    return 0 if summary.labelled else 2
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -445,6 +521,8 @@ COMMANDS = {
     "compare": cmd_compare,
     "merge": cmd_merge,
     "predict": cmd_predict,
+    "import": cmd_import,
+    "label": cmd_label,
 }
 
 

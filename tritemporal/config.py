@@ -332,6 +332,40 @@ class HighwayConfig(_Section):
         )
 
 
+@dataclass
+class AutoLabelConfig(_Section):
+    """Thresholds of maneuver labels derived from ego series (`tritemporal label --from-ego`).
+
+    Defaults and where they come from (README, "Labels from ego signals"): brake_drop and
+    stop_speed are the simulator's own definitions (highway.BRAKE_DROP, STOP_SPEED), so the auto
+    labels are scored against its truth on the same terms; 0.3 m/s^2 is the smallest sustained
+    deceleration counted (coasting sheds less); a lane change moves the car by about one lane
+    (3.5-4 m; highway-env's lanes are 4 m), so 2/3 of a 3.5 m lane counts; a turn changes the
+    heading by ~90 degrees, half of that counts.
+    """
+
+    resample_hz: float = 10.0  # series are resampled to this rate before any threshold
+    max_gap_s: float = 2.0  # a longer hole in the series (GPS dropout) splits it; no event spans it
+    smooth_s: float = 0.5  # centred moving average of speed and heading before derivatives
+    brake_decel: float = 0.3  # m/s^2: deceleration that counts toward a brake
+    brake_drop: float = 2.5  # m/s: the speed lost over one brake
+    stop_speed: float = 1.0  # m/s: below it the car stands
+    stop_min_s: float = 0.5  # for at least this long
+    turn_rate: float = 3.0  # deg/s: yaw rate that counts toward a turn
+    turn_min_deg: float = 45.0  # heading change of a turn
+    road_window_s: float = 10.0  # running median of the heading: the road's direction
+    lane_lateral_speed: float = 0.25  # m/s across the road that counts toward a lane change
+    lane_offset_m: float = 2.3  # lateral displacement of one lane change
+    lane_max_s: float = 8.0  # a lane change lasts at most this long
+    lane_max_heading_deg: float = 20.0  # net heading change over a lane change (not a turn)
+    join_s: float = 0.5  # movements this close together are one maneuver
+
+    def validate(self) -> None:
+        """data.auto_labels.* rules: every threshold positive."""
+        for name, value in dataclasses.asdict(self).items():
+            _check(value > 0, f"data.auto_labels.{name}={value} must be positive")
+
+
 def _retired_highway_size(value: Any) -> str:
     """The fix for `data.highway.size`, which was [W, H] (today's key is [H, W])."""
     swapped = list(value)[::-1] if isinstance(value, list) and len(value) == 2 else None
@@ -367,9 +401,10 @@ class DataConfig(_Section):
     num_workers: int = 0
     prefetch_factor: int = 2
     highway: HighwayConfig = field(default_factory=HighwayConfig)
+    auto_labels: AutoLabelConfig = field(default_factory=AutoLabelConfig)
 
     def validate(self) -> None:
-        """data.* rules (and data.highway.*)."""
+        """data.* rules (and data.highway.*, data.auto_labels.*)."""
         _at_least("data", self, 1, "num_clips", "prefetch_factor")
         _at_least("data", self, 0, "num_workers")
         _check(self.fps > 0, f"data.fps={self.fps} must be positive")
@@ -385,6 +420,7 @@ class DataConfig(_Section):
             f"data.crop_aspect={aspect}: need [min, max] with 0 < min <= max",
         )
         self.highway.validate()
+        self.auto_labels.validate()
 
 
 @dataclass

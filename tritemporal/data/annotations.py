@@ -1,13 +1,13 @@
 """Per-video annotations: maneuver events and ego signals, in one documented, versioned schema.
 
-`annotations/<clip>.json` beside `videos/<clip>.mp4` (schema_version 2; version 1 files, which
-cannot have `scene`, still load)::
+`annotations/<clip>.json` beside `videos/<clip>.mp4` (schema_version 3; version 1 files, which
+cannot have `scene`, and version 2 files, whose events cannot have `source`, still load)::
 
     {
-      "schema_version": 2,
+      "schema_version": 3,
       "events": [                                   # maneuvers with start/end in seconds
         {"maneuver": "lane_change_left", "start": 4.2, "end": 6.0},
-        {"maneuver": "brake", "start": 9.0, "end": 10.5}
+        {"maneuver": "brake", "start": 9.0, "end": 10.5, "source": "auto"}
       ],
       "ego": {                                      # optional per-frame ego signals
         "time": [0.0, 0.1, 0.2],                    # seconds, increasing
@@ -24,10 +24,12 @@ cannot have `scene`, still load)::
       "source": {"generator": "highway-env", "seed": 0}   # optional, free-form provenance
     }
 
-Maneuver names come from `MANEUVERS` (plus `data.extra_maneuvers`). The outcome label of a time
-window is the event overlapping it most; a window no event touches is `keep_lane` (an annotated
-video says what happens, so "no event" means cruising). Videos without an annotation file are
-unlabelled (-1).
+Maneuver names come from `MANEUVERS` (plus `data.extra_maneuvers`). An event's `source` is
+"hand" (the default, written by nobody) or "auto" (derived from the ego series by
+`tritemporal label --from-ego`). The outcome label of a time window is the hand event overlapping
+it most, else the auto event overlapping it most: hand labels always win. A window no event
+touches is `keep_lane` (an annotated video says what happens, so "no event" means cruising).
+Videos without an annotation file are unlabelled (-1).
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ import torch
 
 from tritemporal.data.common import MANEUVERS
 
-SCHEMA_VERSION = 2  # written; READABLE_VERSIONS are loaded
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3  # written; READABLE_VERSIONS are loaded
+READABLE_VERSIONS = (1, 2, 3)
+EVENT_SOURCES = ("hand", "auto")  # events[i].source (schema 3); absent means "hand"
 DEFAULT_MANEUVER = "keep_lane"
 LANE_STATES = ("free", "occupied", "no_lane")  # scene.left_lane / scene.right_lane values
 SCENE_LANES = ("left_lane", "right_lane")
@@ -57,11 +60,12 @@ class AnnotationError(ValueError):
 
 @dataclass(frozen=True)
 class Event:
-    """One maneuver between `start` and `end` seconds."""
+    """One maneuver between `start` and `end` seconds, labelled by hand or derived ("auto")."""
 
     maneuver: str
     start: float
     end: float
+    source: str = "hand"
 
 
 @dataclass(frozen=True)
@@ -74,12 +78,14 @@ class Annotation:
     scene: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # name -> N values at ego_time
 
     def maneuver_between(self, start: float, end: float) -> str:
-        """The maneuver overlapping [start, end) most; `keep_lane` when none does."""
-        best, best_overlap = DEFAULT_MANEUVER, 0.0
+        """The hand event overlapping [start, end) most, else the auto event overlapping it most;
+        `keep_lane` when none does."""
+        best, best_key = DEFAULT_MANEUVER, (False, 0.0)
         for event in self.events:
             overlap = min(end, event.end) - max(start, event.start)
-            if overlap > best_overlap:
-                best, best_overlap = event.maneuver, overlap
+            key = (event.source == "hand", overlap)
+            if overlap > 0 and key > best_key:
+                best, best_key = event.maneuver, key
         return best
 
     def signals_at(self, times: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -117,14 +123,20 @@ def parse_annotation(data: Any, path: Path, vocabulary: tuple[str, ...] = MANEUV
     if version not in READABLE_VERSIONS:
         _fail(path, f"schema_version must be one of {READABLE_VERSIONS}, got {version!r}")
     allowed = ["schema_version", "events", "ego", "source"] + ["scene"] * (version >= 2)
+    event_keys = {"maneuver", "start", "end"}
     unknown = set(data) - set(allowed)
     if unknown:
         _fail(path, f"unknown fields {sorted(unknown)}; allowed: {', '.join(allowed)}")
     events = []
     for i, raw in enumerate(data.get("events", [])):
         where = f"events[{i}]"
-        if not isinstance(raw, dict) or set(raw) != {"maneuver", "start", "end"}:
-            _fail(path, f"{where} must have exactly maneuver, start, end")
+        keys = set(raw) - {"source"} if isinstance(raw, dict) and version >= 3 else raw
+        if not isinstance(raw, dict) or set(keys) != event_keys:
+            extra = ", optional source" if version >= 3 else ""
+            _fail(path, f"{where} must have exactly maneuver, start, end{extra}")
+        source = raw.get("source", "hand")
+        if source not in EVENT_SOURCES:
+            _fail(path, f"{where}.source must be one of {', '.join(EVENT_SOURCES)}, got {source!r}")
         if raw["maneuver"] not in vocabulary:
             _fail(
                 path,
@@ -133,7 +145,7 @@ def parse_annotation(data: Any, path: Path, vocabulary: tuple[str, ...] = MANEUV
             )
         if not (_number(raw["start"]) and _number(raw["end"]) and 0 <= raw["start"] < raw["end"]):
             _fail(path, f"{where} needs numeric 0 <= start < end, got {raw['start']}, {raw['end']}")
-        events.append(Event(raw["maneuver"], float(raw["start"]), float(raw["end"])))
+        events.append(Event(raw["maneuver"], float(raw["start"]), float(raw["end"]), source))
     ego = data.get("ego")
     if ego is None:
         if "scene" in data:
@@ -200,7 +212,7 @@ def write_annotation(
     """
     path = Path(path)
     data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
-    data["events"] = [{"maneuver": e.maneuver, "start": e.start, "end": e.end} for e in events]
+    data["events"] = [_event_dict(e) for e in events]
     if ego is not None:
         data["ego"] = ego
     if scene is not None:
@@ -208,6 +220,15 @@ def write_annotation(
     if source is not None:
         data["source"] = source
     parse_annotation(data, path, vocabulary)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
+
+
+def _event_dict(event: Event) -> dict[str, Any]:
+    """An event as written: `source` only for derived events (hand is the default)."""
+    out: dict[str, Any] = {"maneuver": event.maneuver, "start": event.start, "end": event.end}
+    if event.source != "hand":
+        out["source"] = event.source
+    return out

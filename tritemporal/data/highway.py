@@ -383,13 +383,14 @@ def _simulate(
             vehicle.target_speed = float(rng.uniform(*TRAFFIC_SPEEDS))
     camera = _Camera(u, scenario, image_size)
     policy, actions = _Policy(u, scenario, camera, rng), u.action_type.actions_indexes
-    frames, speed, steer, lane, reasons, events, facts = [], [], [], [], [], [], []
+    frames, speed, steer, heading, lane, reasons, events, facts = [], [], [], [], [], [], [], []
     pending, turn, crashed, last = None, None, False, False
     for k in range(steps):
         ego, now = u.vehicle, k / fps
         frames.append(camera.render(policy.signal))
         speed.append(float(ego.speed))
         steer.append(float(ego.action["steering"]))
+        heading.append(float(ego.heading))  # rad; y points down, so it grows turning right
         lane.append(float(ego.lane_index[2]))
         facts.append(scene_facts(ego, u.road, camera.visible))
         if pending is not None:  # lane change: from the command until settled in the target lane
@@ -432,6 +433,7 @@ def _simulate(
     )
     accel = np.gradient(speeds, 1 / fps) if len(speeds) > 1 else np.zeros(1)
     series = dict(time=times, speed=speeds, steering=steer, acceleration=accel, lane=lane)
+    series["heading"] = np.unwrap(heading)
     ego_series = {key: [round(float(v), 4) for v in val] for key, val in series.items()}
     columns = zip(*facts, strict=True)  # per-frame tuples -> one series per fact
     scene = {name: list(v) for name, v in zip((*SCENE_LANES, *SCENE_LEADER), columns, strict=True)}
