@@ -167,3 +167,22 @@ def test_agreement_counts_overlaps_per_maneuver() -> None:
     }  # fmt: skip
     assert scores["lane_change_left"]["recall"] == 0.0
     assert scores["lane_change_left"]["precision"] is None
+
+
+def test_score_compares_derived_events_with_hand_labels_and_writes_nothing(
+    tmp_path: Path, capsys
+) -> None:
+    speed = np.interp(T, [0, 10, 13, 20], [20, 20, 12, 12])
+    ego = {"time": T.round(3).tolist(), "speed": speed.round(3).tolist()}
+    truth = [{"maneuver": "yield", "start": 10.5, "end": 12.5},  # a brake to ego series
+             {"maneuver": "stop", "start": 15.0, "end": 16.0}]  # fmt: skip
+    path = tmp_path / "annotations" / "a.json"
+    _annotation(path, truth, ego)
+    before = path.read_text()
+    report = tmp_path / "scores.json"
+    assert main(["label", str(tmp_path), "--from-ego", "--score", "--json", str(report)]) == 0
+    assert path.read_text() == before
+    assert "brake" in capsys.readouterr().out
+    scores = json.loads(report.read_text())["maneuvers"]
+    assert scores["brake"]["recall"] == 1.0 and scores["brake"]["precision"] == 1.0
+    assert scores["stop"] == {"true_events": 1, "auto_events": 0, "recall": 0.0, "precision": None}

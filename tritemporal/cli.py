@@ -240,6 +240,11 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
         "--from-ego", action="store_true", required=True,
         help="derive brake, stop, turns and lane changes from the ego series",
     )  # fmt: skip
+    label.add_argument(
+        "--score", action="store_true",
+        help="write nothing: score the derived events against the files' hand events "
+        "(precision / recall per maneuver)",
+    )  # fmt: skip
 
 
 def overrides_from_args(args: argparse.Namespace) -> list[str]:
@@ -346,12 +351,17 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_label(args: argparse.Namespace) -> int:
     """`tritemporal label --from-ego`: auto maneuver events from every annotation's ego series."""
-    from tritemporal.data.ego_labels import relabel
+    from tritemporal.data.ego_labels import format_scores, relabel, score_folder
     from tritemporal.data.videos import label_vocabulary
 
     data = load_config(args.config, args.overrides).data
-    summary = relabel(args.dir, data.auto_labels, label_vocabulary(data.extra_maneuvers),
-                      args.on_error)  # fmt: skip
+    vocabulary = label_vocabulary(data.extra_maneuvers)
+    if args.score:
+        scores = score_folder(args.dir, data.auto_labels, vocabulary)
+        print(format_scores(scores))
+        _write_summary(scores, args.json)
+        return 0
+    summary = relabel(args.dir, data.auto_labels, vocabulary, args.on_error)
     print(summary.format())
     _write_summary(summary.to_dict(), args.json)
     return 0 if summary.labelled else 2

@@ -35,6 +35,7 @@ import numpy as np
 
 from tritemporal.config import AutoLabelConfig
 from tritemporal.data.annotations import (
+    Annotation,
     AnnotationError,
     Event,
     parse_annotation,
@@ -224,8 +225,10 @@ class LabelSummary:
         return "\n".join(lines)
 
 
-def relabel_file(path: Path, cfg: AutoLabelConfig, vocabulary: tuple[str, ...]) -> list[Event]:
-    """Derive a file's auto events from its ego series and write them back (atomically)."""
+def _derive(
+    path: Path, cfg: AutoLabelConfig, vocabulary: tuple[str, ...]
+) -> tuple[dict, Annotation, list[Event]]:
+    """A file's JSON, its parsed annotation and the auto events of its ego series."""
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -237,11 +240,24 @@ def relabel_file(path: Path, cfg: AutoLabelConfig, vocabulary: tuple[str, ...]) 
         auto = ego_events(note.ego_time.numpy(), {k: v.numpy() for k, v in note.ego.items()}, cfg)
     except ValueError as exc:
         raise AnnotationError(f"annotation {path}: {exc}") from exc
+    return data, note, auto
+
+
+def relabel_file(path: Path, cfg: AutoLabelConfig, vocabulary: tuple[str, ...]) -> list[Event]:
+    """Derive a file's auto events from its ego series and write them back (atomically)."""
+    data, note, auto = _derive(path, cfg, vocabulary)
     events = merge_events(note.events, auto)
     write_annotation(
         path, events, data.get("ego"), data.get("source"), vocabulary, data.get("scene")
     )
     return events
+
+
+def _annotation_files(root: str | Path) -> list[Path]:
+    folder = Path(root) / "annotations"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{root} has no annotations/ folder to label")
+    return sorted(p for p in folder.rglob("*.json") if not p.name.startswith("."))
 
 
 def relabel(
@@ -250,13 +266,8 @@ def relabel(
 ) -> LabelSummary:  # fmt: skip
     """Auto labels for every `annotations/**/*.json` under `root` (a data folder); a file that
     cannot be labelled is skipped and counted, or raises under `on_error="raise"`."""
-    folder = Path(root) / "annotations"
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{root} has no annotations/ folder to label")
     summary = LabelSummary()
-    for path in sorted(folder.rglob("*.json")):
-        if path.name.startswith("."):
-            continue
+    for path in _annotation_files(root):
         try:
             events = relabel_file(path, cfg, vocabulary)
         except AnnotationError as exc:
@@ -294,3 +305,29 @@ def agreement(pairs: Iterable[tuple[list[Event], list[Event]]]) -> dict[str, dic
             "precision": found[kind, "correct"] / auto_n if auto_n else None,
         }
     return out
+
+
+def score_folder(
+    root: str | Path, cfg: AutoLabelConfig, vocabulary: tuple[str, ...] = MANEUVERS
+) -> dict:
+    """Precision and recall of the auto events against each file's hand events (a labelled
+    set, such as `make-clips` output whose events are the simulator's truth); writes nothing."""
+    pairs, files = [], 0
+    for path in _annotation_files(root):
+        _, note, auto = _derive(path, cfg, vocabulary)
+        pairs.append(([e for e in note.events if e.source != AUTO], auto))
+        files += 1
+    return {"files": files, "maneuvers": agreement(pairs)}
+
+
+def format_scores(scores: dict) -> str:
+    """The `--score` table: per maneuver, true and auto event counts, recall and precision."""
+    num = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    lines = [f"auto labels against hand labels in {scores['files']} files"]
+    lines.append(f"{'maneuver':<20}{'true':>6}{'auto':>6}{'recall':>9}{'precision':>11}")
+    for name, r in scores["maneuvers"].items():
+        lines.append(
+            f"{name:<20}{r['true_events']:>6}{r['auto_events']:>6}{num(r['recall']):>9}"
+            f"{num(r['precision']):>11}"
+        )
+    return "\n".join(lines)
