@@ -6,6 +6,7 @@ Why two backends: decord's `get_batch` is the fast path V-JEPA 2 uses, PyAV is t
 target fps repeats frames). Open readers live in a small per-process cache, never on a Dataset,
 so a Dataset pickles cleanly into DataLoader workers and each worker opens its own handles.
 A failure to decode is a `VideoDecodeError` naming the file: never blank or substitute frames.
+A `.frames` descriptor (numbered images, `frame_sequence`) is read by Pillow under either backend.
 Frame i is the one shown at i / fps: decord counts decoded frames, PyAV maps timestamps
 (pts * time_base * fps), so on constant-frame-rate files (the norm) both read the same frames.
 """
@@ -16,7 +17,6 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
@@ -24,35 +24,24 @@ import numpy as np
 import torch
 
 from tritemporal.config import VideoBackend
+from tritemporal.data.frame_sequence import SEQUENCE_SUFFIX, probe_sequence, read_sequence
+from tritemporal.data.video_meta import (  # re-exported: callers import them from here
+    END_SLACK,
+    BadVideo,
+    VideoDecodeError,
+    VideoMeta,
+)
 
 log = logging.getLogger(__name__)
 
 BACKENDS: tuple[str, ...] = get_args(VideoBackend)  # data.backend's choices
 OPEN_READERS = 4  # open handles kept per process (consecutive samples often share a video)
-END_SLACK = 2  # frames a stream may end early before a read beyond it is an error
-
-
-class VideoDecodeError(RuntimeError):
-    """A video that cannot be opened or decoded; the message names the file."""
-
-
-class BadVideo(ValueError):
-    """A probe found a video unusable; the message is the reason (the caller adds the file)."""
-
-
-@dataclass(frozen=True)
-class VideoMeta:
-    """What the index keeps per video: frame count, native fps, seconds and pixel size."""
-
-    frames: int
-    fps: float
-    duration: float
-    width: int
-    height: int
 
 
 def probe_video(path: str | Path) -> VideoMeta:
     """Container metadata (PyAV when installed, else decord); raises BadVideo with the reason."""
+    if _is_sequence(path):
+        return probe_sequence(path)
     try:
         import av  # native video decoder, loaded on first decode
     except ImportError:
@@ -109,6 +98,11 @@ def _readable_frames(container: Any, stream: Any, fps: float, claimed_s: float) 
     return round(float((last_pts - start) * tb) * fps) + 1 if last_pts is not None else 0
 
 
+def _is_sequence(path: str | Path) -> bool:
+    """A frame-sequence descriptor (numbered images read as a video), not a video file."""
+    return str(path).lower().endswith(SEQUENCE_SUFFIX)
+
+
 def _probe_decord(path: Path) -> VideoMeta:
     import decord  # native video decoder, loaded on first decode
 
@@ -131,6 +125,12 @@ def read_frames(path: str | Path, indices: Sequence[int], backend: str = "decord
     if unique[0] < 0:
         raise ValueError(f"negative frame index {unique[0]} for {path}")
     path = str(path)
+    if _is_sequence(path):  # numbered images: the same Pillow reader for both backends
+        try:
+            frames = read_sequence(path, unique)
+        except VideoDecodeError as exc:
+            raise VideoDecodeError(f"video {path}: {exc}") from exc
+        return torch.from_numpy(np.ascontiguousarray(frames[inverse.reshape(-1)]))
     opener, reader = (_open_decord, _read_decord) if backend == "decord" else (_open_av, _read_av)
     try:
         frames = reader(_handles.get(backend, path, opener), unique)

@@ -7,7 +7,8 @@ built, before any model exists: a bad file is either left out and listed in `sum
 (`data.on_error: skip`) or stops the run naming the file (`raise`); it never becomes a sample.
 Layout (or `data.manifest`, a CSV with `path` and optional `annotation` columns)::
 
-    ROOT/videos/**/<clip>.mp4|.mov|.mkv|.avi     any sub-folders
+    ROOT/videos/**/<clip>.mp4|.mov|.mkv|.avi     any sub-folders; or <clip>.frames, numbered
+                                                 images listed in a descriptor (frame_sequence.py)
     ROOT/annotations/**/<clip>.json              optional, mirrors videos/ (see annotations.py)
 """
 
@@ -37,9 +38,10 @@ from tritemporal.data.windows import WindowSpec, maneuvers_between, native_indic
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".frames")
 LAYOUT = (
-    "expected ROOT/videos/**/*{.mp4,.mov,.mkv,.avi} (sub-folders allowed) with optional "
+    "expected ROOT/videos/**/*{.mp4,.mov,.mkv,.avi,.frames} (sub-folders allowed; .frames: "
+    "numbered images, see `tritemporal import frames`) with optional "
     "ROOT/annotations/<same relative path>.json, or data.manifest=<CSV with a `path` column "
     "(relative to ROOT or absolute) and an optional `annotation` column>"
 )

@@ -70,7 +70,7 @@ class Converted:
     """What `convert` wrote for one item."""
 
     video: Path
-    annotation: Path
+    annotation: Path | None  # None: the dataset has no ego series (a frame folder)
     events: list[Event]
     notes: list[str] = field(default_factory=list)  # quirks met and handled, e.g. GPS dropouts
 
@@ -126,8 +126,8 @@ class Importer:
         """Write the item's video and annotation under `out`; ImportItemError on bad input."""
         raise NotImplementedError
 
-    def outputs(self, item: Item, out: Path) -> tuple[Path, Path]:
-        """Where `convert` writes the item's video and annotation."""
+    def outputs(self, item: Item, out: Path) -> tuple[Path, ...]:
+        """Where `convert` writes the item's video and annotation (the files a resume needs)."""
         suffix = item.extra.get("video_suffix", self.video_suffix)
         return out / "videos" / f"{item.name}{suffix}", annotation_path(out, item.name)
 
