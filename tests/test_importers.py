@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import tiny_config
+from tests.dataset_fixtures import BOOT, ROUTE, bdd_info, bdd_video, comma_segment
 from tritemporal.cli import main
 from tritemporal.config import AutoLabelConfig
 from tritemporal.data.annotations import load_annotation
@@ -25,84 +26,25 @@ from tritemporal.data.importers.base import (
 )
 from tritemporal.data.videos import VideoClips
 
-START_MS = 1490222251368  # a real BDD100K startTime (epoch ms)
-ROUTE = "b0c9d2329ad1606b|2018-08-02--08-34-47"  # a real comma2k19 route (literal '|')
-BOOT = 46408.547  # comma2k19 frame_times start on the device's boot clock, not at 0
-
-
-def _frames(n: int, h: int = 48, w: int = 64) -> list[np.ndarray]:
-    """Frames that differ: a moving bar and a rising green level."""
-    out = []
-    for i in range(n):
-        image = np.zeros((h, w, 3), np.uint8)
-        image[:, (3 * i) % w] = 255
-        image[..., 1] = (7 * i) % 256
-        out.append(image)
-    return out
-
-
-def _encode(path: Path, frames: list[np.ndarray], codec: str, fmt: str, fps: int = 30,
-            options: dict | None = None) -> None:  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        stream.options = options or {}
-        for image in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        out.mux(stream.encode())
-
-
-# ---------------------------------------------------------------------------------- BDD100K
-def _bdd_info(speeds: list[float], courses: list[float] | None = None, **extra) -> dict:
-    """An info JSON: one fix per second from 0.4 s before startTime (as real files start)."""
-    courses = courses or [90.0] * len(speeds)
-    first = START_MS - 400
-    locations = [
-        {"timestamp": first + 1000 * i, "latitude": 40.7041 + 1e-5 * i,
-         "longitude": -73.7983, "speed": v, "course": c, "accuracy": 10.0}
-        for i, (v, c) in enumerate(zip(speeds, courses, strict=True))
-    ]  # fmt: skip
-    imu = [{"x": 0.99, "y": 0.0, "z": 0.02, "timestamp": START_MS + 20 * i} for i in range(10)]
-    info = {
-        "rideID": "06d501fdd8a845f58039cf6318aa34b9", "filename": "a9ffc960-33eb.mov",
-        "timelapse": False, "startTime": START_MS, "endTime": START_MS + 1000 * len(speeds),
-        "locations": locations, "accelerometer": imu, "gyro": imu,
-    }  # fmt: skip
-    info.update(extra)
-    return info
-
-
-def _bdd(root: Path, name: str, info: dict | str | None, split: str = "train",
-         video: bool = True, seconds: int = 2) -> None:  # fmt: skip
-    if video:
-        _encode(root / "videos" / "100k" / split / f"{name}.mov", _frames(4 * seconds), "libx264",
-                "mov", fps=4)  # fmt: skip
-    if info is not None:
-        path = root / "info" / "100k" / split / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(info if isinstance(info, str) else json.dumps(info))
-
 
 @pytest.fixture
 def bdd_root(tmp_path: Path) -> Path:
     root = tmp_path / "bdd100k"
     braking = [14.0] * 8 + [13.0, 10.5, 8.0, 6.0, 5.5] + [5.5] * 7  # a 8.5 m/s drop at 8-12 s
-    _bdd(root, "00a0f008-3c67908e", _bdd_info(braking), seconds=20)
-    quirky = _bdd_info([10.0] * 12)
+    bdd_video(root, "00a0f008-3c67908e", bdd_info(braking), seconds=20)
+    quirky = bdd_info([10.0] * 12)
     fixes = quirky["locations"]
     fixes[3]["speed"] = fixes[4]["speed"] = fixes[5]["speed"] = -1  # a 4 s dropout
     fixes[8]["course"] = -1  # a fix without course (most have one)
     fixes.append(dict(fixes[1]))  # a duplicate timestamp
     fixes.reverse()  # out of order
-    _bdd(root, "00a1b2c3-4d5e6f70", quirky, split="val", seconds=12)
-    _bdd(root, "00c0ffee-00000000", _bdd_info([3.0] * 5, [-1.0] * 5))  # no course at all
-    _bdd(root, "0badf00d-11111111", "")  # empty info (failed download)
-    _bdd(root, "0badf00d-22222222", "{not json")
-    _bdd(root, "0badf00d-33333333", _bdd_info([-1.0] * 5))  # never a fix
-    _bdd(root, "0badf00d-44444444", None, split="test")  # test split: no info
-    _bdd(root, "0badf00d-55555555", _bdd_info([5.0] * 5), video=False)
+    bdd_video(root, "00a1b2c3-4d5e6f70", quirky, split="val", seconds=12)
+    bdd_video(root, "00c0ffee-00000000", bdd_info([3.0] * 5, [-1.0] * 5))  # no course at all
+    bdd_video(root, "0badf00d-11111111", "")  # empty info (failed download)
+    bdd_video(root, "0badf00d-22222222", "{not json")
+    bdd_video(root, "0badf00d-33333333", bdd_info([-1.0] * 5))  # never a fix
+    bdd_video(root, "0badf00d-44444444", None, split="test")  # test split: no info
+    bdd_video(root, "0badf00d-55555555", bdd_info([5.0] * 5), video=False)
     return root
 
 
@@ -155,7 +97,7 @@ def test_import_resumes_and_redoes_changed_files(bdd_root: Path, tmp_path: Path)
     assert again.resumed == first.imported and again.imported == 0
     assert note.stat().st_mtime_ns == written
     info = bdd_root / "info" / "100k" / "train" / "00a0f008-3c67908e.json"
-    info.write_text(json.dumps(_bdd_info([9.0] * 20)))  # the source changed: import it again
+    info.write_text(json.dumps(bdd_info([9.0] * 20)))  # the source changed: import it again
     third = run_import("bdd100k", bdd_root, out)
     assert third.imported == 1 and third.resumed == first.imported - 1
     assert not [e for e in load_annotation(note).events if e.maneuver == "brake"]
@@ -189,42 +131,6 @@ def test_on_error_raise_stops_at_the_first_bad_file(bdd_root: Path, tmp_path: Pa
         run_import("bdd100k", bdd_root, tmp_path / "data", on_error="raise")
 
 
-# -------------------------------------------------------------------------------- comma2k19
-def _npy(path: Path, array: np.ndarray) -> None:
-    """comma2k19 stores `t` and `value` as .npy files without the extension."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as handle:
-        np.save(handle, array)
-
-
-def _comma(root: Path, segment: int, frames: int = 60, bframes: bool = False, imu: bool = True,
-           frame_times: np.ndarray | None = None) -> Path:  # fmt: skip
-    """One segment: 20 fps with jittered frame times; 20 m/s braking to 14 m/s at 1-2 s; a right
-    turn (gyro down axis +0.8 rad/s, steering wheel -90 deg) at 1.5-2.7 s."""
-    seg = root / "Chunk_1" / ROUTE / str(segment)
-    x265 = f"log-level=error:bframes={3 if bframes else 0}"
-    _encode(seg / "video.hevc", _frames(frames), "libx265", "hevc", 20, {"x265-params": x265})
-    rng = np.random.default_rng(segment)
-    if frame_times is None:
-        frame_times = BOOT + np.arange(frames) * 0.05 + rng.uniform(-1e-3, 1e-3, frames)
-    _npy(seg / "global_pose" / "frame_times", frame_times)
-    t = BOOT + 0.04 + np.arange(0, frames / 20, 1 / 83)
-    rel = t - BOOT
-    speed = np.clip(20 - 6 * (rel - 1.0), 14, 20)
-    _npy(seg / "processed_log/CAN/speed/t", t)
-    _npy(seg / "processed_log/CAN/speed/value", speed[:, None])  # (N, 1) as in the dataset
-    turning = (rel > 1.5) & (rel < 2.7)
-    _npy(seg / "processed_log/CAN/steering_angle/t", t)
-    _npy(seg / "processed_log/CAN/steering_angle/value", np.where(turning, -90.0, 0.0))
-    if imu:
-        ti = BOOT + np.arange(0, frames / 20, 1 / 104)
-        gyro = np.zeros((len(ti), 3))
-        gyro[(ti - BOOT > 1.5) & (ti - BOOT < 2.7), 2] = 0.8
-        _npy(seg / "processed_log/IMU/gyro/t", ti)
-        _npy(seg / "processed_log/IMU/gyro/value", gyro)
-    return seg
-
-
 def _decoded(path: Path, fmt: str | None = None) -> list[np.ndarray]:
     with av.open(str(path), format=fmt) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
@@ -233,7 +139,7 @@ def _decoded(path: Path, fmt: str | None = None) -> list[np.ndarray]:
 @pytest.mark.parametrize("bframes", [False, True])
 def test_comma2k19_remuxes_hevc_at_its_frame_times(tmp_path: Path, bframes: bool) -> None:
     src = tmp_path / "comma2k19"
-    seg = _comma(src, 40, bframes=bframes)
+    seg = comma_segment(src, 40, bframes=bframes)
     summary = run_import("comma2k19", src, tmp_path / "data")
     assert summary.imported == 1, summary.format_lines()
     video = tmp_path / "data" / "videos" / ROUTE.replace("|", "_") / "40.mp4"
@@ -261,15 +167,15 @@ def test_comma2k19_remuxes_hevc_at_its_frame_times(tmp_path: Path, bframes: bool
 
 def test_comma2k19_quirks(tmp_path: Path) -> None:
     src = tmp_path / "comma2k19"
-    _comma(src, 1, imu=False)
+    comma_segment(src, 1, imu=False)
     shuffled = BOOT + np.arange(60) * 0.05
     shuffled[[10, 11]] = shuffled[[11, 10]]
-    _comma(src, 2, frame_times=shuffled)
-    _comma(src, 3, frame_times=BOOT + np.arange(50) * 0.05)  # 60 frames, 50 frame times
-    no_speed = _comma(src, 4)
+    comma_segment(src, 2, frame_times=shuffled)
+    comma_segment(src, 3, frame_times=BOOT + np.arange(50) * 0.05)  # 60 frames, 50 frame times
+    no_speed = comma_segment(src, 4)
     for name in ("t", "value"):
         (no_speed / "processed_log/CAN/speed" / name).unlink()
-    broken = _comma(src, 5)
+    broken = comma_segment(src, 5)
     (broken / "processed_log/CAN/speed/value").write_bytes(b"not numpy")
     summary = run_import("comma2k19", src, tmp_path / "data")
     skipped = dict(summary.skipped)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,38 @@ def test_python_snippet_runs_as_written(tmp_path: Path, monkeypatch: pytest.Monk
     assert set(namespace["out"]) == {"now", "soon", "eventually"}
     assert (tmp_path / "my-model" / "model.safetensors").is_file()
     TriTemporalModel.from_pretrained(tmp_path / "my-model")
+
+
+def worked_example_commands() -> list[str]:
+    """The bash block of the README's import worked example, continuation lines joined."""
+    section = README.read_text().split("### Worked example: from a download to `train`", 1)[1]
+    block = re.findall(r"```bash\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)[0]
+    joined = block.replace("\\\n", " ")
+    return [line.split("#", 1)[0].strip() for line in joined.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_import_worked_example_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import TINY
+    from tests.dataset_fixtures import write_demo
+    from tritemporal.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").symlink_to(README.parent / "configs")
+    commands = worked_example_commands()
+    assert commands[0] == "python -m tests.dataset_fixtures demo"
+    write_demo(tmp_path / "demo")
+    for command in commands[1:]:
+        argv = shlex.split(command)
+        assert argv[0] == "tritemporal", command
+        extra = []  # the tiny model in place of the quickstart's, to keep the suite fast
+        if argv[1] == "train":
+            extra = [a for s in TINY if not s.startswith("train.steps") for a in ("--set", s)]
+        elif argv[1] == "eval":
+            extra = ["--max-samples", "24", "--out", str(tmp_path / "eval")]
+        assert main([*argv[1:], *extra]) == 0, command
+    assert len(list((tmp_path / "demo" / "bdd_train" / "videos").rglob("*.mov"))) == 8
+    assert (tmp_path / "demo" / "comma" / "videos").is_dir()
+    assert (tmp_path / "eval" / "report.json").is_file()

@@ -62,6 +62,7 @@ class ImportOptions:
     fps: float | None = None  # frame folders: the stated frame rate
     encode: bool = False  # frame folders: re-encode to H.264 MP4 instead of reading the images
     split_gap_s: float = 1.0  # frame folders: a longer hole between frames starts a new video
+    split: str | None = None  # bdd100k: import only this split (train, val, test)
     labels: AutoLabelConfig = field(default_factory=AutoLabelConfig)
 
 

@@ -77,6 +77,10 @@ class Bdd100k(Importer):
                 videos.setdefault(_name(path), path)
             elif path.suffix.lower() == ".json" and "info" in path.relative_to(src).parts:
                 infos.setdefault(_name(path), path)
+        if options.split is not None:  # one split into its own data folder (held-out val)
+            keep = f"{options.split}/"
+            videos = {k: v for k, v in videos.items() if k.startswith(keep)}
+            infos = {k: v for k, v in infos.items() if k.startswith(keep)}
         items, skipped = [], []
         for name, video in videos.items():
             if name in infos:
