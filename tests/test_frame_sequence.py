@@ -350,3 +350,20 @@ def test_a_rerun_resumes_and_rewrites_nothing(tmp_path: Path) -> None:
     os.utime(next(iter(sorted((tmp_path / "src" / "sweeps").rglob("*n008*")))), ns=(1, 1))
     third = run_import("frames", tmp_path / "src", tmp_path / "out")
     assert (third.resumed, third.imported) == (3, 1)  # a changed image: only its stream again
+
+
+def test_channel_keeps_one_nuscenes_camera(tmp_path: Path) -> None:
+    nuscenes_tree(tmp_path / "src")
+    back = tmp_path / "src" / "sweeps" / "CAM_BACK"
+    for k in range(4):
+        save(
+            back / f"n008-2018-08-01-15-16-36-0400__CAM_BACK__{1532402927_000000 + k * 83_000}.jpg",
+            k,
+        )
+    everything = run_import("frames", tmp_path / "src", tmp_path / "all")
+    assert everything.found == 4
+    front = run_import(
+        "frames", tmp_path / "src", tmp_path / "front", ImportOptions(channel="CAM_FRONT")
+    )
+    assert front.found == 3 and front.imported == 3
+    assert not list((tmp_path / "front" / "videos").glob("*CAM_BACK*"))

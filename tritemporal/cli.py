@@ -215,6 +215,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--out", required=True, help="output data folder (data.root for training)")
     imp.add_argument("--copy", action="store_true", help="copy videos instead of linking them")
     imp.add_argument("--split", help="bdd100k: import only this split (train, val or test)")
+    imp.add_argument("--channel", help="frames: import only this nuScenes camera (CAM_FRONT)")
     imp.add_argument("--fps", type=float, help="frames: the frame rate of untimed image folders")
     imp.add_argument(
         "--encode", action="store_true",
@@ -344,7 +345,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     labels = load_config(args.config, args.overrides).data.auto_labels
     options = ImportOptions(
         copy=args.copy, fps=args.fps, encode=args.encode, split_gap_s=args.split_gap,
-        split=args.split, labels=labels,
+        split=args.split, channel=args.channel, labels=labels,
     )  # fmt: skip
     progress = lambda items: tqdm(items, desc=f"import {args.format}", unit="video")  # noqa: E731
     summary = run_import(args.format, args.src, args.out, options, args.on_error, progress)

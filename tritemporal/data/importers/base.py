@@ -63,6 +63,7 @@ class ImportOptions:
     encode: bool = False  # frame folders: re-encode to H.264 MP4 instead of reading the images
     split_gap_s: float = 1.0  # frame folders: a longer hole between frames starts a new video
     split: str | None = None  # bdd100k: import only this split (train, val, test)
+    channel: str | None = None  # frames: import only this nuScenes camera (CAM_FRONT)
     labels: AutoLabelConfig = field(default_factory=AutoLabelConfig)
 
 

@@ -6,7 +6,8 @@ Three layouts are found under SRC, by file name (timestamp files are read by `co
   hold `<log>__<CHANNEL>__<utime>.jpg`, utime the Unix time in microseconds (16 digits), the log
   named with its UTC offset (`n015-2018-07-24-11-22-45+0800`). Both folders of one log and
   channel are one stream, sorted by time and cut where a hole exceeds `split_gap_s`
-  (`--split-gap`, 1 s) into `<log>__<CHANNEL>__<k>`. Every camera channel is imported. No ego
+  (`--split-gap`, 1 s) into `<log>__<CHANNEL>__<k>`. Every camera channel is imported, or the
+  one `--channel` names. No ego
   series: nuScenes keeps them in its JSON tables, which are not read here.
 - **KITTI raw**: `<drive>/image_02/data/<10 digits>.png` with `image_02/timestamps.txt`, one
   `YYYY-MM-DD HH:MM:SS.fffffffff` line per image (parsed to the nanosecond). Where
@@ -95,6 +96,8 @@ class FrameFolders(Importer):
             for name in names:
                 match = NUSCENES.fullmatch(Path(name).stem)
                 if match:
+                    if options.channel not in (None, match["channel"]):
+                        continue  # another camera than the one asked for
                     key = (match["log"], match["channel"])
                     streams[key].append((int(match["utime"]), folder / name))
                 else:
