@@ -80,6 +80,7 @@ def test_bdd100k_import_reads_info_and_counts_bad_files(bdd_root: Path, tmp_path
         not in load_annotation(out / "annotations" / "train" / "00c0ffee-00000000.json").ego
     )
     assert summary.notes["GPS dropout (a hole over 1.1 s)"] == 1
+    assert summary.notes["GPS timestamps repeated or out of order (sorted, repeats dropped)"] == 1
     assert summary.notes["no GPS course: turns and lane changes not labelled"] == 1
 
     config = tiny_config(f"data.root={out}", "data.source=videos", "data.fps=4",

@@ -134,7 +134,9 @@ def read_info(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]
     if len(fixes) < len(locations):
         notes.append("GPS fixes without speed dropped")
     table = np.array(fixes, dtype=np.float64).reshape(-1, len(keys))
-    table = table[strictly_increasing(table[:, 0])]
+    if len(table) > 1 and np.any(np.diff(table[:, 0]) <= 0):
+        table = table[strictly_increasing(table[:, 0])]
+        notes.append("GPS timestamps repeated or out of order (sorted, repeats dropped)")
     has_course = table[:, 2] >= 0
     heading = bool(len(table)) and has_course.mean() >= MIN_COURSE_SHARE
     if heading and not has_course.all():
