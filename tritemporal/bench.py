@@ -44,6 +44,7 @@ from tritemporal import step_ranges
 from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig
 from tritemporal.data.sources import build_dataset
+from tritemporal.fp8 import apply_fp8
 from tritemporal.loader import MaskCollator, TrainBatch, build_loader
 from tritemporal.model import TriTemporalModel
 from tritemporal.objectives.masks import MaskSet
@@ -318,16 +319,19 @@ def _peak_memory_gib(device: torch.device) -> dict:
 
 
 def step_setup(
-    config: TriTemporalConfig,
+    config: TriTemporalConfig, fp8: bool = True
 ) -> tuple[
     torch.device, TriTemporalModel, torch.optim.Optimizer, contextlib.AbstractContextManager
 ]:
-    """What the training loop builds for a step: device, seeded model, AdamW, autocast."""
+    """What the training loop builds for a step: device, seeded model (fp8 GEMMs under
+    `train.fp8` unless `fp8=False`), AdamW, autocast."""
     device = resolve_device(config.train.device)
     seed_everything(config.train.seed)
     model = TriTemporalModel(config).to(device).train()
     if model.action is not None:  # synthetic signals are standard normal: unit statistics
         model.action.fit_statistics(torch.randn(1024, len(model.action.signals)))
+    if config.train.fp8 and fp8:
+        apply_fp8(model, device)
     return (
         device,
         model,
@@ -382,10 +386,15 @@ def bench_step(
     """Time the full training step of `config` in `mode`; returns the JSON-ready report."""
     config = bench_config(config, mode, compile)
     compile = config.train.compile
-    device, model, optimizer, autocast = step_setup(config)
+    device, model, optimizer, autocast = step_setup(config, fp8=False)
     batches = synthetic_batches(config, device)
     b = config.train.batch_size
-    flops = count_model_flops(model, batches[0], autocast)  # eager, before any compile
+    flops = count_model_flops(model, batches[0], autocast)  # eager bf16, before fp8 and compile
+    fp8_check = None
+    if config.train.fp8:  # checked like compile: the bf16 step's loss and gradients
+        reference = loss_and_grads(model, batches[0], autocast)
+        apply_fp8(model, device)  # the same parameters: the optimizer holds them already
+        fp8_check = compare_steps(reference, loss_and_grads(model, batches[0], autocast))
     check = None
     if compile:
         eager = loss_and_grads(model, batches[0], autocast)
@@ -431,6 +440,8 @@ def bench_step(
         "fraction_of_matmul": round(achieved / peak, 4),
         "warmup_and_timed_s": round(wall, 1),
         "compiled_vs_eager": check,
+        "fp8": config.train.fp8,
+        "fp8_vs_bf16": fp8_check,
         **memory,
     }
     logger.info(

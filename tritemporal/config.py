@@ -524,6 +524,9 @@ class TrainConfig(_Section):
         metadata={"refused": dict.fromkeys(("reduce-overhead", "max-autotune"), _CUDA_GRAPHS)},
     )
     progress: bool = True
+    # fp8 GEMMs in the transformer blocks (torchao float8 training; CUDA compute capability
+    # 8.9+; tritemporal/fp8.py says which layers and why)
+    fp8: bool = False
 
     def validate(self) -> None:
         """train.* rules."""
@@ -536,6 +539,11 @@ class TrainConfig(_Section):
         _check(
             self.device in ("auto", "cpu") or self.device.startswith(("cuda", "mps")),
             f"train.device={self.device!r}: use auto, cpu, cuda or cuda:N",
+        )
+        _check(
+            not (self.fp8 and self.precision == "fp32"),
+            "train.fp8=true with train.precision=fp32: fp8 GEMMs replace bf16 ones; use "
+            "precision auto or bf16",
         )
 
 

@@ -37,6 +37,7 @@ from tritemporal.config import TriTemporalConfig, save_config
 from tritemporal.data.sources import build_dataset
 from tritemporal.distributed import parallelize, unwrap
 from tritemporal.eval.report import eval_dataset, evaluate, hook_scalars
+from tritemporal.fp8 import apply_fp8
 from tritemporal.loader import TrainBatch, build_loader, local_batch_size
 from tritemporal.metrics import MetricsWriter, format_record
 from tritemporal.model import StepOutput, TriTemporalModel
@@ -174,6 +175,8 @@ def _train(config: TriTemporalConfig, resume: bool | str, device: torch.device) 
     model = TriTemporalModel(config).to(device)
     if model.action is not None and resume_from is None:  # a resumed run loads its own
         fit_action_statistics(model, dataset)
+    if t.fp8:  # before DDP/FSDP and compile: they wrap and fuse the converted layers
+        apply_fp8(model, device)
     step_module = parallelize(model, config.dist.strategy, device)  # what the step calls
     optimizer = build_optimizer(model, config)
     if t.compile:
