@@ -20,7 +20,15 @@ what it measured), and no stage started once `--budget-s` is nearly spent:
    encoder's or the predictor's calls is not cuDNN's, it joins the knobs.
 5. With `--profile`, profile_MODE.json: the kernels of one step at each mode's fastest batch,
    with the time, FLOPs and TFLOP/s of its GEMMs, its attention and the rest.
-6. summary.md: all of it as Markdown tables, also printed at the end.
+6. With `--configs`, configs.jsonl: the users' configurations (issue 20), the `tri` step at
+   16 x 256^2 (ViT-g-384: 16 x 384^2) compiled, for each backbone x (full fine-tuning, LoRA
+   r=16 on encoder and predictor) x (bf16, fp8) in `CONFIG_ORDER`: the largest batch that fits
+   (doubling from 8, skipping a batch whose memory, scaled from the last, would not fit; with
+   activation checkpointing where no batch of 16 fits without it), its clips/s, fraction of the
+   matmul rate and peak memory; and LoRA against full fine-tuning at the latter's largest batch
+   (lora_vs_full.json: the 1.3x target compares them at one batch). The `vjepa` step in fp8 is
+   `--knobs fp8`.
+7. summary.md: all of it as Markdown tables, also printed at the end.
 
 `--tiny` runs the same flow on CPU with tiny models, to test this script before spending GPU
 time. Earlier rounds' variants are in this file's git history and their numbers in
@@ -76,7 +84,10 @@ BATCHES = {"tri": (32, 24), "vjepa": (64, 48)}
 MEMORY_HEADROOM = 0.95  # a batch predicted to need more than this share of the card is skipped
 # knobs `--knobs` tries one at a time: name -> config overrides. `--attention` adds
 # "attention kernels" when it finds a faster kernel than cuDNN's for a part.
-KNOBS = {"max-autotune": ["train.compile_mode=max-autotune-no-cudagraphs"]}
+KNOBS = {
+    "max-autotune": ["train.compile_mode=max-autotune-no-cudagraphs"],
+    "fp8": ["train.fp8=true"],  # torchao float8 GEMMs in the blocks (tritemporal/fp8.py)
+}
 KERNEL_KNOB = "attention kernels"
 TINY = [
     "backbone.embed_dim=64", "backbone.depth=2", "backbone.num_heads=4",
@@ -90,6 +101,29 @@ VARIANT_SECONDS = 60  # do not start a variant with less than this left of the b
 KNOB_SECONDS = {"max-autotune": 540}
 
 logger = logging.getLogger("bench_gpu")
+
+# issue 20: (backbone, tuning, precision) in the order worth the lease: the two targets on
+# ViT-L, ViT-g LoRA fitting one card at batch >= 16, then the rest
+CONFIG_ORDER = [
+    ("vjepa2-vitl", "full", "bf16"), ("vjepa2-vitl", "lora", "bf16"),
+    ("vjepa2-vitg", "lora", "bf16"), ("vjepa2-vitl", "full", "fp8"),
+    ("vjepa2-vitl", "lora", "fp8"), ("vjepa2-vith", "full", "bf16"),
+    ("vjepa2-vith", "lora", "bf16"), ("vjepa2-vitg", "full", "bf16"),
+    ("vjepa2-vitg-384", "lora", "bf16"), ("vjepa2-vitg-384", "full", "bf16"),
+    ("vjepa2-vith", "lora", "fp8"), ("vjepa2-vitg", "lora", "fp8"),
+]  # fmt: skip
+CROP = {"vjepa2-vitg-384": 384}  # pixels; the others 256
+TUNINGS = {
+    "full": [],
+    "lora": ["backbone.lora.r=16", "backbone.lora.alpha=16",
+             "backbone.lora.apply_to=[encoder, predictor]"],
+}  # fmt: skip
+PRECISIONS = {"bf16": [], "fp8": ["train.fp8=true"]}
+FIRST_BATCH, MAX_BATCH, FIT_TARGET = 8, 128, 16
+CONFIG_SECONDS = 150  # a configuration compiles and times 2-4 batches: do not start one with less
+# --tiny: the built-in ViT in place of each V-JEPA 2 size (random_init builds the real ones)
+TINY_BACKBONE = ["backbone.name=vit-base", "backbone.embed_dim=64", "backbone.depth=2",
+                 "backbone.num_heads=4", "backbone.random_init=false"]  # fmt: skip
 
 
 def kernel_profile(config: TriTemporalConfig, mode: str, top: int = 20) -> dict:
@@ -360,6 +394,35 @@ def summarize(out: Path) -> str:
             rows.append(["busy", profile["busy_ms"], "", "", ""])
             header = [f"{mode} kernels, batch {profile['batch_size']}", "ms", "share", "TFLOP"]
             lines += _markdown_table([*header, "TFLOP/s"], rows)
+    configs = out / "configs.jsonl"
+    if configs.exists():
+        rows = []
+        for line in configs.read_text().splitlines():
+            r = json.loads(line)
+            f = r["fastest"] or {}
+            memory = f.get("peak_memory_gib")
+            rows.append([
+                r["backbone"], r["tuning"], r["precision"], f.get("device", ""),
+                f"{r['largest_batch']}{' (ckpt)' if r['largest_batch_checkpointing'] else ''}",
+                f.get("batch", ""), f.get("clips_per_s", "failed"),
+                f"{f['fraction_of_matmul']:.1%}" if f else "", memory,
+            ])  # fmt: skip
+        header = ["backbone", "tuning", "precision", "card", "largest batch", "fastest batch",
+                  "clips/s", "of matmul", "peak GiB"]  # fmt: skip
+        lines += _markdown_table(header, rows)
+        ratios = _read_json(out / "lora_vs_full.json").get("rows", [])
+        if ratios:
+            rows = [[r["backbone"], r["precision"], r["batch"], r["full_clips_per_s"],
+                     r["lora_clips_per_s"], r["lora_over_full"]] for r in ratios]  # fmt: skip
+            header = [
+                "backbone",
+                "precision",
+                "batch",
+                "full clips/s",
+                "LoRA clips/s",
+                "LoRA / full",
+            ]
+            lines += _markdown_table(header, rows)
     results = out / "results.jsonl"
     if results.exists():
         lines += ["| variant | batch | clips/s | of matmul | peak GiB | compiled vs eager grads |"]
@@ -377,6 +440,90 @@ def summarize(out: Path) -> str:
                 f"{r['fraction_of_matmul']:.1%} | {memory} | {check} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def user_config(name: str, tuning: str, precision: str, args: Namespace) -> dict:
+    """One (backbone, tuning, precision) of CONFIG_ORDER: the largest batch that fits and its
+    speed (module docstring, stage 6); every timed batch is in `batches`."""
+    size = CROP.get(name, 256)
+    sets = [f"backbone.name={name}", "backbone.random_init=true", f"clip.image_size={size}"]
+    sets += [*TUNINGS[tuning], *PRECISIONS[precision]]
+    limit = MAX_BATCH
+    if args.tiny:  # fp32 on CPU, but fp8 replaces bf16 GEMMs
+        sets += [*TINY, *TINY_BACKBONE, *["train.precision=bf16"] * (precision == "fp8")]
+        limit = FIT_TARGET
+
+    def run(batch: int, checkpointing: bool) -> dict:
+        extra = [f"train.batch_size={batch}"]
+        extra += ["backbone.activation_checkpointing=true"] * checkpointing
+        config = load_config(CONFIG, [*sets, *extra])
+        return guarded(
+            f"{name} {tuning} {precision} b{batch}",
+            lambda: bench_step(config, "tri", args.steps, args.warmup, True),
+        )
+
+    timed: dict[tuple[int, bool], dict] = {}
+    for checkpointing in (False, True):
+        batch, last = FIRST_BATCH, None
+        while batch <= limit:
+            card = _card_memory_gib()
+            if last and card and last["peak_memory_gib"] * 2 > MEMORY_HEADROOM * card:
+                break  # doubling would not fit: stop before an out-of-memory run
+            report = run(_batch(batch, args), checkpointing)
+            timed[batch, checkpointing] = report
+            if "error" in report:
+                break
+            last, batch = report, batch * 2
+        fits = [b for (b, c), r in timed.items() if c == checkpointing and "error" not in r]
+        if fits and max(fits) >= FIT_TARGET:
+            break  # checkpointing is only for configurations that miss batch 16 without it
+    ok = {key: r for key, r in timed.items() if "error" not in r}
+    best = max(ok, key=lambda key: ok[key]["clips_per_s"]) if ok else None
+    largest = max(ok, key=lambda key: (key[0], not key[1])) if ok else None
+    return {
+        "backbone": name, "tuning": tuning, "precision": precision, "crop": size,
+        "largest_batch": largest[0] if largest else None,
+        "largest_batch_checkpointing": largest[1] if largest else None,
+        "fastest": {"batch": best[0], "checkpointing": best[1], **_row(ok[best])} if best else None,
+        "batches": [
+            {"batch": b, "checkpointing": c, **(_row(r) if "error" not in r else r)}
+            for (b, c), r in timed.items()
+        ],
+    }  # fmt: skip
+
+
+def _row(report: dict) -> dict:
+    """What the speed table keeps of a bench report."""
+    keys = ("clips_per_s", "fraction_of_matmul", "peak_memory_gib", "device", "fp8_vs_bf16")
+    return {key: report.get(key) for key in keys}
+
+
+def lora_at_full_batch(rows: list[dict]) -> list[dict]:
+    """LoRA against full fine-tuning at the latter's largest batch (LoRA's doubling passes
+    through it), per backbone and precision both ran."""
+    out = []
+    for full in (r for r in rows if r["tuning"] == "full" and r["largest_batch"]):
+        lora = next(
+            (r for r in rows if r["tuning"] == "lora" and r["backbone"] == full["backbone"]
+             and r["precision"] == full["precision"]), None,
+        )  # fmt: skip
+        batch = full["largest_batch"]
+        speed, same = _speed_at(full, batch), _speed_at(lora, batch) if lora else None
+        if speed and same:
+            out.append({
+                "backbone": full["backbone"], "precision": full["precision"], "batch": batch,
+                "full_clips_per_s": speed, "lora_clips_per_s": same,
+                "lora_over_full": round(same / speed, 3),
+            })  # fmt: skip
+    return out
+
+
+def _speed_at(row: dict, batch: int) -> float | None:
+    """clips/s of a configuration at `batch` without checkpointing, if it ran there."""
+    for timed in row["batches"]:
+        if timed["batch"] == batch and not timed["checkpointing"] and "clips_per_s" in timed:
+            return timed["clips_per_s"]
+    return None
 
 
 def _markdown_table(header: list[str], rows: list[list]) -> list[str]:
@@ -405,10 +552,17 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="CPU dry run with tiny models")
-    parser.add_argument("--modes", nargs="+", default=["tri", "vjepa"], choices=list(BASELINES))
+    parser.add_argument(
+        "--modes", nargs="*", default=["tri", "vjepa"], choices=list(BASELINES),
+        help="batch sweeps of the built-in ViT-L (none: skip them)",
+    )  # fmt: skip
     parser.add_argument("--knobs", nargs="*", default=[], choices=list(KNOBS))
     parser.add_argument("--attention", action="store_true", help="time each SDPA call's kernels")
     parser.add_argument("--profile", action="store_true", help="end with kernel profiles")
+    parser.add_argument(
+        "--configs", type=int, nargs="?", const=len(CONFIG_ORDER), default=0, metavar="N",
+        help="time the first N (default all) of the users' configurations (CONFIG_ORDER)",
+    )  # fmt: skip
     parser.add_argument(
         "--precision-check", type=int, metavar="BATCH",
         help="first compare fp32, bf16 eager and bf16 compiled (tri, ViT-L) at this batch",
@@ -467,6 +621,17 @@ def main() -> int:
     if args.profile:
         for mode in fastest:
             stage(f"profile_{mode}.json", lambda m=mode: kernel_profile(at_fastest(m), m))
+    rows = []
+    for name, tuning, precision in CONFIG_ORDER[: args.configs]:
+        if not time_left(f"{name} {tuning} {precision}", CONFIG_SECONDS):
+            break
+        rows.append(user_config(name, tuning, precision, args))
+        with (out / "configs.jsonl").open("a") as f:
+            f.write(json.dumps(rows[-1]) + "\n")
+    if rows:
+        (out / "lora_vs_full.json").write_text(
+            json.dumps({"rows": lora_at_full_batch(rows)}, indent=1)
+        )
     summary = summarize(out)
     (out / "summary.md").write_text(summary)
     print(summary)
