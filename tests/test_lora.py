@@ -127,3 +127,24 @@ def test_unknown_target_modules_name_the_available_layers() -> None:
         ValueError, match=r"Linear layer names there: \['fc1', 'fc2', 'proj', 'qkv'\]"
     ):
         TriTemporalModel(tiny_config(*LORA, "backbone.lora.target_modules=[query]"))
+
+
+def test_the_lora_step_keeps_no_gradient_or_optimizer_state_for_the_base(
+    vjepa2_dir: Path,
+) -> None:
+    """What makes a LoRA step cheaper than full fine-tuning: the frozen base gets no weight
+    gradient (its GEMMs' weight-gradient halves are skipped) and AdamW keeps no moments for it."""
+    config = tiny_config(
+        *vjepa2_overrides(vjepa2_dir, *LORA, "backbone.lora.apply_to=[encoder, predictor]")
+    )
+    model = TriTemporalModel(config).train()
+    optimizer = build_optimizer(model, config)
+    batch = _batch(config)
+    model(batch.video, batch.masks, batch.labels).loss.backward()
+    optimizer.step()
+    frozen = [p for p in model.backbone.parameters() if not p.requires_grad]
+    assert frozen and all(p.grad is None for p in frozen)
+    state = {id(p) for p in optimizer.state}
+    assert not any(id(p) in state for p in frozen)
+    trained = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
+    assert trained < 0.5 * sum(p.numel() for p in frozen)
