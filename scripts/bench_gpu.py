@@ -561,7 +561,11 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="end with kernel profiles")
     parser.add_argument(
         "--configs", type=int, nargs="?", const=len(CONFIG_ORDER), default=0, metavar="N",
-        help="time the first N (default all) of the users' configurations (CONFIG_ORDER)",
+        help="time N (default all) of the users' configurations (CONFIG_ORDER)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--configs-from", type=int, default=0, metavar="K",
+        help="start at CONFIG_ORDER[K] (a second device call continues the first)",
     )  # fmt: skip
     parser.add_argument(
         "--precision-check", type=int, metavar="BATCH",
@@ -622,7 +626,7 @@ def main() -> int:
         for mode in fastest:
             stage(f"profile_{mode}.json", lambda m=mode: kernel_profile(at_fastest(m), m))
     rows = []
-    for name, tuning, precision in CONFIG_ORDER[: args.configs]:
+    for name, tuning, precision in CONFIG_ORDER[args.configs_from :][: args.configs]:
         if not time_left(f"{name} {tuning} {precision}", CONFIG_SECONDS):
             break
         rows.append(user_config(name, tuning, precision, args))
