@@ -35,7 +35,9 @@ Teacher = Literal["ema", "frozen"]
 TeacherDtype = Literal["float32", "bfloat16"]
 LoraPart = Literal["encoder", "predictor"]
 DataSource = Literal["synthetic", "videos", "highway"]
-VideoBackend = Literal["decord", "pyav"]
+# "auto": per file, the one measured faster for its container and codec (data/decode.py,
+# AUTO_BACKENDS; docs/PERFORMANCE.md "Decoder per format"); "decord" or "pyav" force one
+VideoBackend = Literal["auto", "decord", "pyav"]
 OnError = Literal["skip", "raise"]
 TrainCrop = Literal["random_resized", "center"]
 HighwayScenario = Literal["highway", "merge", "roundabout", "intersection"]
@@ -387,7 +389,7 @@ class DataConfig(_Section):
     source: DataSource = "synthetic"
     root: str | None = None  # videos: folder with videos/ (+ annotations/); highway: cache folder
     manifest: str | None = None  # videos: CSV with a `path` column (relative to root) instead
-    backend: VideoBackend = "decord"
+    backend: VideoBackend = "auto"  # video decoder: auto, decord or pyav
     fps: float = 8.0  # clips are resampled to this frame rate
     gap_s: float = 0.0  # seconds skipped between SOON and EVENTUALLY
     stride_s: float = 1.0  # seconds between the starts of consecutive windows of one video

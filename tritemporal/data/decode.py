@@ -1,7 +1,9 @@
 """Probe videos and decode only the frames a sample needs, with decord or PyAV.
 
 Why two backends: decord's `get_batch` is the fast path V-JEPA 2 uses, PyAV is the portable one
-(and reads metadata from the container header without decoding). Both return uint8 RGB frames
+(and reads metadata from the container header without decoding). Neither is faster on every
+format, so `data.backend=auto` (the default) reads each file with the one measured faster for its
+container and codec (`AUTO_BACKENDS`); `decord` and `pyav` force one. Both return uint8 RGB frames
 (T, H, W, 3) for a list of native frame indices, duplicates allowed (a video slower than the
 target fps repeats frames). Open readers live in a small per-process cache, never on a Dataset,
 so a Dataset pickles cleanly into DataLoader workers and each worker opens its own handles.
@@ -13,6 +15,7 @@ Frame i is the one shown at i / fps: decord counts decoded frames, PyAV maps tim
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections import OrderedDict
@@ -35,7 +38,24 @@ from tritemporal.data.video_meta import (  # re-exported: callers import them fr
 log = logging.getLogger(__name__)
 
 BACKENDS: tuple[str, ...] = get_args(VideoBackend)  # data.backend's choices
+AUTO = "auto"
 OPEN_READERS = 4  # open handles kept per process (consecutive samples often share a video)
+PROBE_CODEC_THREADS = 1  # the index probes many files at once: no threads within one probe
+# data.backend=auto: per (container suffix, codec), the backend that read a training sample's
+# frames faster in scripts/bench_decode.py, opening the file per sample as a shuffled dataset of
+# many videos does (docs/PERFORMANCE.md, "Decoder per format"; docs/bench/decode_formats.json).
+# Clips/s on 2 cores, decord vs PyAV: 40 vs 61 (H.264 .mp4 128x64 4 fps), 3.9 vs 15.2 (H.264
+# .mov 640x360 30 fps), 1.5 vs 4.1 (1280x720, BDD100K's size), 1.6 vs 3.7 (HEVC .mp4 1164x874
+# 20 fps). decord can win only with the reader kept open on a small file (98-150 vs 93-109).
+AUTO_BACKENDS: dict[tuple[str, str], str] = {
+    (".mp4", "h264"): "pyav",
+    (".mov", "h264"): "pyav",
+    (".mp4", "hevc"): "pyav",
+}
+AUTO_OTHER = "pyav"  # formats not measured (.mkv, .avi, other codecs)
+# decord 0.6 cannot read H.264 8, 12, 16, 24, 48 or 72 px wide (every even width 8-158 tried):
+# auto never gives it a narrower video, and moves a file decord fails on to PyAV
+DECORD_MIN_WIDTH = 80
 
 
 def probe_video(path: str | Path) -> VideoMeta:
@@ -54,6 +74,7 @@ def probe_video(path: str | Path) -> VideoMeta:
         if not container.streams.video:
             raise BadVideo("it has no video stream")
         stream = container.streams.video[0]
+        stream.codec_context.thread_count = PROBE_CODEC_THREADS
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 0.0
         if stream.duration:
@@ -66,8 +87,9 @@ def probe_video(path: str | Path) -> VideoMeta:
             raise BadVideo(f"cannot decode its first frame (corrupt video): {_short(exc)}") from exc
         if first is None:
             raise BadVideo("cannot decode any frame (empty or corrupt video)")
+        codec = stream.codec_context.name
         if fps <= 0:  # reported as "missing or zero fps" by the dataset
-            return VideoMeta(int(stream.frames), 0.0, duration, first.width, first.height)
+            return VideoMeta(int(stream.frames), 0.0, duration, first.width, first.height, codec)
         readable = _readable_frames(container, stream, fps, (stream.frames or duration * fps) / fps)
         if stream.frames and readable < stream.frames - max(END_SLACK, stream.frames // 100):
             raise BadVideo(
@@ -81,7 +103,7 @@ def probe_video(path: str | Path) -> VideoMeta:
                 f"{readable / fps:.2f} s (frame {readable})"
             )
         frames = stream.frames or readable
-        return VideoMeta(frames, fps, frames / fps, first.width, first.height)
+        return VideoMeta(frames, fps, frames / fps, first.width, first.height, codec)
 
 
 def _readable_frames(container: Any, stream: Any, fps: float, claimed_s: float) -> int:
@@ -115,8 +137,29 @@ def _probe_decord(path: Path) -> VideoMeta:
     return VideoMeta(frames, fps, frames / fps if fps > 0 else 0.0, int(width), int(height))
 
 
-def read_frames(path: str | Path, indices: Sequence[int], backend: str = "decord") -> torch.Tensor:
-    """Native frames `indices` (any order, repeats allowed) as uint8 (T, H, W, 3) RGB."""
+def auto_backend(path: str | Path, meta: VideoMeta | None = None) -> str:
+    """The backend `data.backend=auto` reads `path` with; `meta` (its probe) saves opening it.
+    (A `.frames` sequence is read by Pillow whatever the backend.)"""
+    path = str(path)
+    if _is_sequence(path):
+        return AUTO_OTHER
+    if meta is None or not meta.codec:
+        try:
+            meta = _header(path, *_version(path))
+        except Exception as exc:
+            raise VideoDecodeError(f"video {path}: cannot open it ({_short(exc)})") from exc
+    key = (os.path.splitext(path)[1].lower(), meta.codec)
+    chosen = AUTO_BACKENDS.get(key, AUTO_OTHER)
+    if chosen == "decord" and (meta.width < DECORD_MIN_WIDTH or path in _decord_failed):
+        return "pyav"
+    return chosen
+
+
+def read_frames(
+    path: str | Path, indices: Sequence[int], backend: str = AUTO, meta: VideoMeta | None = None
+) -> torch.Tensor:
+    """Native frames `indices` (any order, repeats allowed) as uint8 (T, H, W, 3) RGB; with
+    `backend=auto`, `meta` (the file's probe) picks the backend without opening the file."""
     if backend not in BACKENDS:
         raise ValueError(f"data.backend={backend!r}: use one of {', '.join(BACKENDS)}")
     if len(indices) == 0:
@@ -131,6 +174,19 @@ def read_frames(path: str | Path, indices: Sequence[int], backend: str = "decord
         except VideoDecodeError as exc:
             raise VideoDecodeError(f"video {path}: {exc}") from exc
         return torch.from_numpy(np.ascontiguousarray(frames[inverse.reshape(-1)]))
+    if backend != AUTO:
+        return _read(path, unique, inverse, backend)
+    chosen = auto_backend(path, meta)
+    if chosen == "decord":
+        try:
+            return _read(path, unique, inverse, chosen)
+        except VideoDecodeError as exc:
+            _decord_failed.add(path)
+            log.warning("data.backend=auto reads %s with PyAV from now on: %s", path, exc)
+    return _read(path, unique, inverse, "pyav")
+
+
+def _read(path: str, unique: np.ndarray, inverse: np.ndarray, backend: str) -> torch.Tensor:
     opener, reader = (_open_decord, _read_decord) if backend == "decord" else (_open_av, _read_av)
     try:
         frames = reader(_handles.get(backend, path, opener), unique)
@@ -180,6 +236,22 @@ class _HandleCache:
 
 _handles = _HandleCache(OPEN_READERS)
 _inherited: list[Any] = []  # handles a forked process got from its parent, kept alive unused
+_decord_failed: set[str] = set()  # files decord could not read under data.backend=auto
+
+
+def _version(path: str) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=4096)
+def _header(path: str, size: int, mtime_ns: int) -> VideoMeta:
+    """Codec and size from the container header (no decoding) of a file `auto` has no probe of."""
+    import av  # native video decoder, loaded on first decode
+
+    with av.open(path) as container:
+        codec = container.streams.video[0].codec_context
+        return VideoMeta(0, 0.0, 0.0, codec.width, codec.height, codec.name)
 
 
 def _in_worker() -> bool:

@@ -22,10 +22,11 @@ class BadVideo(ValueError):
 
 @dataclass(frozen=True)
 class VideoMeta:
-    """What the index keeps per video: frame count, native fps, seconds and pixel size."""
+    """What the index keeps per video: frame count, native fps, seconds, pixel size and codec."""
 
     frames: int
     fps: float
     duration: float
     width: int
     height: int
+    codec: str = ""  # FFmpeg's name of the video codec ("h264", "hevc"); "" when not known

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -179,16 +180,21 @@ class VideoClips(torch.utils.data.Dataset):
         self.required_signals = tuple(config.action.signals) if conditioned else ()
         self.spec = WindowSpec.from_config(config)
         self.transform = ClipTransform.from_config(config, self.label_names)
+        clock = time.perf_counter()
         listed = find_videos(self.root, d.manifest)
         if not listed:
             raise FileNotFoundError(f"no videos found under {self.root}; {LAYOUT}")
+        lap = [time.perf_counter()]
         metas = VideoIndex(self.root).lookup({key: path for key, path, _ in listed})
+        lap.append(time.perf_counter())
+        checking = 0.0  # seconds in `_check` (mostly annotation parsing) within the loop
 
         self._videos: list[_Video] = []
         skipped: list[tuple[str, str]] = []
         steps, labels = [], []  # per video: window numbers (start = k * stride) and labels
         for key, path, annotation_path in listed:
             meta = metas[key]
+            begin = time.perf_counter()
             try:
                 annotation = self._check(meta, annotation_path)
             except ValueError as exc:
@@ -199,6 +205,8 @@ class VideoClips(torch.utils.data.Dataset):
                     ) from exc
                 skipped.append((key, str(exc)))
                 continue
+            finally:
+                checking += time.perf_counter() - begin
             assert isinstance(meta, VideoMeta)
             starts = window_starts(meta.duration, self.spec)
             steps.append(np.arange(len(starts), dtype=np.int32))
@@ -218,11 +226,20 @@ class VideoClips(torch.utils.data.Dataset):
         counts = np.bincount(self._label + 1, minlength=len(self.label_names) + 1)
         label_counts = {name: int(counts[i + 1]) for i, name in enumerate(self.label_names)}
         label_counts["unlabelled"] = int(counts[0])
+        lap.append(time.perf_counter())
+        # start-up by part (docs/PERFORMANCE.md, "Start-up on 10k videos, stated per 100k")
+        self.build_seconds = {
+            "find": lap[0] - clock,
+            "index": lap[1] - lap[0],
+            "annotations": checking,
+            "windows": lap[2] - lap[1] - checking,
+        }
         self.summary = DataSummary(
             len(listed), len(self._videos), len(self._step), skipped, label_counts
         )
         report = log.warning if skipped else log.info
         report("video data under %s\n%s", self.root, self.summary.format())
+        log.info("start-up: %s", ", ".join(f"{k} {v:.1f} s" for k, v in self.build_seconds.items()))
 
     def _check(self, meta: VideoMeta | str, annotation_path: Path | None) -> Annotation | None:
         """Raise ValueError with the reason a video is unusable; else return its annotation."""
@@ -327,7 +344,7 @@ class VideoClips(torch.utils.data.Dataset):
         times = self.spec.frame_times(start)
         indices = native_indices(times, video.meta.fps, video.meta.frames)
         try:
-            frames = read_frames(video.path, indices, self.backend)
+            frames = read_frames(video.path, indices, self.backend, video.meta)
         except VideoDecodeError as exc:
             raise VideoDecodeError(f"{exc} (sample {index}: {start:.2f} s of {video.key})") from exc
         augment = generator if self.train else None
