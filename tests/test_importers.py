@@ -212,4 +212,6 @@ def test_unknown_format_and_missing_source_are_named(tmp_path: Path) -> None:
         run_import("kitti", tmp_path, tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         run_import("bdd100k", tmp_path / "nowhere", tmp_path / "out")
+    with pytest.raises(ValueError, match="is inside the dataset"):
+        run_import("bdd100k", tmp_path, tmp_path / "out")
     assert isinstance(ImportOptions().labels, AutoLabelConfig)

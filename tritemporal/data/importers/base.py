@@ -221,6 +221,11 @@ def run_import(
     src, out = Path(src), Path(out)
     if not src.exists():
         raise FileNotFoundError(f"import source {src} does not exist")
+    if out.resolve().is_relative_to(src.resolve()):
+        raise ValueError(
+            f"--out {out} is inside the dataset {src}: the import would find its own outputs; "
+            "write it elsewhere"
+        )
     options = options or ImportOptions()
     importer = IMPORTERS[fmt]
     begin = time.perf_counter()
