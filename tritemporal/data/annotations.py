@@ -35,7 +35,6 @@ Videos without an annotation file are unlabelled (-1).
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,7 @@ from typing import Any
 
 import torch
 
-from tritemporal.data.common import MANEUVERS
+from tritemporal.data.common import MANEUVERS, finite_number
 
 SCHEMA_VERSION = 3  # written; READABLE_VERSIONS are loaded
 READABLE_VERSIONS = (1, 2, 3)
@@ -111,10 +110,6 @@ def _fail(path: Path, message: str) -> None:
     raise AnnotationError(f"annotation {path}: {message}")
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def parse_annotation(data: Any, path: Path, vocabulary: tuple[str, ...] = MANEUVERS) -> Annotation:
     """Validate a loaded JSON object against the schema; errors name the file and the field."""
     if not isinstance(data, dict):
@@ -143,7 +138,8 @@ def parse_annotation(data: Any, path: Path, vocabulary: tuple[str, ...] = MANEUV
                 f"{where}.maneuver {raw['maneuver']!r} is unknown; known: {', '.join(vocabulary)} "
                 "(add new names with data.extra_maneuvers)",
             )
-        if not (_number(raw["start"]) and _number(raw["end"]) and 0 <= raw["start"] < raw["end"]):
+        start, end = raw["start"], raw["end"]
+        if not (finite_number(start) and finite_number(end) and 0 <= start < end):
             _fail(path, f"{where} needs numeric 0 <= start < end, got {raw['start']}, {raw['end']}")
         events.append(Event(raw["maneuver"], float(raw["start"]), float(raw["end"]), source))
     ego = data.get("ego")
@@ -155,7 +151,7 @@ def parse_annotation(data: Any, path: Path, vocabulary: tuple[str, ...] = MANEUV
         _fail(path, "ego must be an object with a 'time' series")
     series = {}
     for name, values in ego.items():
-        if not isinstance(values, list) or not values or not all(_number(v) for v in values):
+        if not isinstance(values, list) or not values or not all(finite_number(v) for v in values):
             _fail(path, f"ego.{name} must be a non-empty list of finite numbers")
         if len(values) != len(ego["time"]):
             _fail(path, f"ego.{name} has {len(values)} values but ego.time has {len(ego['time'])}")
@@ -179,7 +175,7 @@ def _parse_scene(scene: Any, frames: int, path: Path) -> dict[str, tuple[Any, ..
         if any(v not in LANE_STATES for v in scene[name]):
             _fail(path, f"scene.{name} values must be one of {', '.join(LANE_STATES)}")
     for name in SCENE_LEADER if scene else ():
-        if not all(v is None or _number(v) for v in scene[name]):
+        if not all(v is None or finite_number(v) for v in scene[name]):
             _fail(path, f"scene.{name} values must be finite numbers or null (no leader)")
     if scene and [v is None for v in scene["leader_gap"]] != [
         v is None for v in scene["leader_closing"]
@@ -188,14 +184,18 @@ def _parse_scene(scene: Any, frames: int, path: Path) -> dict[str, tuple[Any, ..
     return {name: tuple(values) for name, values in scene.items()}
 
 
+def read_annotation_json(path: Path) -> Any:
+    """An annotation file's JSON, not yet validated; AnnotationError naming it when unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AnnotationError(f"annotation {path}: unreadable JSON ({exc})") from exc
+
+
 def load_annotation(path: str | Path, vocabulary: tuple[str, ...] = MANEUVERS) -> Annotation:
     """Read and validate one annotation file."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AnnotationError(f"annotation {path}: unreadable JSON ({exc})") from exc
-    return parse_annotation(data, path, vocabulary)
+    return parse_annotation(read_annotation_json(path), path, vocabulary)
 
 
 def write_annotation(

@@ -7,6 +7,9 @@ never needs to know which backbone runs.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 # Outcome (maneuver) vocabulary. A label is the index into this tuple; -1 means "unlabelled".
 # Sources may only emit names listed here, so labels mean the same thing across datasets.
 MANEUVERS: tuple[str, ...] = (
@@ -20,6 +23,11 @@ MANEUVERS: tuple[str, ...] = (
     "yield",
 )
 UNLABELLED = -1
+
+
+def finite_number(value: Any) -> bool:
+    """A JSON number that is finite (bools, which Python counts as ints, are not numbers)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def maneuver_id(name: str) -> int:

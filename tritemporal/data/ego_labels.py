@@ -24,7 +24,6 @@ How each maneuver is found, on the series resampled to `resample_hz` and smoothe
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -39,6 +38,7 @@ from tritemporal.data.annotations import (
     AnnotationError,
     Event,
     parse_annotation,
+    read_annotation_json,
     write_annotation,
 )
 from tritemporal.data.common import MANEUVERS
@@ -60,22 +60,21 @@ def _runs(mask: np.ndarray, join: int) -> list[tuple[int, int]]:
     return list(zip(firsts.tolist(), lasts.tolist(), strict=True))
 
 
-def _smooth(x: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving average over `width` samples, the ends padded with the end values."""
-    if width <= 1 or len(x) < 2:
-        return x
+def _windows(x: np.ndarray, width: int) -> np.ndarray:
+    """(len(x), width) centred windows of `x`, the ends padded with the end values."""
     pad = width // 2
     padded = np.concatenate([np.full(pad, x[0]), x, np.full(width - 1 - pad, x[-1])])
-    return np.convolve(padded, np.ones(width) / width, mode="valid")
+    return np.lib.stride_tricks.sliding_window_view(padded, width)
+
+
+def _smooth(x: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average over `width` samples, the ends padded with the end values."""
+    return x if width <= 1 or len(x) < 2 else _windows(x, width).mean(axis=1)
 
 
 def _running_median(x: np.ndarray, width: int) -> np.ndarray:
     """Centred running median over `width` samples, the ends padded with the end values."""
-    if width <= 1 or len(x) < 2:
-        return x
-    pad = width // 2
-    padded = np.concatenate([np.full(pad, x[0]), x, np.full(width - 1 - pad, x[-1])])
-    return np.median(np.lib.stride_tricks.sliding_window_view(padded, width), axis=1)
+    return x if width <= 1 or len(x) < 2 else np.median(_windows(x, width), axis=1)
 
 
 @dataclass
@@ -229,10 +228,7 @@ def _derive(
     path: Path, cfg: AutoLabelConfig, vocabulary: tuple[str, ...]
 ) -> tuple[dict, Annotation, list[Event]]:
     """A file's JSON, its parsed annotation and the auto events of its ego series."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AnnotationError(f"annotation {path}: unreadable JSON ({exc})") from exc
+    data = read_annotation_json(path)
     note = parse_annotation(data, path, vocabulary)
     if note.ego_time is None:
         raise AnnotationError(f"annotation {path}: no ego series to derive labels from")

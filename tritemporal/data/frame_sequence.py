@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 import numpy as np
 from PIL import Image
 
+from tritemporal.data.common import finite_number
 from tritemporal.data.video_meta import END_SLACK, BadVideo, VideoDecodeError, VideoMeta
 
 SEQUENCE_SUFFIX = ".frames"
@@ -144,12 +145,12 @@ def _parse(data: Any, path: Path) -> FrameSequence:
     if data["version"] != SEQUENCE_VERSION:
         fail(f"version={data['version']!r}; this reader knows version {SEQUENCE_VERSION}")
     fps = data["fps"]
-    if not _number(fps) or not fps > 0:
+    if not finite_number(fps) or not fps > 0:
         fail(f"fps={fps!r} must be a positive number (frames per second)")
     frames, time = data["frames"], data["time"]
     if not isinstance(frames, list) or not all(isinstance(f, str) and f for f in frames):
         fail("frames must be a list of image paths (non-empty strings)")
-    if not isinstance(time, list) or not all(_number(t) for t in time):
+    if not isinstance(time, list) or not all(finite_number(t) for t in time):
         fail("time must be a list of numbers (seconds)")
     if not frames:
         fail("frames is empty (a sequence needs at least one image)")
@@ -163,10 +164,6 @@ def _parse(data: Any, path: Path) -> FrameSequence:
     folder = path.parent
     paths = tuple(Path(f) if Path(f).is_absolute() else folder / f for f in frames)
     return FrameSequence(paths, times, float(fps))
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def probe_sequence(path: str | Path) -> VideoMeta:

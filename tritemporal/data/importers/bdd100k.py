@@ -28,12 +28,11 @@ without an info file (BDD100K's test split has none) and an info file without it
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from tritemporal.data.common import finite_number
 from tritemporal.data.importers.base import (
     Converted,
     Importer,
@@ -55,10 +54,6 @@ MIN_COURSE_SHARE = 0.5  # below this share of fixes with a course, the file gets
 def _name(path: Path) -> str:
     """`<split>/<name>` when the file sits in a split folder, else `<name>`."""
     return f"{path.parent.name}/{path.stem}" if path.parent.name in SPLITS else path.stem
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @register_importer
@@ -119,7 +114,7 @@ def read_info(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ImportItemError(f"info {path}: not JSON ({exc})") from exc
-    if not isinstance(data, dict) or not _number(data.get("startTime")):
+    if not isinstance(data, dict) or not finite_number(data.get("startTime")):
         raise ImportItemError(f"info {path}: no numeric startTime (epoch ms)")
     locations = data.get("locations") or []
     if not isinstance(locations, list):
@@ -128,7 +123,9 @@ def read_info(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]
     fixes = [
         [float(fix[k]) for k in keys]
         for fix in locations
-        if isinstance(fix, dict) and all(_number(fix.get(k)) for k in keys) and fix["speed"] >= 0
+        if isinstance(fix, dict)
+        and all(finite_number(fix.get(k)) for k in keys)
+        and fix["speed"] >= 0
     ]
     notes = []
     if len(fixes) < len(locations):
