@@ -65,8 +65,9 @@ def test_soon_errors_against_a_direct_computation(eval_clips: Path) -> None:
     with torch.no_grad():
         forecast = model.encode(video)["soon"]
         targets = model.teacher_targets(model.normalize(video))
+        present = model.present_targets(model.normalize(video))
     soon_t = targets[:, model.soon_idx[0]]
-    last_now = targets[:, model.now_idx[0]][:, -soon_t.shape[1] :]  # the last NOW tubelet step
+    last_now = present[:, -soon_t.shape[1] :]  # the last NOW tubelet step, NOW frames alone
     expected = {
         "model_l1": (forecast - soon_t).abs().mean(),
         "copy_l1": (last_now - soon_t).abs().mean(),
@@ -74,6 +75,38 @@ def test_soon_errors_against_a_direct_computation(eval_clips: Path) -> None:
     for key, value in expected.items():
         assert features.soon[key].shape == (1,)
         assert abs(float(features.soon[key][0]) - float(value)) < 1e-5, key
+
+
+def test_soon_baselines_know_only_the_present() -> None:
+    """Planted: two clips share their NOW frames and differ in their future. The copy-last and
+    mean baselines of one must be what the other's present predicts: the future is unseen."""
+    from tritemporal.eval.report import extract
+
+    model = _model()
+    c = model.config.clip
+    gen = torch.Generator().manual_seed(0)
+    shape = (c.channels, c.total_frames, *c.hw)
+    present = torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8)
+    other = present.clone()
+    other[:, c.now_frames :] = torch.randint(0, 256, other[:, c.now_frames :].shape, generator=gen)
+    features = extract(model, [{"video": present, "label": 0}, {"video": other, "label": 0}])
+    clips = model.normalize(torch.stack([present, other]))
+    with torch.no_grad():
+        targets = model.teacher_targets(clips)
+        swapped = model.present_targets(clips.flip(0))  # each clip's present, from the other
+    now_steps, soon_steps, _ = c.slices
+    hw = c.grid[1] * c.grid[2]
+    soon_t = targets[:, model.soon_idx[0]].view(2, soon_steps, hw, -1)
+    guesses = {
+        "copy_l1": swapped.view(2, now_steps, hw, -1)[:, -1:],
+        "mean_l1": swapped.view(2, now_steps, hw, -1).mean(dim=(1, 2), keepdim=True),
+    }
+    for key, guess in guesses.items():
+        expected = (guess - soon_t).abs().mean(dim=(2, 3)).numpy()
+        np.testing.assert_allclose(features.soon_windows[key], expected, atol=1e-5, err_msg=key)
+    # the test has teeth: the whole-clip pass's NOW tokens differ between the two clips
+    whole_now = targets[:, model.now_idx[0]]
+    assert (whole_now[0] - whole_now[1]).abs().max() > 1e-3
 
 
 def test_random_init_copy_changes_weights_but_not_the_original() -> None:

@@ -152,6 +152,17 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         return F.layer_norm(out, (out.shape[-1],))
 
     @torch.no_grad()
+    def present_targets(self, video: torch.Tensor) -> torch.Tensor:
+        """The teacher over the NOW frames alone, layer-normed: (B, N_now, D) float32.
+
+        What a forecast baseline may know (copy the last NOW step, the mean NOW token): in the
+        whole-clip pass attention mixes the SOON and EVENTUALLY frames into the NOW tokens, so
+        a baseline taken from there has seen the future it is scored on. `video` is normalized,
+        whole clips or the NOW frames.
+        """
+        return self.teacher_targets(video[:, :, : self.config.clip.now_frames])
+
+    @torch.no_grad()
     def update_teacher(self, momentum: float, skip: torch.Tensor | None = None) -> None:
         """EMA step toward the student encoder (a frozen teacher keeps its initial weights);
         none where `skip`, a 0-dim bool tensor, is true (decided on the device)."""

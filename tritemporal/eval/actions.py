@@ -8,7 +8,8 @@ actions of the SOON frames (the intervention) are swapped:
 - **SOON L1 per horizon** to the teacher's SOON tokens under the window's *true* actions,
   under *shuffled* actions, and under the training-mean action. Shuffled actions come from the
   window of another video whose state speed is nearest, so speed alone does not tell them
-  apart. Copying the last NOW step is the reference. The **action gain** is
+  apart. Copying the last NOW step (from the teacher's pass over the
+  NOW frames alone, which has not seen the future) is the reference. The **action gain** is
   (shuffled - true) / shuffled: how much of the error the actions explain. With an
   unconditioned model trained on the same budget (`baseline`), its L1 over copy-last sits next to
   the conditioned model's.
@@ -342,6 +343,13 @@ def action_report(
     return report
 
 
+def _copy_last(model: TriTemporalModel, clips: torch.Tensor, steps: int) -> torch.Tensor:
+    """The last NOW step of the teacher's pass over the NOW frames alone, repeated over the
+    SOON steps (B, steps * H*W, D): the forecast that knows only the present."""
+    hw = model.config.clip.grid[1] * model.config.clip.grid[2]
+    return model.present_targets(clips)[:, -hw:].repeat(1, steps, 1)
+
+
 def _score_batch(
     model: TriTemporalModel,
     dataset: VideoClips,
@@ -368,7 +376,7 @@ def _score_batch(
         "true": true_pred,
         "shuffled": model.forecast_from_now(now, shuffled),
         "mean": model.forecast_from_now(now, _with_actions(own, a.mean.float().expand_as(own))),
-        "copy": targets[:, model.now_last_idx[0]].repeat(1, steps, 1),
+        "copy": _copy_last(model, clips, steps),
     }
     for key, pred in forecasts.items():
         l1 = _l1_steps(pred, truth, steps).double().cpu()

@@ -22,7 +22,7 @@ videos out, and their out-of-fold predictions are kept per window):
   (no leader, or tertile of the gap) and leader closing speed (no leader, or tertile; a fact of
   motion, which one frame's pixels do not show);
 - `soon.l1_over_copy.+<h>s`: SOON forecast L1 over copying the last NOW step, per horizon (< 1:
-  better than copying);
+  better than copying; the copy comes from the teacher's pass over the NOW frames alone);
 - `rankme.{now,outcome}`: RankMe (`objectives.losses.effective_rank`) of the features.
 
 Intervals: videos are resampled with replacement (`bootstrap` times, seeded; every source sees

@@ -7,7 +7,9 @@ On held-out clips (a videos folder with annotations), with every network frozen:
   checkpoint and on a randomly initialised model of the same architecture.
 - SOON: L1 and cosine distance of the predictor's forecast to the teacher's layer-normed SOON
   tokens per future tubelet step, against copying the last NOW step forward and against the
-  mean NOW token (both taken from the teacher's own view of NOW).
+  mean NOW token. Both baselines come from the teacher's pass over the NOW frames alone: in its
+  pass over the whole clip attention mixes the future into the NOW tokens, and a copy of those
+  has seen what it is scored on (`TriTemporalModel.present_targets`).
 - NOW: an attentive probe (learned queries, cross-attention, linear head) on the frozen NOW
   tokens for present-state labels from the annotations (ego speed tertile, ego lane).
 - Collapse: RankMe and per-dimension std of NOW features and outcome embeddings.
@@ -114,9 +116,10 @@ def extract(
             window = stack_signals(samples, model.action.signals)
             actions = window[:, c.action_rows].to(device)
         out = model.encode(video, actions=actions)
-        targets = model.teacher_targets(model.normalize(video))  # (B, N, D)
+        clips = model.normalize(video)
+        targets = model.teacher_targets(clips)  # (B, N, D): SOON targets as training sets them
         b, d = video.shape[0], targets.shape[-1]
-        now_t = targets[:, model.now_idx[0]].view(b, now_steps, hw, d)
+        now_t = model.present_targets(clips).view(b, now_steps, hw, d)  # baselines: NOW alone
         soon_t = targets[:, model.soon_idx[0]].view(b, soon_steps, hw, d)
         guesses = {
             "model": out["soon"].float().view(b, soon_steps, hw, d),
