@@ -15,6 +15,7 @@ from tritemporal.eval.report import REPORT_FILE, evaluate, random_init_copy, sum
 from tritemporal.heads.probe import PROBE_CONFIG, PROBE_WEIGHTS, LinearProbe
 from tritemporal.metrics import read_metrics
 from tritemporal.model import TriTemporalModel
+from tritemporal.threads import THREADS_ENV
 from tritemporal.train import train
 
 PNG = b"\x89PNG"
@@ -26,7 +27,10 @@ def _model() -> TriTemporalModel:
 
 
 @pytest.mark.slow
-def test_report_has_every_part_and_is_deterministic(eval_clips: Path, tmp_path: Path) -> None:
+def test_report_has_every_part_and_is_deterministic(
+    eval_clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(THREADS_ENV, "1")  # reruns are bit-identical on a pinned thread count
     model = _model()
     report = evaluate(model, eval_clips, tmp_path / "a", seed=1)
     assert report["samples"] > 20 and len(report["label_counts"]) >= 2
@@ -107,6 +111,34 @@ def test_soon_baselines_know_only_the_present() -> None:
     # the test has teeth: the whole-clip pass's NOW tokens differ between the two clips
     whole_now = targets[:, model.now_idx[0]]
     assert (whole_now[0] - whole_now[1]).abs().max() > 1e-3
+
+
+def test_eval_phases_report_progress_and_size_threads(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a terminal a phase logs its progress with an ETA, then its total and threads;
+    a phase on CPU runs on the cores other processes leave free and restores the count."""
+    from tritemporal import threads
+    from tritemporal.eval import progress
+
+    for name in threads.OVERRIDE_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: 1)
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
+    before = torch.get_num_threads()
+    cpu = torch.device("cpu")
+    with (
+        caplog.at_level("INFO", logger=progress.__name__),
+        progress.phase("extract features", 10, "windows", cpu) as advance,
+    ):
+        assert torch.get_num_threads() == 3
+        advance(4)
+        advance(6)
+    assert torch.get_num_threads() == before
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("extract features: 4/10 windows, ETA") for line in lines)
+    assert lines[-1].startswith("extract features: 10 windows in ") and "(3 threads)" in lines[-1]
 
 
 def test_random_init_copy_changes_weights_but_not_the_original() -> None:

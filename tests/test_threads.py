@@ -65,3 +65,45 @@ def test_cpu_runs_get_the_sized_count_and_restore_it(monkeypatch: pytest.MonkeyP
             assert count == torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(original)
+
+
+def test_busy_cores_leave_fewer_threads() -> None:
+    assert intra_op_threads(2, 0, {}, busy=1) == (
+        1,
+        "2 available cores - data.num_workers=0 - 1 busy with other processes",
+    )
+    assert intra_op_threads(2, 0, {}, busy=5)[0] == 1  # never below one
+    assert intra_op_threads(8, 0, {"OMP_NUM_THREADS": "6"}, busy=7)[0] == 6  # an override wins
+
+
+def test_busy_elsewhere_reads_procs_running_less_our_own(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  1 2 3\nprocs_running 4\nprocs_blocked 0\n")
+    monkeypatch.setattr(threads, "PROC_STAT", stat)
+    monkeypatch.setattr(threads, "BUSY_INTERVAL_S", 0.0)
+    monkeypatch.setattr(threads, "_own_running_threads", lambda: 1)
+    assert threads.busy_elsewhere() == 3
+    stat.write_text("cpu  1 2 3\n")  # no such line: unknown, so nothing is assumed busy
+    assert threads.busy_elsewhere() == 0
+    monkeypatch.setattr(threads, "PROC_STAT", tmp_path / "missing")
+    assert threads.busy_elsewhere() == 0
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux /proc only")
+def test_this_process_counts_its_reading_thread() -> None:
+    assert threads._own_running_threads() >= 1
+
+
+def test_phase_threads_size_blas_pools_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadpoolctl import threadpool_info
+
+    for name in threads.OVERRIDE_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: 1)
+    with threads.phase_threads(torch.device("cpu")) as count:
+        assert count == 1 and torch.get_num_threads() == 1
+        blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+        assert all(pool["num_threads"] == 1 for pool in blas)

@@ -272,8 +272,10 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         stride_s: float | None = None,
         batch_size: int = 8,
         actions: torch.Tensor | None = None,
+        forecast: bool = True,
     ) -> dict[str, torch.Tensor]:
-        """NOW tokens, SOON forecast and EVENTUALLY embedding of clips (B, C, T, H, W).
+        """NOW tokens, SOON forecast and EVENTUALLY embedding of clips (B, C, T, H, W)
+        (`forecast=False`: no SOON forecast, the predictor does not run).
 
         Clips are uint8 (0-255) or float in [0, 1]; normalization happens here. A video path is
         cut into windows as training cuts it (centre crop, stride `stride_s` or data.stride_s,
@@ -282,11 +284,14 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         (as `forecast` takes them) or, without them, under the training-mean state and action.
         """
         if isinstance(video, (str, Path)):
-            return self._encode_windows(VideoWindows.open(self.config, video, stride_s), batch_size)
+            windows = VideoWindows.open(self.config, video, stride_s)
+            return self._encode_windows(windows, batch_size, forecast)
         video = self.normalize(video)
         grid = self.config.clip.grid
         b = video.shape[0]
         now = self.backbone.encoder(video, keep=self.now_idx.expand(b, -1))
+        if not forecast:
+            return {"now": now, "eventually": self.outcome(now)}
         cond = None
         if self.action is not None:  # the training-mean action, unless the caller's are given
             cond = self._action_cond(self._mean_actions(b) if actions is None else actions)
@@ -371,12 +376,14 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
             raise RuntimeError("the teacher's tensors no longer match the student encoder's")
         return [(student[name], tensor) for name, tensor in teacher.items()]
 
-    def _encode_windows(self, windows: VideoWindows, batch_size: int) -> dict[str, torch.Tensor]:
+    def _encode_windows(
+        self, windows: VideoWindows, batch_size: int, forecast: bool
+    ) -> dict[str, torch.Tensor]:
         """`encode` of every window of a video, windows leading, plus "time" (start s)."""
         device = self.pixel_mean.device
         parts: dict[str, list[torch.Tensor]] = {}
         for _, clips in windows.batches(batch_size):
-            for key, value in self.encode(clips.to(device)).items():
+            for key, value in self.encode(clips.to(device), forecast=forecast).items():
                 parts.setdefault(key, []).append(value)
         out = {key: torch.cat(values) for key, values in parts.items()}
         out["time"] = torch.from_numpy(windows.starts.copy()).to(device)

@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +55,14 @@ from tritemporal.data.videos import VideoClips, find_videos
 from tritemporal.eval.metrics import classification_metrics
 from tritemporal.eval.plots import plot_intervals
 from tritemporal.eval.probes import (
+    AttentiveProbeSpec,
+    Progress,
     attentive_probe_predictions,
+    fold_count,
     linear_probe_predictions,
     usable_classes,
 )
+from tritemporal.eval.progress import phase
 from tritemporal.eval.report import (
     Features,
     eval_dataset,
@@ -80,6 +85,7 @@ TEACHER_PREFIX = "teacher:"
 FEATURES = ("outcome", "now_mean")  # EVENTUALLY probes run on these `Features` fields
 
 Statistic = Callable[[np.ndarray], float]  # window indices (with repeats) -> metric
+CPU = torch.device("cpu")
 
 
 def video_resamples(groups: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
@@ -161,16 +167,33 @@ def _classifier(y: np.ndarray, pred: np.ndarray, names: list[str], key: str) -> 
     return statistic
 
 
+@dataclass(frozen=True)
+class ProbePhase:
+    """How a probe reports its progress: the phase's name, units, units per fold, device."""
+
+    desc: str
+    unit: str
+    per_fold: int
+    device: torch.device
+
+
 def _probe_stats(
-    y: np.ndarray, names: list[str], groups: np.ndarray, fit: Callable, metrics: list[str]
+    y: np.ndarray,
+    names: list[str],
+    groups: np.ndarray,
+    fit: Callable,
+    metrics: list[str],
+    shown: ProbePhase,
 ) -> dict[str, Statistic]:
-    """Out-of-fold predictions of `fit(keep, y_kept)` -> one statistic per metric, or none when
-    the labels cannot be probed (fewer than 2 classes with 2+ windows, or one video)."""
+    """Out-of-fold predictions of `fit(keep, y_kept, progress)` -> one statistic per metric, or
+    none when the labels cannot be probed (fewer than 2 classes with 2+ windows, or one video)."""
     keep = (y >= 0) & usable_classes(y, 2)
     if len(np.unique(y[keep])) < 2 or len(np.unique(groups[keep])) < 2:
         return {}
     pred = np.full(len(y), -1)
-    pred[keep] = fit(keep, y[keep])
+    total = fold_count(y[keep], groups=groups[keep]) * shown.per_fold
+    with phase(shown.desc, total, shown.unit, shown.device) as advance:
+        pred[keep] = fit(keep, y[keep], advance)
     scored = np.where(keep, y, -1)
     return {m: _classifier(scored, pred, names, m) for m in metrics}
 
@@ -217,9 +240,16 @@ def _leader_bins(values: list[float | None]) -> np.ndarray:
 
 
 def source_statistics(
-    features: Features, tasks: dict, names: list[str], horizons: list[float], seed: int
+    features: Features,
+    tasks: dict,
+    names: list[str],
+    horizons: list[float],
+    seed: int,
+    source: str = "",
+    device: torch.device = CPU,
 ) -> dict[str, Statistic]:
-    """Every metric of one source as a function of the windows it is computed on."""
+    """Every metric of one source (named `source` in progress lines) as a function of the
+    windows it is computed on."""
     groups = features.groups
     assert groups is not None, "video datasets group windows by video"
     stats: dict[str, Statistic] = {}
@@ -228,20 +258,27 @@ def source_statistics(
     for feat in FEATURES:
         x = getattr(features, feat)
 
-        def fit(keep: np.ndarray, y: np.ndarray, x: np.ndarray = x) -> np.ndarray:
-            return linear_probe_predictions(x[keep], y, names, seed=seed, groups=groups[keep])[0]
+        def fit(keep: np.ndarray, y: np.ndarray, progress: Progress, x: np.ndarray = x):
+            return linear_probe_predictions(
+                x[keep], y, names, seed=seed, groups=groups[keep], progress=progress
+            )[0]
 
-        found = _probe_stats(labels, names, groups, fit, metrics)
+        shown = ProbePhase(f"{source} EVENTUALLY probe on {feat}", "folds", 1, device)
+        found = _probe_stats(labels, names, groups, fit, metrics, shown)
         stats |= {f"eventually.{feat}.{m}": s for m, s in found.items()}
     for task, (y, task_names) in tasks.items():
 
-        def fit_now(keep: np.ndarray, y_kept: np.ndarray, task_names: list = task_names):
+        def fit_now(
+            keep: np.ndarray, y_kept: np.ndarray, progress: Progress, task_names: list = task_names
+        ) -> np.ndarray:
             tokens = features.now_tokens[keep]
             return attentive_probe_predictions(
-                tokens, y_kept, task_names, seed=seed, groups=groups[keep]
+                tokens, y_kept, task_names, seed=seed, groups=groups[keep], progress=progress
             )[0]
 
-        found = _probe_stats(y, task_names, groups, fit_now, ["balanced_accuracy"])
+        epochs = AttentiveProbeSpec().epochs
+        shown = ProbePhase(f"{source} NOW probe {task}", "epochs", epochs, device)
+        found = _probe_stats(y, task_names, groups, fit_now, ["balanced_accuracy"], shown)
         stats |= {f"now.{task}.{m}": s for m, s in found.items()}
     model, copy = features.soon_windows["model_l1"], features.soon_windows["copy_l1"]
     for step, h in enumerate(horizons):
@@ -323,12 +360,17 @@ def compare(
         per_source[name], found = _encode_and_score(source, where, data_i, seed, batch_size, device)
         chance |= found
         rows.append(
-            {"name": name, "source": source, "metrics": _cells(per_source[name], n, resamples)}
+            {
+                "name": name,
+                "source": source,
+                "metrics": _cells(per_source[name], n, resamples, name),
+            }
         )
     for group, members in groups.items():
         keys = [k for k in per_source[members[0]] if all(k in per_source[m] for m in members)]
         mean = {k: _mean_of([per_source[m][k] for m in members]) for k in keys}
-        rows.append({"name": group, "members": members, "metrics": _cells(mean, n, resamples)})
+        cells = _cells(mean, n, resamples, group)
+        rows.append({"name": group, "members": members, "metrics": cells})
     keys = list(dict.fromkeys(k for r in rows for k in r["metrics"]))
     return {
         "data": str(data),
@@ -353,10 +395,13 @@ def _encode_and_score(
     """Encode the held-out windows with one source (then drop it): its statistics and the
     balanced-accuracy chance of each probe it ran."""
     model = load_source(source, seed, located).to(device)
-    features = extract(model, dataset, batch_size)
+    device = model.pixel_mean.device
+    with phase(f"{source} extract features", len(dataset), "windows", device) as advance:
+        features = extract(model, dataset, batch_size, progress=advance)
     tasks = now_tasks(features) | scene_tasks(dataset, features, model.config.data.manifest)
     horizons = soon_horizons(model.config)
-    stats = source_statistics(features, tasks, list(dataset.label_names), horizons, seed)
+    names = list(dataset.label_names)
+    stats = source_statistics(features, tasks, names, horizons, seed, source, device)
     chance = {f"now.{task}.balanced_accuracy": _chance(y) for task, (y, _) in tasks.items()}
     chance |= {f"eventually.{f}.balanced_accuracy": _chance(features.labels) for f in FEATURES}
     return stats, chance
@@ -367,10 +412,18 @@ def _mean_of(parts: list[Statistic]) -> Statistic:
     return lambda idx: float(np.nanmean([p(idx) for p in parts]))
 
 
-def _cells(stats: dict[str, Statistic], windows: int, resamples: list[np.ndarray]) -> dict:
-    """Each statistic on all `windows` and its bootstrap interval over the resamples."""
+def _cells(
+    stats: dict[str, Statistic], windows: int, resamples: list[np.ndarray], row: str
+) -> dict:
+    """Each statistic on all `windows` and its bootstrap interval over the resamples (the
+    progress of row `row` counted in metrics)."""
     everything = np.arange(windows)
-    return {k: _cell(s(everything), *bootstrap_interval(s, resamples)) for k, s in stats.items()}
+    cells = {}
+    with phase(f"{row} bootstrap intervals", len(stats), "metrics", CPU) as advance:
+        for key, statistic in stats.items():
+            cells[key] = _cell(statistic(everything), *bootstrap_interval(statistic, resamples))
+            advance(1)
+    return cells
 
 
 def _chance(y: np.ndarray) -> float:

@@ -2,7 +2,10 @@
 
 Every probe scores out-of-fold predictions over the same seeded split (it depends only on the
 labels, the groups and the seed), so linear, kNN and attentive numbers on one label set are
-comparable, and the same seed gives bit-identical results.
+comparable, and the same seed on the same number of CPU threads gives bit-identical results.
+(The attentive probe's forward pass differs in the 8th digit between 1 and 2 threads, and its
+training can turn that into a few different predictions among a thousand: `eval` sizes threads
+to the free cores, so pin `TRITEMPORAL_NUM_THREADS` for bit-identical reruns.)
 
 Why groups: windows cut from one video at a 0.5 s stride overlap and look alike, so a plain
 stratified split lets a probe (a kNN above all) score by recognising the neighbouring window of
@@ -12,6 +15,7 @@ split: the probe must generalise to unseen videos, as a user's model must.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +28,8 @@ from tritemporal.eval.metrics import as_features, as_labels, classification_metr
 from tritemporal.heads.attentive import AttentivePooler
 from tritemporal.heads.probe import LinearProbe
 
+Progress = Callable[[int], None]  # called with the units of work just done (folds, epochs)
+
 
 def usable_classes(y: Any, min_count: int) -> np.ndarray:
     """Boolean mask of samples whose class has at least `min_count` members."""
@@ -32,6 +38,14 @@ def usable_classes(y: Any, min_count: int) -> np.ndarray:
         raise ValueError(f"y must be 1-D, got shape {labels.shape}")
     _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     return counts[inverse.reshape(-1)] >= min_count
+
+
+def fold_count(y: Any, folds: int = 5, groups: Any | None = None) -> int:
+    """How many folds a probe of labels y makes (what its progress counts in): `folds`, at most
+    the smallest class count and the number of groups."""
+    _, counts = np.unique(to_numpy(y), return_counts=True)
+    k = min(folds, int(counts.min()))
+    return k if groups is None else min(k, len(np.unique(to_numpy(groups))))
 
 
 def _folds(
@@ -92,6 +106,7 @@ def linear_probe_cv(
     folds: int = 5,
     seed: int = 0,
     groups: Any | None = None,
+    progress: Progress | None = None,
 ) -> dict:
     """Out-of-fold StandardScaler + class-balanced LogisticRegression(C=1) probe of x (N, D).
 
@@ -99,7 +114,7 @@ def linear_probe_cv(
     keep_lane and its accuracy only restates the class share; weighted, it must separate the
     maneuvers, and balanced accuracy (chance 1/classes) measures how well it does.
     """
-    pred, k = linear_probe_predictions(x, y, label_names, folds, seed, groups)
+    pred, k = linear_probe_predictions(x, y, label_names, folds, seed, groups, progress)
     return _result(_check(len(pred), y, label_names), pred, label_names, k)
 
 
@@ -110,8 +125,10 @@ def linear_probe_predictions(
     folds: int = 5,
     seed: int = 0,
     groups: Any | None = None,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, int]:
-    """`linear_probe_cv`'s out-of-fold class id of every sample (N,) and its fold count."""
+    """`linear_probe_cv`'s out-of-fold class id of every sample (N,) and its fold count
+    (`progress` is called with 1 after each fold)."""
     feats = as_features(x)
     labels = _check(len(feats), y, label_names)
     splits = _folds(labels, folds, seed, groups)
@@ -119,9 +136,11 @@ def linear_probe_predictions(
     for train, test in splits:
         if len(np.unique(labels[train])) == 1:  # a video-held-out fold may see a single class
             pred[test] = labels[train][0]
-            continue
-        model = _logistic(seed).fit(feats[train], labels[train])
-        pred[test] = model.predict(feats[test])
+        else:
+            model = _logistic(seed).fit(feats[train], labels[train])
+            pred[test] = model.predict(feats[test])
+        if progress is not None:
+            progress(1)
     return pred, len(splits)
 
 
@@ -239,9 +258,12 @@ def attentive_probe_cv(
     seed: int = 0,
     groups: Any | None = None,
     spec: AttentiveProbeSpec = AttentiveProbeSpec(),
+    progress: Progress | None = None,
 ) -> dict:
     """Out-of-fold V-JEPA 2-style attentive probe (queries cross-attend) of tokens (N, T, D)."""
-    pred, k = attentive_probe_predictions(tokens, y, label_names, folds, seed, groups, spec)
+    pred, k = attentive_probe_predictions(
+        tokens, y, label_names, folds, seed, groups, spec, progress
+    )
     return _result(_check(len(pred), y, label_names), pred, label_names, k)
 
 
@@ -253,8 +275,10 @@ def attentive_probe_predictions(
     seed: int = 0,
     groups: Any | None = None,
     spec: AttentiveProbeSpec = AttentiveProbeSpec(),
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, int]:
-    """`attentive_probe_cv`'s out-of-fold class id of every sample (N,) and its fold count."""
+    """`attentive_probe_cv`'s out-of-fold class id of every sample (N,) and its fold count
+    (`progress` is called with 1 after each training epoch of each fold)."""
     arr = to_numpy(tokens).astype(np.float32)
     if arr.ndim != 3 or 0 in arr.shape:
         raise ValueError(f"tokens must be non-empty (N, T, D), got shape {arr.shape}")
@@ -280,7 +304,7 @@ def attentive_probe_predictions(
             if spec.standardize:
                 x_train, x_test = _standardized(x_train, x_test)
             probe = _AttentiveProbe(arr.shape[1], arr.shape[2], len(classes), spec)
-            _fit(probe, x_train, y_all[train], spec, generator)
+            _fit(probe, x_train, y_all[train], spec, generator, progress)
             probe.eval()
             with torch.no_grad():
                 logits = torch.cat([probe(chunk) for chunk in x_test.split(256)])
@@ -315,6 +339,7 @@ def _fit(
     y: torch.Tensor,
     spec: AttentiveProbeSpec,
     generator: torch.Generator,
+    progress: Progress | None = None,
 ) -> None:
     """AdamW + cross-entropy over seeded shuffled minibatches."""
     optimizer = torch.optim.AdamW(probe.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
@@ -325,3 +350,5 @@ def _fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        if progress is not None:
+            progress(1)

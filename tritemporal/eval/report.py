@@ -25,6 +25,8 @@ import copy
 import dataclasses
 import json
 import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +39,16 @@ from tritemporal.data.videos import VideoClips
 from tritemporal.eval.metrics import feature_stats
 from tritemporal.eval.plots import plot_bars, plot_confusion, plot_horizon, plot_projection
 from tritemporal.eval.probes import (
+    AttentiveProbeSpec,
+    Progress,
     attentive_probe_cv,
     fit_linear_probe,
+    fold_count,
     knn_probe_cv,
     linear_probe_cv,
     usable_classes,
 )
+from tritemporal.eval.progress import phase
 from tritemporal.heads.probe import PROBE_CONFIG, PROBE_WEIGHTS, LinearProbe
 from tritemporal.loader import stack_signals
 from tritemporal.model import TriTemporalModel
@@ -91,34 +97,107 @@ def eval_dataset(config: TriTemporalConfig, data: str | Path) -> VideoClips:
     return VideoClips(dataclasses.replace(config, data=data_config), train=False)
 
 
-@torch.no_grad()
 def extract(
-    model: TriTemporalModel, dataset, batch_size: int = 16, max_samples: int = 0
+    model: TriTemporalModel,
+    dataset,
+    batch_size: int = 16,
+    max_samples: int = 0,
+    progress: Progress | None = None,
 ) -> Features:
     """Run the frozen model over the dataset once, keeping features and SOON errors."""
-    c = model.config.clip
-    grid = c.grid
-    now_steps, soon_steps, _ = c.slices
-    hw = grid[1] * grid[2]
+    return extract_many([model], dataset, batch_size, max_samples, progress=progress)[0]
+
+
+@torch.no_grad()
+def extract_many(
+    models: Sequence[TriTemporalModel],
+    dataset,
+    batch_size: int = 16,
+    max_samples: int = 0,
+    forecasts: Sequence[bool] | None = None,
+    progress: Progress | None = None,
+) -> list[Features]:
+    """`extract` for several models in one pass: each window is decoded once (the next batch
+    in a background thread while this one is encoded). `forecasts[i]` False skips model i's
+    SOON forecast and teacher passes (its `soon` stays empty): a reference needs its features
+    only. `progress` is called with the windows of each batch."""
+    forecasts = [True] * len(models) if forecasts is None else list(forecasts)
+    if len(forecasts) != len(models):
+        raise ValueError(f"{len(models)} models but {len(forecasts)} forecast flags")
     n = len(dataset) if max_samples <= 0 else min(max_samples, len(dataset))
-    device = next(model.parameters()).device
-    parts: dict[str, list] = {"outcome": [], "now_mean": [], "now_tokens": [], "labels": []}
-    signals: dict[str, list[float]] = {}
-    per_window: dict[str, list[np.ndarray]] = {f"{k}_l1": [] for k in ("model", "copy", "mean")}
-    paths, times = [], []
-    soon = {k: np.zeros(soon_steps) for k in ("model_l1", "model_cos", "copy_l1", "copy_cos")}
-    soon |= {"mean_l1": np.zeros(soon_steps), "mean_cos": np.zeros(soon_steps)}
-    for start in range(0, n, batch_size):
-        samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
-        video = torch.stack([s["video"] for s in samples]).to(device)
-        actions = None
-        if model.action is not None:  # a conditioned forecast under the window's own actions
-            window = stack_signals(samples, model.action.signals)
-            actions = window[:, c.action_rows].to(device)
-        out = model.encode(video, actions=actions)
+    parts: list[dict[str, list]] = [{} for _ in models]
+    labels, paths, times, signals = [], [], [], {}
+    last_now = models[0].config.clip.now_frames - 1
+    for samples in decoded_batches(dataset, n, batch_size):
+        for model, forecast, kept in zip(models, forecasts, parts, strict=True):
+            for key, value in _encode_batch(model, samples, forecast).items():
+                kept.setdefault(key, []).append(value)
+        for sample in samples:
+            labels.append(int(sample["label"]))
+            paths.append(str(sample.get("path", "")))
+            times.append(float(sample.get("time", float("nan"))))
+            for key, series in sample.get("signals", {}).items():
+                signals.setdefault(key, []).append(float(series[last_now]))
+        if progress is not None:
+            progress(len(samples))
+    complete = {k: np.array(v) for k, v in signals.items() if len(v) == n}
+    video_ids = getattr(dataset, "video_ids", None)
+    groups = None if video_ids is None else np.asarray(video_ids)[:n]
+    shared = {"labels": np.array(labels, dtype=np.int64), "groups": groups, "signals": complete}
+    shared |= {"paths": paths, "times": np.array(times)}
+    features = []
+    for kept in parts:
+        arrays = {k: np.concatenate(v) for k, v in kept.items()}
+        soon_windows = {k: arrays.pop(k) for k in list(arrays) if k.endswith("_l1")}
+        soon = {k: v.mean(axis=0, dtype=np.float64) for k, v in soon_windows.items()}
+        cosines = [k for k in arrays if k.endswith("_cos")]
+        soon |= {k: arrays.pop(k).mean(axis=0, dtype=np.float64) for k in cosines}
+        features.append(Features(**arrays, **shared, soon=soon, soon_windows=soon_windows))
+    return features
+
+
+def decoded_batches(dataset, n: int, batch_size: int) -> Iterator[list[dict]]:
+    """The first `n` samples in batches, the next batch decoded in a background thread while
+    the caller encodes this one (the decoders release the GIL); a decode error is raised here."""
+
+    def load(start: int) -> list[dict]:
+        return [dataset[i] for i in range(start, min(n, start + batch_size))]
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+        pending = pool.submit(load, 0) if n else None
+        for start in range(0, n, batch_size):
+            assert pending is not None
+            samples = pending.result()
+            following = start + batch_size
+            pending = pool.submit(load, following) if following < n else None
+            yield samples
+
+
+def _encode_batch(
+    model: TriTemporalModel, samples: list[dict], forecast: bool
+) -> dict[str, np.ndarray]:
+    """One batch of windows through a frozen model: features, and with `forecast` the SOON
+    forecast's and both baselines' L1 (B, S) and cosine distance (B, S) to the teacher."""
+    c = model.config.clip
+    now_steps, soon_steps, _ = c.slices
+    hw = c.grid[1] * c.grid[2]
+    video = torch.stack([s["video"] for s in samples]).to(model.pixel_mean.device)
+    actions = None
+    if forecast and model.action is not None:  # conditioned on the window's own actions
+        actions = stack_signals(samples, model.action.signals)[:, c.action_rows]
+        actions = actions.to(video.device)
+    out = model.encode(video, actions=actions, forecast=forecast)
+    b = video.shape[0]
+    now = out["now"].float()
+    parts = {
+        "outcome": out["eventually"].float(),
+        "now_mean": now.mean(dim=1),
+        "now_tokens": now.view(b, now_steps, hw, -1)[:, -1],
+    }
+    if forecast:
         clips = model.normalize(video)
         targets = model.teacher_targets(clips)  # (B, N, D): SOON targets as training sets them
-        b, d = video.shape[0], targets.shape[-1]
+        d = targets.shape[-1]
         now_t = model.present_targets(clips).view(b, now_steps, hw, d)  # baselines: NOW alone
         soon_t = targets[:, model.soon_idx[0]].view(b, soon_steps, hw, d)
         guesses = {
@@ -127,31 +206,9 @@ def extract(
             "mean": now_t.mean(dim=(1, 2), keepdim=True).expand_as(soon_t),
         }
         for name, guess in guesses.items():
-            l1 = (guess - soon_t).abs().mean(dim=(2, 3)).cpu().numpy()  # (B, S)
-            soon[f"{name}_l1"] += l1.sum(0)
-            per_window[f"{name}_l1"].append(l1)
-            cos = 1 - F.cosine_similarity(guess, soon_t, dim=-1)  # (B, S, HW)
-            soon[f"{name}_cos"] += cos.mean(dim=2).sum(0).cpu().numpy()
-        now = out["now"].float()
-        parts["outcome"].append(out["eventually"].float().cpu().numpy())
-        parts["now_mean"].append(now.mean(dim=1).cpu().numpy())
-        parts["now_tokens"].append(now.view(b, now_steps, hw, -1)[:, -1].cpu().numpy())
-        parts["labels"].append(np.array([int(s["label"]) for s in samples]))
-        last_now = c.now_frames - 1
-        for s in samples:
-            paths.append(str(s.get("path", "")))
-            times.append(float(s.get("time", float("nan"))))
-            for key, series in s.get("signals", {}).items():
-                signals.setdefault(key, []).append(float(series[last_now]))
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
-    complete = {k: np.array(v) for k, v in signals.items() if len(v) == n}
-    video_ids = getattr(dataset, "video_ids", None)
-    groups = None if video_ids is None else np.asarray(video_ids)[:n]
-    soon = {k: v / n for k, v in soon.items()}
-    return Features(
-        soon=soon, signals=complete, groups=groups, **arrays, paths=paths,
-        soon_windows={k: np.concatenate(v) for k, v in per_window.items()}, times=np.array(times),
-    )  # fmt: skip
+            parts[f"{name}_l1"] = (guess - soon_t).abs().mean(dim=(2, 3))  # (B, S)
+            parts[f"{name}_cos"] = (1 - F.cosine_similarity(guess, soon_t, dim=-1)).mean(dim=2)
+    return {k: v.cpu().numpy() for k, v in parts.items()}
 
 
 def random_init_copy(model: TriTemporalModel, seed: int) -> TriTemporalModel:
@@ -166,15 +223,21 @@ def random_init_copy(model: TriTemporalModel, seed: int) -> TriTemporalModel:
 
 
 def _probes(
-    x: np.ndarray, y: np.ndarray, names: list[str], seed: int, groups: np.ndarray | None
+    x: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    seed: int,
+    groups: np.ndarray | None,
+    progress: Progress | None = None,
 ) -> dict:
-    """Linear and kNN probes on features x of labelled windows, or why they were skipped."""
+    """Linear and kNN probes on features x of labelled windows, or why they were skipped
+    (`progress` counts the linear probe's folds)."""
     if _one_video(groups):
         return {"skipped": "windows of one video only: held-out folds need 2+ videos"}
     if len(set(y.tolist())) < 2:
         return {"skipped": "fewer than two maneuver classes with at least two windows"}
     return {
-        "linear": linear_probe_cv(x, y, names, seed=seed, groups=groups),
+        "linear": linear_probe_cv(x, y, names, seed=seed, groups=groups, progress=progress),
         "knn": knn_probe_cv(x, y, names, k=20, seed=seed, groups=groups),
     }
 
@@ -185,15 +248,21 @@ def _labelled(features: Features) -> tuple[np.ndarray, np.ndarray, np.ndarray | 
     return keep, features.labels[keep], features.groups_at(keep)
 
 
-def eventually_report(features: Features, random: Features, names: list[str], seed: int) -> dict:
+def eventually_report(
+    features: Features, random: Features, names: list[str], seed: int, device: torch.device
+) -> dict:
     """Outcome embeddings vs mean NOW features vs a random-init model, with the same probes."""
     keep, y, groups = _labelled(features)
-    return {
-        "outcome": _probes(features.outcome[keep], y, names, seed, groups),
-        "now_mean": _probes(features.now_mean[keep], y, names, seed, groups),
-        "random_init_outcome": _probes(random.outcome[keep], y, names, seed, groups),
-        "random_init_now_mean": _probes(random.now_mean[keep], y, names, seed, groups),
+    sets = {
+        "outcome": features.outcome,
+        "now_mean": features.now_mean,
+        "random_init_outcome": random.outcome,
+        "random_init_now_mean": random.now_mean,
     }
+    probed = len(set(y.tolist())) >= 2 and not _one_video(groups)
+    folds = fold_count(y, groups=groups) if probed else 0
+    with phase("EVENTUALLY probes", len(sets) * folds, "folds", device) as advance:
+        return {name: _probes(x[keep], y, names, seed, groups, advance) for name, x in sets.items()}
 
 
 def now_tasks(features: Features) -> dict[str, tuple[np.ndarray, list[str]]]:
@@ -210,9 +279,10 @@ def now_tasks(features: Features) -> dict[str, tuple[np.ndarray, list[str]]]:
     return tasks
 
 
-def now_report(features: Features, seed: int) -> dict:
+def now_report(features: Features, seed: int, device: torch.device) -> dict:
     """Attentive probes for present-state labels found in the annotations."""
     report = {}
+    spec = AttentiveProbeSpec()
     for name, (y, labels) in now_tasks(features).items():
         keep = usable_classes(y, 2)
         if len(set(y[keep].tolist())) < 2:
@@ -221,7 +291,11 @@ def now_report(features: Features, seed: int) -> dict:
         groups = features.groups_at(keep)
         if _one_video(groups):
             continue
-        report[name] = attentive_probe_cv(tokens, y[keep], labels, seed=seed, groups=groups)
+        epochs = fold_count(y[keep], groups=groups) * spec.epochs
+        with phase(f"NOW probe {name}", epochs, "epochs", device) as advance:
+            report[name] = attentive_probe_cv(
+                tokens, y[keep], labels, seed=seed, groups=groups, spec=spec, progress=advance
+            )
     return report
 
 
@@ -259,7 +333,16 @@ def evaluate(
     fast training-time hook)."""
     dataset = eval_dataset(model.config, data) if isinstance(data, str | Path) else data
     names = list(dataset.label_names)
-    features = extract(model, dataset, batch_size, max_samples)
+    if full:  # the random-init reference's features in the same pass (no SOON: not reported)
+        device = model.pixel_mean.device
+        n = len(dataset) if max_samples <= 0 else min(max_samples, len(dataset))
+        models = [model, random_init_copy(model, seed)]
+        with phase("extract features", n, "windows", device) as advance:
+            features, random = extract_many(
+                models, dataset, batch_size, max_samples, [True, False], advance
+            )
+    else:  # the training-time hook: quiet, on the threads the training loop set
+        features = extract(model, dataset, batch_size, max_samples)
     report = {
         "data": str(getattr(data, "root", data)),
         "samples": len(features.labels),
@@ -276,9 +359,8 @@ def evaluate(
         },
     }
     if full:
-        random = extract(random_init_copy(model, seed), dataset, batch_size, max_samples)
-        report["eventually"] = eventually_report(features, random, names, seed)
-        report["now"] = now_report(features, seed)
+        report["eventually"] = eventually_report(features, random, names, seed, device)
+        report["now"] = now_report(features, seed, device)
         report["collapse"]["random_init_outcome"] = feature_stats(random.outcome)
     else:
         keep, y, groups = _labelled(features)
