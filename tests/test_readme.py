@@ -33,6 +33,28 @@ def test_python_snippet_runs_as_written(tmp_path: Path, monkeypatch: pytest.Monk
     TriTemporalModel.from_pretrained(tmp_path / "my-model")
 
 
+def test_curves_command_draws_metrics_the_quickstart_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tritemporal.cli import main
+    from tritemporal.config import load_config
+
+    (command,) = re.findall(r"`(tritemporal curves [^`]*)`", README.read_text())
+    quickstart = load_config(README.parent / "configs" / "quickstart.yaml")
+    tiny = tiny_config("train.run_dir=runs/quickstart", "train.steps=2")
+    # the tiny run logs what the quickstart logs: the same objectives, no eval hook
+    assert quickstart.loss == tiny.loss and quickstart.eval.every == tiny.eval.every == 0
+    monkeypatch.chdir(tmp_path)
+    train(tiny)
+    argv = shlex.split(command)
+    assert main(argv[1:]) == 0, command
+    assert "never logged" not in caplog.text
+    assert (tmp_path / "runs" / "quickstart" / "curves.png").is_file()
+    assert main(["curves", "runs/quickstart", "--keys", "eval/now_rankme", "loss"]) == 0
+    assert "skipped ['eval/now_rankme']: never logged" in caplog.text
+    assert main(["curves", "runs/quickstart", "--keys", "eval/now_rankme"]) == 2  # none at all
+
+
 def worked_example_commands() -> list[str]:
     """The bash block of the README's import worked example, continuation lines joined."""
     section = README.read_text().split("### Worked example: from a download to `train`", 1)[1]
