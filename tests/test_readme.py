@@ -88,3 +88,11 @@ def test_import_worked_example_runs_as_written(
     assert len(list((tmp_path / "demo" / "bdd_train" / "videos").rglob("*.mov"))) == 8
     assert (tmp_path / "demo" / "comma" / "videos").is_dir()
     assert (tmp_path / "eval" / "report.json").is_file()
+
+
+def test_cpu_torch_line_comes_before_the_package_install() -> None:
+    text = README.read_text()
+    cpu = text.index("pip install torch --index-url https://download.pytorch.org/whl/cpu")
+    package = text.index("\npip install -e . && tritemporal train")  # the first command
+    assert cpu < package, "a literal reader would pull the CUDA build first"
+    assert "torch==" not in text  # no version pin of one machine's setup
