@@ -29,8 +29,8 @@ def test_python_snippet_runs_as_written(tmp_path: Path, monkeypatch: pytest.Monk
     namespace: dict = {}
     exec(compile(python_section_code(), str(README), "exec"), namespace)
     assert set(namespace["out"]) == {"now", "soon", "eventually"}
-    assert (tmp_path / "my-model" / "model.safetensors").is_file()
-    TriTemporalModel.from_pretrained(tmp_path / "my-model")
+    assert (tmp_path / "runs" / "my-model" / "model.safetensors").is_file()  # runs/: ignored
+    TriTemporalModel.from_pretrained(tmp_path / "runs" / "my-model")
 
 
 def test_curves_command_draws_metrics_the_quickstart_logs(
@@ -96,3 +96,17 @@ def test_cpu_torch_line_comes_before_the_package_install() -> None:
     package = text.index("\npip install -e . && tritemporal train")  # the first command
     assert cpu < package, "a literal reader would pull the CUDA build first"
     assert "torch==" not in text  # no version pin of one machine's setup
+
+
+def test_evaluate_commands_write_under_the_ignored_runs_folder() -> None:
+    section = README.read_text().split("## Evaluate:", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    written = []
+    for line in "".join(commands).replace("\\\n", " ").splitlines():
+        argv = shlex.split(line.split("#", 1)[0])
+        written += [argv[i + 1] for i, a in enumerate(argv) if a in ("--out", "--data")]
+    written += re.findall(r"eval\.data=(\S+?)`", section)
+    assert "runs/eval_clips" in written and len(written) >= 6
+    assert all(path.startswith("runs/") for path in written), written
+    ignored = (README.parent / ".gitignore").read_text().split()
+    assert "runs/" in ignored  # nothing the README writes lands untracked in the repo root

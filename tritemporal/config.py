@@ -564,7 +564,7 @@ class EvalConfig(_Section):
         _check(
             self.every == 0 or self.data is not None,
             "eval.every is set but eval.data is not: give a held-out videos folder "
-            "(e.g. tritemporal make-clips --out eval_clips --seed 1000)",
+            "(e.g. tritemporal make-clips --out runs/eval_clips --seed 1000)",
         )
 
 
