@@ -70,6 +70,15 @@ class StepOutput:
     metrics: dict[str, torch.Tensor]
 
 
+# parts of `TriTemporalModel.parameter_counts` -> their name in `describe_parameters`
+PARAMETER_PARTS = {
+    "encoder": "encoder",
+    "predictor": "predictor",
+    "heads": "heads",
+    "teacher": "EMA teacher",
+}
+
+
 class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", license="apache-2.0"):
     """Backbone (student encoder + predictor), EMA teacher, outcome head and EVENTUALLY target.
 
@@ -130,6 +139,34 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         for part, frozen in unused.items():
             if frozen:
                 part.requires_grad_(False)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per part (student encoder, predictor, heads, EMA teacher), their total and
+        how many of them train; `describe_parameters` is the line the commands print."""
+        # the teacher is never trained: an EMA of the encoder (under LoRA only buffers, not
+        # counted: it shares the frozen base and keeps EMA copies of the adapters)
+        prefixes = {"backbone.encoder.": "encoder", "backbone.predictor.": "predictor"}
+        prefixes["teacher."] = "teacher"
+        counts = dict.fromkeys(PARAMETER_PARTS, 0)
+        trainable = 0
+        for name, param in self.named_parameters():
+            part = next((v for k, v in prefixes.items() if name.startswith(k)), "heads")
+            counts[part] += param.numel()
+            trainable += param.numel() if param.requires_grad else 0
+        return {**counts, "total": sum(counts.values()), "trainable": trainable}
+
+    def describe_parameters(self) -> str:
+        """'2.69M trainable of 4.80M params (56.0%): encoder 2.10M, ...', the one breakdown
+        `train` logs at start-up and `bench` reports."""
+        n = self.parameter_counts()
+        parts = ", ".join(
+            f"{label} {n[k] / 1e6:.2f}M" for k, label in PARAMETER_PARTS.items() if n[k]
+        )
+        share = 100 * n["trainable"] / max(n["total"], 1)
+        return (
+            f"{n['trainable'] / 1e6:.2f}M trainable of {n['total'] / 1e6:.2f}M params "
+            f"({share:.2f}%): {parts}"
+        )
 
     def train(self, mode: bool = True) -> TriTemporalModel:
         """Switch train/eval; the teacher always stays in eval mode (no drop path)."""
