@@ -427,7 +427,7 @@ def test_fitted_probe_matches_sklearn_and_round_trips(tmp_path, num_classes: int
     x, y = planted(n=120, d=8)
     keep = y < num_classes
     x, y = x[keep], y[keep]
-    probe = fit_linear_probe(x, y, NAMES, seed=0)
+    probe = fit_linear_probe(x, y, NAMES, seed=0, fingerprint="0123456789abcdef")
     assert probe.label_names == NAMES[:num_classes] and probe.embed_dim == 8
     reference = _logistic(0).fit(x, y).predict_proba(x)
     probs = probe(torch.from_numpy(x)).softmax(dim=-1).numpy()
@@ -436,6 +436,7 @@ def test_fitted_probe_matches_sklearn_and_round_trips(tmp_path, num_classes: int
     for path in (tmp_path, tmp_path / PROBE_WEIGHTS, tmp_path / PROBE_CONFIG):
         loaded = LinearProbe.load(path)
         assert loaded.label_names == probe.label_names and loaded.fitted_on == len(y)
+        assert loaded.fingerprint == "0123456789abcdef"
         torch.testing.assert_close(loaded(torch.from_numpy(x)), probe(torch.from_numpy(x)))
 
 

@@ -19,6 +19,7 @@ pass over NOW shared by SOON and EVENTUALLY):
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,9 @@ PARAMETER_PARTS = {
     "heads": "heads",
     "teacher": "EMA teacher",
 }
+
+# state-dict prefixes of what computes the EVENTUALLY embedding (`outcome_fingerprint`)
+OUTCOME_PARTS = ("backbone.encoder.", "outcome.")
 
 
 class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", license="apache-2.0"):
@@ -167,6 +171,22 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
             f"{n['trainable'] / 1e6:.2f}M trainable of {n['total'] / 1e6:.2f}M params "
             f"({share:.2f}%): {parts}"
         )
+
+    def outcome_fingerprint(self) -> str:
+        """16 hex digits of SHA-256 over the weights that make the EVENTUALLY embedding: every
+        tensor of the student encoder and the outcome head (name, dtype, shape and bytes).
+
+        A probe fitted on one model's embeddings records it, and `predict` refuses a probe
+        whose fingerprint is another model's. All bytes are hashed, not a sample, so any change
+        of weight counts; that costs about 0.6 s per GB on one CPU core (ViT-L: under a second).
+        """
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            if name.startswith(OUTCOME_PARTS):
+                flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+                digest.update(f"{name} {flat.dtype} {tuple(tensor.shape)}\n".encode())
+                digest.update(flat.view(torch.uint8).numpy())
+        return digest.hexdigest()[:16]
 
     def train(self, mode: bool = True) -> TriTemporalModel:
         """Switch train/eval; the teacher always stays in eval mode (no drop path)."""

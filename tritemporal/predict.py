@@ -49,7 +49,7 @@ def predict_video(
     device = resolve_device(device)
     model.to(device).eval()
     if probe is not None:
-        _check_probe(probe, model.config)
+        _check_probe(probe, model)
         probe.to(device).eval()
     windows = VideoWindows.open(model.config, video, stride_s)
     log.info(
@@ -80,13 +80,25 @@ def predict_video(
     return result
 
 
-def _check_probe(probe: LinearProbe, config: TriTemporalConfig) -> None:
-    """A ValueError when the probe takes embeddings of another size than the model's."""
+def _check_probe(probe: LinearProbe, model: TriTemporalModel) -> None:
+    """A ValueError when the probe takes embeddings of another size than the model's, or was
+    fitted on another model's embeddings (its recorded fingerprint is not this model's)."""
+    config = model.config
     if probe.embed_dim != config.outcome.out_dim:
         raise ValueError(
             f"the probe takes {probe.embed_dim}-dim EVENTUALLY embeddings but this model's are "
             f"{config.outcome.out_dim}-dim (outcome.out_dim): use the probe that `tritemporal "
             "eval` saved for this checkpoint"
+        )
+    if probe.fingerprint is None:  # an older probe file: LinearProbe.load warned
+        return
+    ours = model.outcome_fingerprint()
+    if probe.fingerprint != ours:
+        raise ValueError(
+            f"the probe was fitted on another model's EVENTUALLY embeddings (model fingerprint "
+            f"{probe.fingerprint}; this model's is {ours}), so its probabilities would not mean "
+            "anything here: refit it on this model with `tritemporal eval --checkpoint SOURCE "
+            "--data CLIPS --out DIR` (SOURCE: the checkpoint you predict with) and pass --probe DIR"
         )
 
 
