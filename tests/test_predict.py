@@ -206,3 +206,40 @@ def test_cli_predict_refuses_a_probe_of_another_checkpoint(
     caplog.clear()
     assert main([*args, "--probe", old]) == 0  # still used, with a warning
     assert "records no model fingerprint" in caplog.text
+
+
+def test_timeline_shades_annotated_events_and_states_the_outcome_offset(
+    model: TriTemporalModel, video: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from matplotlib.colors import to_rgb
+
+    from tritemporal.data.annotations import Event, write_annotation
+    from tritemporal.predict import timeline_figure
+
+    drive = write_video(tmp_path / "videos" / "town" / "drive.mp4", frames=48, fps=8, size=(32, 64))
+    note = tmp_path / "annotations" / "town" / "drive.json"
+    write_annotation(note, [Event("lane_change_left", 1.0, 2.0, "auto"), Event("brake", 3.0, 4.0)])
+    names = ["keep_lane", "brake"]
+    e = model.config.outcome.out_dim
+    probe = LinearProbe(torch.zeros(e), torch.ones(e), torch.randn(2, e), torch.zeros(2), names)
+    result = predict_video(model, drive, probe=probe)
+    meta = read_meta(result)
+    assert meta["annotation"] == str(note)
+    assert [(v["maneuver"], v["start"], v["end"]) for v in meta["events"]] == [
+        ("lane_change_left", 1.0, 2.0), ("brake", 3.0, 4.0),
+    ]  # fmt: skip
+    # NOW 4 + SOON 2 frames at 4 fps, no gap: window t's outcome is [t + 1.5, t + 2) s
+    assert meta["eventually_range_s"] == [1.5, 2.0]
+    fig = timeline_figure(result)
+    assert (
+        "the outcome (EVENTUALLY) of window t is t + 1.5 s to t + 2 s" in fig.axes[-1].get_xlabel()
+    )
+    assert all(len(ax.patches) == 2 for ax in fig.axes)  # each event shaded on every panel
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["brake", "lane_change_left"]
+    brake_stack = fig.axes[2].collections[names.index("brake")].get_facecolor()[0]
+    brake_span = fig.axes[2].patches[1].get_facecolor()
+    assert to_rgb(brake_span) == to_rgb(brake_stack)  # a maneuver keeps the probe's colour
+    assert read_meta(predict_video(model, video))["events"] == []  # no annotations/ beside it
+    note.write_text("{not json")
+    assert read_meta(predict_video(model, drive))["events"] == []
+    assert "unreadable JSON" in caplog.text and "its events are not drawn" in caplog.text
