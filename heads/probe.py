@@ -9,12 +9,15 @@ Files, in one folder (the eval output folder):
 - `PROBE_WEIGHTS` (safetensors, float32): `mean` (E,) and `scale` (E,), the feature
   standardisation; `weight` (C, E) and `bias` (C,), class logits of standardised features.
 - `PROBE_CONFIG` (JSON): `format` (`PROBE_FORMAT`), `features` ("eventually"), `embed_dim` (E),
-  `label_names` (C class names, in logit order), `fitted_on` (number of windows).
+  `label_names` (C class names, in logit order), `fitted_on` (number of windows),
+  `model_fingerprint` (`TriTemporalModel.outcome_fingerprint` of the model whose embeddings it
+  was fitted on; null when unknown, absent in files written before it was recorded).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -27,6 +30,8 @@ PROBE_WEIGHTS = "eventually_probe.safetensors"
 PROBE_CONFIG = "eventually_probe.json"
 PROBE_FORMAT = 1
 _TENSORS = ("mean", "scale", "weight", "bias")
+
+logger = logging.getLogger(__name__)
 
 
 class LinearProbe(nn.Module):
@@ -45,6 +50,7 @@ class LinearProbe(nn.Module):
         bias: torch.Tensor,
         label_names: list[str],
         fitted_on: int = 0,
+        fingerprint: str | None = None,
     ) -> None:
         super().__init__()
         c, e = weight.shape
@@ -60,6 +66,7 @@ class LinearProbe(nn.Module):
             self.register_buffer(name, value.detach().float().contiguous())
         self.label_names = [str(n) for n in label_names]
         self.fitted_on = int(fitted_on)
+        self.fingerprint = fingerprint  # outcome_fingerprint of the model it was fitted on
 
     @property
     def embed_dim(self) -> int:
@@ -81,6 +88,7 @@ class LinearProbe(nn.Module):
             "embed_dim": self.embed_dim,
             "label_names": self.label_names,
             "fitted_on": self.fitted_on,
+            "model_fingerprint": self.fingerprint,
         }
         (folder / PROBE_CONFIG).write_text(json.dumps(config, indent=1) + "\n")
         return folder / PROBE_WEIGHTS
@@ -107,7 +115,18 @@ class LinearProbe(nn.Module):
                 f"{folder / PROBE_CONFIG} is not a format-{PROBE_FORMAT} EVENTUALLY probe "
                 f"(format {config.get('format')!r}, tensors {sorted(tensors)}): re-run eval"
             )
-        probe = cls(**tensors, label_names=config["label_names"], fitted_on=config["fitted_on"])
+        fingerprint = config.get("model_fingerprint")
+        if fingerprint is None:
+            logger.warning(
+                "%s records no model fingerprint (older files have none): nothing can check that "
+                "it was fitted on the model it is used with; `tritemporal eval --checkpoint "
+                "SOURCE --data CLIPS --out %s` refits it with one",
+                folder / PROBE_CONFIG, folder,
+            )  # fmt: skip
+        probe = cls(
+            **tensors, label_names=config["label_names"], fitted_on=config["fitted_on"],
+            fingerprint=fingerprint,
+        )  # fmt: skip
         if probe.embed_dim != config["embed_dim"]:
             raise ValueError(
                 f"{folder / PROBE_CONFIG} says embed_dim {config['embed_dim']} but its weights "

@@ -49,14 +49,43 @@ def test_bench_step_reports_a_consistent_json(tmp_path: Path) -> None:
     assert report["compiled_vs_eager"] is None
 
 
-def test_vjepa_mode_counts_fewer_flops_than_tri() -> None:
-    """`vjepa` is the two-mask step alone: no NOW pass, no SOON or EVENTUALLY heads."""
-    config = tiny_config("train.device=cpu")
-    flops = {
-        mode: bench_step(config, mode, steps=1, warmup=0, matmul_size=64)["flops_per_step"]
+def test_vjepa_mode_counts_fewer_flops_than_tri(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`vjepa` is the two-mask step alone: no NOW pass, no SOON or EVENTUALLY heads. The
+    parameters bench reports are those `train` logs at start-up, split by part."""
+    from tritemporal.train import train
+
+    config = tiny_config("train.device=cpu", f"train.run_dir={tmp_path / 'run'}", "train.steps=1")
+    caplog.set_level("INFO")
+    reports = {
+        mode: bench_step(config, mode, steps=1, warmup=0, matmul_size=64)
         for mode in ("vjepa", "tri")
     }
-    assert 0 < flops["vjepa"] < flops["tri"]
+    assert 0 < reports["vjepa"]["flops_per_step"] < reports["tri"]["flops_per_step"]
+    model = TriTemporalModel(config)
+    counts = model.parameter_counts()
+    assert reports["tri"]["params_m"] == {k: round(v / 1e6, 3) for k, v in counts.items()}
+    train(config)
+    line = model.describe_parameters()
+    assert sum(line in record.getMessage() for record in caplog.records) == 2  # bench tri, train
+
+
+def test_parameter_counts_split_the_model_by_part() -> None:
+    model = TriTemporalModel(tiny_config())
+    counts = model.parameter_counts()
+    params = list(model.parameters())
+    assert counts["total"] == sum(p.numel() for p in params)
+    assert counts["trainable"] == sum(p.numel() for p in params if p.requires_grad)
+    assert counts["total"] == sum(counts[k] for k in ("encoder", "predictor", "heads", "teacher"))
+    assert (
+        counts["teacher"] == counts["encoder"] == sum(p.numel() for p in model.teacher.parameters())
+    )
+    assert counts["trainable"] == counts["total"] - counts["teacher"]  # all but the EMA teacher
+    line = model.describe_parameters()
+    total, trainable = counts["total"] / 1e6, counts["trainable"] / 1e6
+    assert line.startswith(f"{trainable:.2f}M trainable of {total:.2f}M params (")
+    assert line.endswith(f"EMA teacher {counts['teacher'] / 1e6:.2f}M")
 
 
 def test_unknown_mode_is_a_clear_error() -> None:

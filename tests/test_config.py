@@ -17,7 +17,8 @@ from tritemporal.config import (
 )
 from tritemporal.layers.blocks import SDPA_BACKENDS
 
-CONFIGS = sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml"))
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(CONFIGS_DIR.glob("*.yaml"))
 
 
 def _keys(cls: type, prefix: str = "") -> dict[str, typing.Any]:
@@ -119,6 +120,36 @@ def test_unknown_key_suggests_the_right_one() -> None:
         load_config(None, ["clip.now_frame=4"])
     with pytest.raises(ValueError, match=r"unknown key optimizer; did you mean optim"):
         TriTemporalConfig.from_dict({"optimizer": {}})
+
+
+@pytest.mark.parametrize(
+    ("override", "hint"),
+    [
+        ("train.step=5", "train.steps"),  # a near spelling
+        ("train.epochs=3", "train.steps"),  # names from other trainers
+        ("train.bs=8", "train.batch_size"),
+        ("train.batch=8", "train.batch_size"),
+        ("optim.learning_rate=1e-3", "optim.lr"),
+        ("optim.wd=0.1", "optim.weight_decay"),
+        ("train.lr=1e-3", "optim.lr"),  # the right name in another section
+        ("train.learning_rate=1e-3", "optim.lr"),
+        ("data.workers=2", "data.num_workers"),
+    ],
+)
+def test_unknown_override_is_blamed_on_set_with_a_synonym(override: str, hint: str) -> None:
+    key = override.split("=")[0]
+    with pytest.raises(ValueError) as caught:
+        load_config(CONFIGS_DIR / "quickstart.yaml", [override])
+    assert str(caught.value) == f"--set {override}: unknown key {key}; did you mean {hint}?"
+
+
+def test_errors_in_the_file_still_name_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("train:\n  step: 3\n")
+    with pytest.raises(ValueError, match=rf"^{config}: unknown key train.step; did you mean"):
+        load_config(config, ["train.steps=3", "optim.lr=1e-3"])  # valid overrides are not blamed
+    with pytest.raises(ValueError, match=r"^--set train.steps=abc: train.steps must be int"):
+        load_config(None, ["train.steps=abc"])
 
 
 def test_bad_override_syntax_and_files(tmp_path: Path) -> None:

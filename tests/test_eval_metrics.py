@@ -20,6 +20,7 @@ from tritemporal.eval.plots import (
     plot_horizon,
     plot_projection,
     projection_figure,
+    trailing_mean,
 )
 from tritemporal.eval.probes import (
     AttentiveProbeSpec,
@@ -311,6 +312,29 @@ def test_training_curves_skip_steps_without_the_metric(tmp_path) -> None:
         curves_figure(records, ["rank"], "run")
 
 
+def test_training_curves_skip_a_missing_key_label_axes_and_smooth(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    records = [{"step": 10 * (i + 1), "loss": float(i % 2), "lr": 1e-3} for i in range(8)]
+    fig = curves_figure(records, ["loss", "eval/now_rankme", "lr"], "run")
+    assert "skipped ['eval/now_rankme']: never logged" in caplog.text
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "lr"]
+    assert all(ax.get_xlabel() == "step" for ax in fig.axes)
+    smoothed = curves_figure(records, ["loss"], "run", smooth=4)
+    raw, mean = smoothed.axes[0].lines
+    assert raw.get_alpha() == 0.3 and mean.get_alpha() is None  # raw faint behind the mean
+    assert mean.get_ydata().tolist() == [0.0, 0.5, 1 / 3, 0.5, 0.5, 0.5, 0.5, 0.5]
+    with pytest.raises(ValueError, match="smooth=0 must be >= 1"):
+        curves_figure(records, ["loss"], "run", smooth=0)
+
+
+def test_trailing_mean_averages_only_earlier_points() -> None:
+    np.testing.assert_allclose(trailing_mean([1, 2, 3, 10], 2), [1, 1.5, 2.5, 6.5])
+    assert trailing_mean([4.0, 5.0], 1).tolist() == [4.0, 5.0]
+    with pytest.raises(ValueError, match="must be >= 1"):
+        trailing_mean([1.0], 0)
+
+
 def _tick_texts(fig: Figure, axis: str) -> list[str]:
     """The tick label texts of the figure's first axes along `axis` ("x" or "y")."""
     ticks = getattr(fig.axes[0], f"get_{axis}ticklabels")()
@@ -403,7 +427,7 @@ def test_fitted_probe_matches_sklearn_and_round_trips(tmp_path, num_classes: int
     x, y = planted(n=120, d=8)
     keep = y < num_classes
     x, y = x[keep], y[keep]
-    probe = fit_linear_probe(x, y, NAMES, seed=0)
+    probe = fit_linear_probe(x, y, NAMES, seed=0, fingerprint="0123456789abcdef")
     assert probe.label_names == NAMES[:num_classes] and probe.embed_dim == 8
     reference = _logistic(0).fit(x, y).predict_proba(x)
     probs = probe(torch.from_numpy(x)).softmax(dim=-1).numpy()
@@ -412,6 +436,7 @@ def test_fitted_probe_matches_sklearn_and_round_trips(tmp_path, num_classes: int
     for path in (tmp_path, tmp_path / PROBE_WEIGHTS, tmp_path / PROBE_CONFIG):
         loaded = LinearProbe.load(path)
         assert loaded.label_names == probe.label_names and loaded.fitted_on == len(y)
+        assert loaded.fingerprint == "0123456789abcdef"
         torch.testing.assert_close(loaded(torch.from_numpy(x)), probe(torch.from_numpy(x)))
 
 

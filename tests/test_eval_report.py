@@ -50,6 +50,7 @@ def test_report_has_every_part_and_is_deterministic(
         assert (tmp_path / "a" / f"{name}.png").read_bytes().startswith(PNG)
     probe = LinearProbe.load(tmp_path / "a")
     assert probe.embed_dim == model.config.outcome.out_dim
+    assert probe.fingerprint == model.outcome_fingerprint()  # predict checks it
     assert set(probe.label_names) <= set(report["label_counts"]) and len(probe.label_names) >= 2
     table = summary_table(report)
     for part in ("EVENTUALLY probes", "SOON, L1", "NOW attentive probes", "RankMe"):

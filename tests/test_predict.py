@@ -156,3 +156,90 @@ def test_cli_predict(
     )
     assert main([*args, "--out", str(out), "--probe", str(tmp_path / "other-eval")]) == 2
     assert "takes 5-dim EVENTUALLY embeddings" in caplog.text
+
+
+def test_outcome_fingerprint_covers_what_the_probe_reads(tmp_path: Path) -> None:
+    from tritemporal.train import train
+
+    run = train(tiny_config(f"train.run_dir={tmp_path / 'run'}", "train.steps=1"))
+    loaded = TriTemporalModel.from_pretrained(run)
+    fingerprint = loaded.outcome_fingerprint()
+    assert len(fingerprint) == 16 and int(fingerprint, 16) >= 0
+    assert TriTemporalModel.from_pretrained(run).outcome_fingerprint() == fingerprint
+    loaded.save_pretrained(tmp_path / "saved")  # the same weights in a saved folder
+    assert TriTemporalModel.from_pretrained(tmp_path / "saved").outcome_fingerprint() == fingerprint
+    with torch.no_grad():
+        for part in (loaded.backbone.predictor, loaded.teacher):  # not on the EVENTUALLY path
+            next(part.parameters()).add_(1.0)
+        assert loaded.outcome_fingerprint() == fingerprint
+        for part in (loaded.backbone.encoder, loaded.outcome):
+            weight = next(part.parameters())
+            weight.add_(1e-3)
+            assert loaded.outcome_fingerprint() != fingerprint
+            weight.sub_(1e-3)
+
+
+def test_cli_predict_refuses_a_probe_of_another_checkpoint(
+    video: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tritemporal.train import train
+
+    run = train(tiny_config(f"train.run_dir={tmp_path / 'run'}", "train.steps=1"))
+    ours = TriTemporalModel.from_pretrained(run).outcome_fingerprint()
+    e, names = 16, ["keep_lane", "brake"]  # outcome.out_dim of the tiny config
+
+    def probe_in(folder: str, fingerprint: str | None) -> str:
+        weights = (torch.zeros(e), torch.ones(e), torch.randn(2, e), torch.zeros(2))
+        LinearProbe(*weights, names, fingerprint=fingerprint).save(tmp_path / folder)
+        return str(tmp_path / folder)
+
+    args = ["predict", str(video), "--checkpoint", str(run), "--out", str(tmp_path / "p.npz")]
+    assert main([*args, "--probe", probe_in("same", ours)]) == 0
+    other = "0123456789abcdef"
+    assert main([*args, "--probe", probe_in("other", other)]) == 2
+    assert f"model fingerprint {other}; this model's is {ours}" in caplog.text
+    assert "refit it on this model with `tritemporal eval --checkpoint" in caplog.text
+    old = probe_in("old", None)
+    config = json.loads((tmp_path / "old" / "eventually_probe.json").read_text())
+    config.pop("model_fingerprint")  # as written before probes recorded one
+    (tmp_path / "old" / "eventually_probe.json").write_text(json.dumps(config))
+    caplog.clear()
+    assert main([*args, "--probe", old]) == 0  # still used, with a warning
+    assert "records no model fingerprint" in caplog.text
+
+
+def test_timeline_shades_annotated_events_and_states_the_outcome_offset(
+    model: TriTemporalModel, video: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from matplotlib.colors import to_rgb
+
+    from tritemporal.data.annotations import Event, write_annotation
+    from tritemporal.predict import timeline_figure
+
+    drive = write_video(tmp_path / "videos" / "town" / "drive.mp4", frames=48, fps=8, size=(32, 64))
+    note = tmp_path / "annotations" / "town" / "drive.json"
+    write_annotation(note, [Event("lane_change_left", 1.0, 2.0, "auto"), Event("brake", 3.0, 4.0)])
+    names = ["keep_lane", "brake"]
+    e = model.config.outcome.out_dim
+    probe = LinearProbe(torch.zeros(e), torch.ones(e), torch.randn(2, e), torch.zeros(2), names)
+    result = predict_video(model, drive, probe=probe)
+    meta = read_meta(result)
+    assert meta["annotation"] == str(note)
+    assert [(v["maneuver"], v["start"], v["end"]) for v in meta["events"]] == [
+        ("lane_change_left", 1.0, 2.0), ("brake", 3.0, 4.0),
+    ]  # fmt: skip
+    # NOW 4 + SOON 2 frames at 4 fps, no gap: window t's outcome is [t + 1.5, t + 2) s
+    assert meta["eventually_range_s"] == [1.5, 2.0]
+    fig = timeline_figure(result)
+    assert (
+        "the outcome (EVENTUALLY) of window t is t + 1.5 s to t + 2 s" in fig.axes[-1].get_xlabel()
+    )
+    assert all(len(ax.patches) == 2 for ax in fig.axes)  # each event shaded on every panel
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["brake", "lane_change_left"]
+    brake_stack = fig.axes[2].collections[names.index("brake")].get_facecolor()[0]
+    brake_span = fig.axes[2].patches[1].get_facecolor()
+    assert to_rgb(brake_span) == to_rgb(brake_stack)  # a maneuver keeps the probe's colour
+    assert read_meta(predict_video(model, video))["events"] == []  # no annotations/ beside it
+    note.write_text("{not json")
+    assert read_meta(predict_video(model, drive))["events"] == []
+    assert "unreadable JSON" in caplog.text and "its events are not drawn" in caplog.text

@@ -427,7 +427,7 @@ def bench_step(
             "context_per_mask": [m.num_context for m in masks],
             "target_per_mask": [m.num_target for m in masks],
         },
-        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        "params_m": {k: round(v / 1e6, 3) for k, v in model.parameter_counts().items()},
         "warmup_steps": warmup,
         "timed_steps": steps,
         "step_ms": round(seconds * 1e3, 2),
@@ -445,8 +445,9 @@ def bench_step(
         **memory,
     }
     logger.info(
-        "%s %s batch %d: %.1f ms/step, %.1f clips/s, %.1f TFLOP/s = %.0f%% of matmul",
+        "%s %s batch %d: %.1f ms/step, %.1f clips/s, %.1f TFLOP/s = %.0f%% of matmul | %s",
         mode, config.backbone.name, b, seconds * 1e3, b / seconds, achieved, 100 * achieved / peak,
+        model.describe_parameters(),
     )  # fmt: skip
     return report
 

@@ -157,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     curves.add_argument("run_dir", metavar="RUN_DIR", help="a training run (its metrics.jsonl)")
     curves.add_argument("--keys", nargs="+", default=["loss", "target_std"], help="metrics")
     curves.add_argument("--out", help="PNG path (default: RUN_DIR/curves.png)")
+    curves.add_argument(
+        "--smooth", type=int, default=1, metavar="N",
+        help="also draw the mean of the last N logged values, the raw line faint behind it",
+    )  # fmt: skip
 
     export = sub.add_parser("export", help="write a run or checkpoint as a saved-model folder")
     export.add_argument(
@@ -457,7 +461,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_curves(args: argparse.Namespace) -> int:
-    """`tritemporal curves`: the run's metrics.jsonl drawn, one panel per key."""
+    """`tritemporal curves`: the run's metrics.jsonl drawn, one panel per logged key."""
     from pathlib import Path
 
     from tritemporal.eval.plots import plot_curves
@@ -466,7 +470,8 @@ def cmd_curves(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
     if not (run / METRICS_FILE).is_file():
         raise FileNotFoundError(f"{run / METRICS_FILE} not found: pass a training run directory")
-    out = plot_curves(read_metrics(run), args.keys, args.out or run / "curves.png", str(run))
+    records = read_metrics(run)
+    out = plot_curves(records, args.keys, args.out or run / "curves.png", str(run), args.smooth)
     logger.info("wrote %s", out)
     return 0
 

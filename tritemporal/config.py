@@ -564,7 +564,7 @@ class EvalConfig(_Section):
         _check(
             self.every == 0 or self.data is not None,
             "eval.every is set but eval.data is not: give a held-out videos folder "
-            "(e.g. tritemporal make-clips --out eval_clips --seed 1000)",
+            "(e.g. tritemporal make-clips --out runs/eval_clips --seed 1000)",
         )
 
 
@@ -649,9 +649,10 @@ def load_config(
             raise ValueError(f"config file {path} must hold a mapping of sections, got {loaded!r}")
         data = loaded or {}
         source = str(path)
-    for item in overrides or []:
+    overrides = list(overrides or [])
+    for item in overrides:
         apply_override(data, item)
-    return _load(data, source)
+    return _load(data, source, overrides)
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:
@@ -675,8 +676,10 @@ def save_config(config: TriTemporalConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
-def _load(data: dict[str, Any], source: str) -> TriTemporalConfig:
-    config = _build(TriTemporalConfig, data, prefix="", source=source)
+def _load(
+    data: dict[str, Any], source: str, overrides: list[str] | None = None
+) -> TriTemporalConfig:
+    config = _build(TriTemporalConfig, data, prefix="", source=source, overrides=overrides or [])
     config.validate()
     return config
 
@@ -696,35 +699,101 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
-    """Recursively turn a nested dict into dataclass `cls`, coercing and checking value types."""
+def _build(cls: type, data: Any, prefix: str, source: str, overrides: list[str]) -> Any:
+    """Recursively turn a nested dict into dataclass `cls`, coercing and checking value types.
+    An error about a key names where it was set: the `--set` override, else `source`."""
     if not isinstance(data, dict):
         raise ValueError(
             f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}"
         )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    names = list(fields)
     kwargs = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
+        where = _set_by(dotted, overrides) or source
         if dotted in _RETIRED_KEYS:
-            raise ValueError(f"{source}: {_RETIRED_KEYS[dotted](value)}")
+            raise ValueError(f"{where}: {_RETIRED_KEYS[dotted](value)}")
         if key not in fields:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {names}"
-            raise ValueError(f"{source}: unknown key {dotted}{hint}")
+            raise ValueError(f"{where}: unknown key {dotted}{_did_you_mean(prefix, str(key), cls)}")
         kind = hints[key]
         refused = fields[key].metadata.get("refused", {})  # known values a choice turns down
         if refused and not (isinstance(value, str) and value in typing.get_args(kind)):
             why = f" {refused[value]};" if isinstance(value, str) and value in refused else ":"
             choices = ", ".join(typing.get_args(kind))
-            raise ValueError(f"{source}: {dotted}={value!r}{why} use one of {choices}")
+            raise ValueError(f"{where}: {dotted}={value!r}{why} use one of {choices}")
         if dataclasses.is_dataclass(kind):
-            kwargs[key] = _build(kind, value, f"{dotted}.", source)
+            kwargs[key] = _build(kind, value, f"{dotted}.", source, overrides)
         else:
-            kwargs[key] = _coerce(value, kind, dotted, source)
+            kwargs[key] = _coerce(value, kind, dotted, where)
     return cls(**kwargs)
+
+
+def _set_by(dotted: str, overrides: list[str]) -> str | None:
+    """`--set KEY=VALUE` for the last override that set `dotted` (or a key inside it, or the
+    section holding it), None when the key came from the file or dict."""
+    for item in reversed(overrides):
+        key = item.split("=", 1)[0].strip()
+        if key == dotted or key.startswith(f"{dotted}.") or dotted.startswith(f"{key}."):
+            return f"--set {item}"
+    return None
+
+
+# Names researchers carry over from other trainers -> our name for the same setting.
+_SYNONYMS = {
+    "learning_rate": "lr",
+    "base_lr": "lr",
+    "min_lr": "final_lr",
+    "end_lr": "final_lr",
+    "warmup": "warmup_steps",
+    "warmup_iters": "warmup_steps",
+    "wd": "weight_decay",
+    "epochs": "steps",
+    "iters": "steps",
+    "iterations": "steps",
+    "max_steps": "steps",
+    "num_steps": "steps",
+    "batch": "batch_size",
+    "bs": "batch_size",
+    "clip_grad": "grad_clip",
+    "max_grad_norm": "grad_clip",
+    "workers": "num_workers",
+    "output_dir": "run_dir",
+    "out_dir": "run_dir",
+    "log_dir": "run_dir",
+    "dtype": "precision",
+    "amp": "precision",
+    "tau": "temperature",
+    "optimizer": "optim",
+    "model": "backbone",
+}
+
+
+def _did_you_mean(prefix: str, key: str, cls: type) -> str:
+    """The hint after "unknown key": this section's name for it (`bs` -> `batch_size`), else the
+    key of that name in another section (`train.lr` -> `optim.lr`), else a near spelling here,
+    else the section's keys."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    name = _SYNONYMS.get(key, key)
+    if name in names:
+        return f"; did you mean {prefix}{name}?"
+    elsewhere = [k for k in _dotted_keys(TriTemporalConfig) if k.rsplit(".", 1)[-1] == name]
+    if elsewhere:
+        return f"; did you mean {' or '.join(elsewhere)}?"
+    close = difflib.get_close_matches(key, names, n=1)
+    if close:
+        return f"; did you mean {prefix}{close[0]}?"
+    return f"; known keys: {names}"
+
+
+def _dotted_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted key (leaves and sections) of config dataclass `cls`."""
+    keys = []
+    for name, kind in typing.get_type_hints(cls).items():
+        keys.append(f"{prefix}{name}")
+        if dataclasses.is_dataclass(kind):
+            keys += _dotted_keys(kind, f"{prefix}{name}.")
+    return keys
 
 
 def _choices(options: tuple[Any, ...]) -> str:

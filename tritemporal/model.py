@@ -19,6 +19,7 @@ pass over NOW shared by SOON and EVENTUALLY):
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,18 @@ class StepOutput:
 
     loss: torch.Tensor
     metrics: dict[str, torch.Tensor]
+
+
+# parts of `TriTemporalModel.parameter_counts` -> their name in `describe_parameters`
+PARAMETER_PARTS = {
+    "encoder": "encoder",
+    "predictor": "predictor",
+    "heads": "heads",
+    "teacher": "EMA teacher",
+}
+
+# state-dict prefixes of what computes the EVENTUALLY embedding (`outcome_fingerprint`)
+OUTCOME_PARTS = ("backbone.encoder.", "outcome.")
 
 
 class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", license="apache-2.0"):
@@ -130,6 +143,50 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         for part, frozen in unused.items():
             if frozen:
                 part.requires_grad_(False)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per part (student encoder, predictor, heads, EMA teacher), their total and
+        how many of them train; `describe_parameters` is the line the commands print."""
+        # the teacher is never trained: an EMA of the encoder (under LoRA only buffers, not
+        # counted: it shares the frozen base and keeps EMA copies of the adapters)
+        prefixes = {"backbone.encoder.": "encoder", "backbone.predictor.": "predictor"}
+        prefixes["teacher."] = "teacher"
+        counts = dict.fromkeys(PARAMETER_PARTS, 0)
+        trainable = 0
+        for name, param in self.named_parameters():
+            part = next((v for k, v in prefixes.items() if name.startswith(k)), "heads")
+            counts[part] += param.numel()
+            trainable += param.numel() if param.requires_grad else 0
+        return {**counts, "total": sum(counts.values()), "trainable": trainable}
+
+    def describe_parameters(self) -> str:
+        """'2.69M trainable of 4.80M params (56.0%): encoder 2.10M, ...', the one breakdown
+        `train` logs at start-up and `bench` reports."""
+        n = self.parameter_counts()
+        parts = ", ".join(
+            f"{label} {n[k] / 1e6:.2f}M" for k, label in PARAMETER_PARTS.items() if n[k]
+        )
+        share = 100 * n["trainable"] / max(n["total"], 1)
+        return (
+            f"{n['trainable'] / 1e6:.2f}M trainable of {n['total'] / 1e6:.2f}M params "
+            f"({share:.2f}%): {parts}"
+        )
+
+    def outcome_fingerprint(self) -> str:
+        """16 hex digits of SHA-256 over the weights that make the EVENTUALLY embedding: every
+        tensor of the student encoder and the outcome head (name, dtype, shape and bytes).
+
+        A probe fitted on one model's embeddings records it, and `predict` refuses a probe
+        whose fingerprint is another model's. All bytes are hashed, not a sample, so any change
+        of weight counts; that costs about 0.6 s per GB on one CPU core (ViT-L: under a second).
+        """
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            if name.startswith(OUTCOME_PARTS):
+                flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+                digest.update(f"{name} {flat.dtype} {tuple(tensor.shape)}\n".encode())
+                digest.update(flat.view(torch.uint8).numpy())
+        return digest.hexdigest()[:16]
 
     def train(self, mode: bool = True) -> TriTemporalModel:
         """Switch train/eval; the teacher always stays in eval mode (no drop path)."""

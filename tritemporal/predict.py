@@ -12,6 +12,7 @@ embeddings are compared so that a drop in similarity marks a change of the predi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -23,7 +24,9 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure  # no pyplot: no display, no global backend
 
 from tritemporal.config import TriTemporalConfig
+from tritemporal.data.annotations import AnnotationError, load_annotation
 from tritemporal.data.video_windows import VideoWindows
+from tritemporal.data.videos import annotation_of, label_vocabulary
 from tritemporal.heads.probe import LinearProbe
 from tritemporal.model import TriTemporalModel
 from tritemporal.runtime import resolve_device
@@ -49,7 +52,7 @@ def predict_video(
     device = resolve_device(device)
     model.to(device).eval()
     if probe is not None:
-        _check_probe(probe, model.config)
+        _check_probe(probe, model)
         probe.to(device).eval()
     windows = VideoWindows.open(model.config, video, stride_s)
     log.info(
@@ -80,19 +83,33 @@ def predict_video(
     return result
 
 
-def _check_probe(probe: LinearProbe, config: TriTemporalConfig) -> None:
-    """A ValueError when the probe takes embeddings of another size than the model's."""
+def _check_probe(probe: LinearProbe, model: TriTemporalModel) -> None:
+    """A ValueError when the probe takes embeddings of another size than the model's, or was
+    fitted on another model's embeddings (its recorded fingerprint is not this model's)."""
+    config = model.config
     if probe.embed_dim != config.outcome.out_dim:
         raise ValueError(
             f"the probe takes {probe.embed_dim}-dim EVENTUALLY embeddings but this model's are "
             f"{config.outcome.out_dim}-dim (outcome.out_dim): use the probe that `tritemporal "
             "eval` saved for this checkpoint"
         )
+    if probe.fingerprint is None:  # an older probe file: LinearProbe.load warned
+        return
+    ours = model.outcome_fingerprint()
+    if probe.fingerprint != ours:
+        raise ValueError(
+            f"the probe was fitted on another model's EVENTUALLY embeddings (model fingerprint "
+            f"{probe.fingerprint}; this model's is {ours}), so its probabilities would not mean "
+            "anything here: refit it on this model with `tritemporal eval --checkpoint SOURCE "
+            "--data CLIPS --out DIR` (SOURCE: the checkpoint you predict with) and pass --probe DIR"
+        )
 
 
 def _meta(config: TriTemporalConfig, windows: VideoWindows) -> dict:
-    """What a prediction file needs to be read without the model: video, timing, model."""
+    """What a prediction file needs to be read without the model: video, timing, model, and
+    the video's annotated events when it has an annotation."""
     s, m = windows.spec, windows.meta
+    annotation, events = _annotated_events(config, windows.path)
     return {
         "video": str(windows.path),
         "fps": s.fps,
@@ -106,7 +123,24 @@ def _meta(config: TriTemporalConfig, windows: VideoWindows) -> dict:
         "image_size": list(config.clip.hw),
         "backend": windows.backend,
         "model": config.backbone.name,
+        "eventually_range_s": list(s.eventually_range(0.0)),  # window t's outcome: t + [a, b)
+        "annotation": None if annotation is None else str(annotation),
+        "events": events,
     }
+
+
+def _annotated_events(config: TriTemporalConfig, video: Path) -> tuple[Path | None, list[dict]]:
+    """The video's annotation file (found as training finds it) and its events as dicts
+    (maneuver, start, end, source); no events without one or from an unreadable one (warned)."""
+    path = annotation_of(video)
+    if path is None:
+        return None, []
+    try:
+        annotation = load_annotation(path, label_vocabulary(config.data.extra_maneuvers))
+    except AnnotationError as exc:
+        log.warning("%s: its events are not drawn", exc)
+        return path, []
+    return path, [dataclasses.asdict(event) for event in annotation.events]
 
 
 def read_meta(result: dict) -> dict:
@@ -127,9 +161,9 @@ def save_predictions(result: dict, path: str | Path) -> Path:
     return path
 
 
-def plot_timeline(result: dict, path: str | Path) -> Path:
-    """PNG timeline: EVENTUALLY principal components, outcome similarity, class probabilities."""
-    path = Path(path)
+def timeline_figure(result: dict) -> Figure:
+    """Timeline: EVENTUALLY principal components, outcome similarity, class probabilities, with
+    the video's annotated events shaded at their time and the outcome's offset on the x label."""
     time = np.asarray(result["time"], dtype=np.float64)
     eventually = np.asarray(result["eventually"], dtype=np.float64)
     similarity = np.asarray(result["outcome_similarity"], dtype=np.float64)
@@ -160,6 +194,7 @@ def plot_timeline(result: dict, path: str | Path) -> Path:
     axes[1].axhline(1.0, color="grey", linewidth=0.5)
     axes[1].set_ylabel("cos(EV(t), EV(t-1))\ndrop = outcome change")
 
+    names = []
     if probs is not None:
         probs = np.asarray(probs, dtype=np.float64)
         names = [str(n) for n in result.get("label_names", range(probs.shape[1]))]
@@ -167,8 +202,15 @@ def plot_timeline(result: dict, path: str | Path) -> Path:
         axes[2].set_ylim(0.0, 1.0)
         axes[2].set_ylabel("outcome\nprobability")
         axes[2].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    _shade_events(axes, meta.get("events", []), names)
 
-    axes[-1].set_xlabel("window start (s)")
+    xlabel = "window start t (s)"
+    if "eventually_range_s" in meta:
+        a, b = meta["eventually_range_s"]
+        xlabel += f"; the outcome (EVENTUALLY) of window t is t + {a:g} s to t + {b:g} s"
+    if meta.get("events"):
+        xlabel += "; shaded: annotated events, at their own time"
+    axes[-1].set_xlabel(xlabel)
     for ax in axes:
         ax.grid(alpha=0.3)
     name = Path(meta.get("video", "video")).name
@@ -177,8 +219,28 @@ def plot_timeline(result: dict, path: str | Path) -> Path:
         f", every {stride:g} s" if stride else ""
     )
     fig.suptitle(f"{name}: NOW -> EVENTUALLY timeline ({detail})")
+    return fig
+
+
+def _shade_events(axes: np.ndarray, events: list[dict], label_names: list[str]) -> None:
+    """Each annotated event as a span on every panel, named on the top one; a maneuver the probe
+    knows takes its colour in the probability panel."""
+    order = label_names + sorted({e["maneuver"] for e in events} - set(label_names))
+    for event in events:
+        colour = f"C{order.index(event['maneuver']) % 10}"
+        for ax in axes:
+            ax.axvspan(event["start"], event["end"], color=colour, alpha=0.15, linewidth=0)
+        axes[0].text(
+            event["start"], 0.98, event["maneuver"], transform=axes[0].get_xaxis_transform(),
+            rotation=90, va="top", ha="right", fontsize="x-small", color=colour,
+        )  # fmt: skip
+
+
+def plot_timeline(result: dict, path: str | Path) -> Path:
+    """`timeline_figure` written as a PNG at `path`."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, format="png")
+    timeline_figure(result).savefig(path, dpi=110, format="png")
     return path
 
 

@@ -193,13 +193,9 @@ def _train(config: TriTemporalConfig, resume: bool | str, device: torch.device) 
         logger.info("run already finished (%d/%d steps)", start_step, t.steps)
         return run_dir
 
-    student = [(n, p) for n, p in model.named_parameters() if not n.startswith("teacher.")]
-    trainable = sum(p.numel() for _, p in student if p.requires_grad)
-    total = sum(p.numel() for _, p in student)
     logger.info(
-        "backbone %s | trainable %.2fM / %.2fM params (%.2f%%) | device %s | %d steps from %d",
-        config.backbone.name, trainable / 1e6, total / 1e6, 100 * trainable / total, device,
-        t.steps, start_step,
+        "backbone %s | %s | device %s | %d steps from %d",
+        config.backbone.name, model.describe_parameters(), device, t.steps, start_step,
     )  # fmt: skip
     loader = build_loader(config, dataset, start_step, rank(), world_size())
     writer = MetricsWriter(run_dir) if is_main() else None

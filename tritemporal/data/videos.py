@@ -140,6 +140,15 @@ def _mirror(root: Path, path: Path, listed: str | None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def annotation_of(video: str | Path) -> Path | None:
+    """The annotation of a video inside a data folder, ROOT/annotations/<its path under
+    ROOT/videos>.json (as training finds it, nearest `videos` folder), or None when there is
+    none; a manifest's `annotation` column is not consulted."""
+    path = Path(video).absolute()  # not resolved: an imported video may link elsewhere
+    root = next((p.parent for p in path.parents if p.name == "videos"), None)
+    return None if root is None else _mirror(root, path, None)
+
+
 def _read_manifest(root: Path, manifest: str) -> list[tuple[str, Path, Path | None]]:
     path = Path(manifest)
     if not path.is_absolute() and (root / path).is_file():

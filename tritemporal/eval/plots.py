@@ -7,6 +7,7 @@ Figure (tests read its artists); each `plot_*` writes that figure as a PNG.
 
 from __future__ import annotations
 
+import logging
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from matplotlib.figure import Figure
 from tritemporal.eval.metrics import as_features, as_labels, to_numpy
 
 DPI = 110
+
+logger = logging.getLogger(__name__)
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
@@ -244,27 +247,56 @@ def plot_intervals(
     return _save(intervals_figure(rows, columns, title, reference), path)
 
 
-def curves_figure(records: list[dict], keys: list[str], title: str) -> Figure:
+def trailing_mean(values: Any, window: int) -> np.ndarray:
+    """Mean of each value and the `window - 1` before it (fewer at the start), as TensorBoard
+    smooths: a point never averages steps logged after it."""
+    if window < 1:
+        raise ValueError(f"smoothing window {window} must be >= 1 (1: no smoothing)")
+    v = np.asarray(values, dtype=np.float64)
+    sums = np.concatenate([[0.0], np.cumsum(v)])
+    end = np.arange(1, len(v) + 1)
+    start = np.maximum(end - window, 0)
+    return (sums[end] - sums[start]) / (end - start)
+
+
+def curves_figure(records: list[dict], keys: list[str], title: str, smooth: int = 1) -> Figure:
     """One panel per metric over training steps, from metrics.jsonl records (`step` + values);
-    a record without a key (logged on other steps, e.g. the eval hook's) is skipped."""
+    a record without a key (logged on other steps, e.g. the eval hook's) is skipped, and a key
+    no record holds is left out with a warning (an error when none is found). `smooth` > 1
+    draws `trailing_mean` over that many logged points, the raw line faint behind it."""
     if not keys:
         raise ValueError("keys is empty: name the metrics to draw (e.g. target_std)")
-    missing = [k for k in keys if not any(k in r for r in records)]
-    if missing:
-        known = sorted({k for r in records for k in r} - {"step"})
+    if smooth < 1:
+        raise ValueError(f"smooth={smooth} must be >= 1 (1: the raw values only)")
+    known = sorted({k for r in records for k in r} - {"step"})
+    found = [k for k in keys if k in known]
+    missing = [k for k in keys if k not in known]
+    if not found:
         raise ValueError(f"no record holds {missing}; logged metrics: {', '.join(known)}")
-    fig = Figure(figsize=(4.0 * len(keys), 3.4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(keys)))
-    for ax, key in zip(axes, keys, strict=True):
-        points = [(r["step"], r[key]) for r in records if key in r]
-        ax.plot(*zip(*points, strict=True), marker="o" if len(points) < 30 else None, markersize=3)
+    if missing:
+        logger.warning("skipped %s: never logged; logged metrics: %s", missing, ", ".join(known))
+    fig = Figure(figsize=(4.0 * len(found), 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(found)))
+    for ax, key in zip(axes, found, strict=True):
+        steps, values = zip(*[(r["step"], r[key]) for r in records if key in r], strict=True)
+        marker = "o" if len(steps) < 30 else None
+        if smooth > 1:
+            ax.plot(steps, values, color="C0", alpha=0.3, linewidth=1, label="logged")
+            mean = trailing_mean(values, smooth)
+            ax.plot(steps, mean, color="C0", label=f"mean of last {smooth}")
+            ax.legend(fontsize="x-small")
+        else:
+            ax.plot(steps, values, color="C0", marker=marker, markersize=3)
         ax.set_xlabel("step")
+        ax.set_ylabel(key)
         ax.set_title(key)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     return fig
 
 
-def plot_curves(records: list[dict], keys: list[str], path: str | Path, title: str) -> Path:
+def plot_curves(
+    records: list[dict], keys: list[str], path: str | Path, title: str, smooth: int = 1
+) -> Path:
     """`curves_figure` written as a PNG at `path`."""
-    return _save(curves_figure(records, keys, title), path)
+    return _save(curves_figure(records, keys, title, smooth), path)

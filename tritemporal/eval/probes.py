@@ -157,8 +157,11 @@ def _logistic(seed: int) -> Any:
     )
 
 
-def fit_linear_probe(x: Any, y: Any, label_names: list[str], seed: int = 0) -> LinearProbe:
-    """`linear_probe_cv`'s probe fitted on every sample of x (N, E), as a savable LinearProbe.
+def fit_linear_probe(
+    x: Any, y: Any, label_names: list[str], seed: int = 0, fingerprint: str | None = None
+) -> LinearProbe:
+    """`linear_probe_cv`'s probe fitted on every sample of x (N, E), as a savable LinearProbe
+    recording `fingerprint` (`TriTemporalModel.outcome_fingerprint` of the model behind x).
 
     Its classes are those present in y, in class-id order; with two, sklearn's single logit z
     becomes the logit pair (0, z), so the softmax equals sklearn's predict_proba.
@@ -180,6 +183,7 @@ def fit_linear_probe(x: Any, y: Any, label_names: list[str], seed: int = 0) -> L
         bias=torch.from_numpy(bias),
         label_names=[label_names[c] for c in logistic.classes_],
         fitted_on=len(labels),
+        fingerprint=fingerprint,
     )
 
 

@@ -369,7 +369,8 @@ def evaluate(
         probe = None
         if "linear" in report["eventually"]["outcome"]:  # the probe whose score the report gives
             keep, y, _ = _labelled(features)
-            probe = fit_linear_probe(features.outcome[keep], y, names, seed)
+            fingerprint = model.outcome_fingerprint()  # predict checks it is the same model
+            probe = fit_linear_probe(features.outcome[keep], y, names, seed, fingerprint)
         write_report(report, features, names, Path(out_dir), probe)
     return report
 
