@@ -38,6 +38,7 @@ def predict_video(
     batch_size: int = 8,
     device: str | torch.device = "cpu",
     probe: LinearProbe | None = None,
+    raw_fps: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Slide over a whole video: per-window time, EVENTUALLY embedding, mean NOW feature, SOON
     forecast summary, and outcome probabilities when given a probe.
@@ -45,13 +46,14 @@ def predict_video(
     Moves `model` (and `probe`) to `device` and puts it in eval mode. Returns numpy arrays:
     `time` (W,), `eventually` (W, E), `now_mean` (W, D), `soon_norm` (W,), `outcome_similarity`
     (W-1,), with a probe `probs` (W, C) and `label_names` (C,), and `meta` (a JSON string).
+    `raw_fps` (default `data.raw_fps`) is the frame rate of a raw .h264/.hevc stream.
     """
     device = resolve_device(device)
     model.to(device).eval()
     if probe is not None:
         _check_probe(probe, model.config)
         probe.to(device).eval()
-    windows = VideoWindows.open(model.config, video, stride_s)
+    windows = VideoWindows.open(model.config, video, stride_s, raw_fps)
     log.info(
         "%s: %d windows of %.2f s every %g s", windows.path, len(windows), windows.spec.span_s,
         windows.spec.stride_s,
