@@ -13,6 +13,8 @@ Frame i is the one shown at i / fps: decord counts decoded frames, PyAV maps tim
 (pts * time_base * fps), so on constant-frame-rate files (the norm) both read the same frames.
 A raw elementary stream (.h264, .hevc: no container, no timestamps) is read by PyAV counting
 decoded frames, as decord does (`raw_stream.py`): frame i is the i-th, shown at i / fps.
+decord ships wheels for x86-64 Linux and Windows only; where it is not installed `auto` reads
+everything with PyAV and `data.backend=decord` is an error saying how to install it.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ AUTO_OTHER = "pyav"  # formats not measured (.mkv, .avi, other codecs)
 # decord 0.6 cannot read H.264 8, 12, 16, 24, 48 or 72 px wide (every even width 8-158 tried):
 # auto never gives it a narrower video, and moves a file decord fails on to PyAV
 DECORD_MIN_WIDTH = 80
+DECORD_INSTALL = (
+    "`pip install decord` (wheels for x86-64 Linux and Windows only, where `pip install "
+    "tritemporal` already installs it), or use data.backend=auto or data.backend=pyav (PyAV, "
+    "installed everywhere)"
+)
 # PyAV seeks to the keyframe before a target, but demuxers that seek by DTS or without an index
 # (MPEG-TS) can land after it: retry that much earlier, then from the first packet
 SEEK_REWINDS_S = (0.0, 2.0, 10.0, math.inf)
@@ -136,8 +143,7 @@ def _is_sequence(path: str | Path) -> bool:
 
 
 def _probe_decord(path: Path) -> VideoMeta:
-    import decord  # native video decoder, loaded on first decode
-
+    decord = _decord()
     try:
         reader = decord.VideoReader(str(path), num_threads=1)
         height, width = reader[0].shape[:2]
@@ -160,9 +166,38 @@ def auto_backend(path: str | Path, meta: VideoMeta | None = None) -> str:
             raise VideoDecodeError(f"video {path}: cannot open it ({_short(exc)})") from exc
     key = (os.path.splitext(path)[1].lower(), meta.codec)
     chosen = AUTO_BACKENDS.get(key, AUTO_OTHER)
-    if chosen == "decord" and (meta.width < DECORD_MIN_WIDTH or path in _decord_failed):
+    if chosen == "decord" and (
+        meta.width < DECORD_MIN_WIDTH or path in _decord_failed or not decord_installed()
+    ):
         return "pyav"
     return chosen
+
+
+def check_backend(backend: str) -> None:
+    """Raise ValueError naming the install command when `backend` cannot run here."""
+    if backend == "decord":
+        _decord()
+
+
+def decord_installed() -> bool:
+    """Whether decord imports here (its wheels cover x86-64 Linux and Windows only)."""
+    try:
+        _decord()
+    except ValueError:
+        return False
+    return True
+
+
+def _decord() -> Any:
+    """The decord module, or a ValueError saying how to install it or what to use instead."""
+    try:
+        import decord  # native video decoder, loaded on first decode
+    except ImportError as exc:
+        raise ValueError(
+            "data.backend=decord needs the decord package, which is not installed: "
+            + DECORD_INSTALL
+        ) from exc
+    return decord
 
 
 def read_frames(
@@ -178,6 +213,7 @@ def read_frames(
     if unique[0] < 0:
         raise ValueError(f"negative frame index {unique[0]} for {path}")
     path = str(path)
+    check_backend(backend)
     if _is_sequence(path):  # numbered images: the same Pillow reader for both backends
         try:
             frames = read_sequence(path, unique)
@@ -274,9 +310,7 @@ def _close(handle: Any) -> None:
 
 
 def _open_decord(path: str) -> Any:
-    import decord  # native video decoder, loaded on first decode
-
-    return decord.VideoReader(path, num_threads=1 if _in_worker() else 0)
+    return _decord().VideoReader(path, num_threads=1 if _in_worker() else 0)
 
 
 def _read_decord(reader: Any, unique: np.ndarray) -> np.ndarray:

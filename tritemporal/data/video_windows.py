@@ -21,6 +21,7 @@ from tritemporal.data.decode import (
     BadVideo,
     VideoDecodeError,
     VideoMeta,
+    check_backend,
     probe_video,
     read_frames,
 )
@@ -58,6 +59,7 @@ class VideoWindows:
             if not stride_s > 0:
                 raise ValueError(f"stride_s={stride_s} must be positive")
             spec = dataclasses.replace(spec, stride_s=float(stride_s))
+        check_backend(config.data.backend)
         try:
             meta = probe_video(path)
         except BadVideo as exc:

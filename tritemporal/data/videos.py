@@ -36,7 +36,7 @@ from tritemporal.data.annotations import (
     load_annotation,
 )
 from tritemporal.data.common import MANEUVERS, UNLABELLED
-from tritemporal.data.decode import VideoDecodeError, VideoMeta, read_frames
+from tritemporal.data.decode import VideoDecodeError, VideoMeta, check_backend, read_frames
 from tritemporal.data.transforms import ClipTransform
 from tritemporal.data.video_files import (  # find_videos, LAYOUT: re-exported for callers
     LAYOUT,
@@ -131,6 +131,7 @@ class VideoClips(torch.utils.data.Dataset):
         self.root, self.train, self.backend = Path(root), train, d.backend
         if not self.root.is_dir():
             raise FileNotFoundError(f"data.root {self.root} does not exist; {LAYOUT}")
+        check_backend(d.backend)
         self.raw_fps = d.raw_fps
         self.label_names = label_vocabulary(d.extra_maneuvers)
         # an action-conditioned SOON predictor needs these ego series in every video
