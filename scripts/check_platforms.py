@@ -14,8 +14,9 @@ environment markers, which it evaluates on the machine it runs on (torch's CUDA 
 sought for macOS), and a dry run downloads whole wheels (torch's are GBs). So the resolver is
 uv's (`pip install uv`), which takes a target's markers and wheel tags and reads only package
 metadata from PyPI (it needs the network; the tests do not run this). CI runs it (`.ci/run`):
-5 s for the four targets at Python 3.11 with an empty uv cache (they run in parallel); other
-Python versions make uv backtrack through more releases (3.10 and 3.12 together: 80 s).
+5-7 s for the four targets at Python 3.11, in parallel, with an empty uv cache or a warm one,
+plus 3 s to install uv; other Python versions make uv backtrack through more releases (3.10 and
+3.12 together: 80 s). A failure prints uv's reason, e.g. a package without a wheel there.
 """
 
 from __future__ import annotations

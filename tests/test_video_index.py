@@ -166,6 +166,7 @@ def _file(tmp_path: Path, suffix: str, codec: str) -> Path:
     return write_video(tmp_path / f"clip{suffix}", 12, 4, size=(64, 96))
 
 
+@pytest.mark.decord
 @pytest.mark.parametrize(("suffix", "codec"), sorted(AUTO_BACKENDS))
 def test_auto_picks_the_measured_backend_and_reads_the_same_frames(
     tmp_path: Path, suffix: str, codec: str
@@ -185,6 +186,7 @@ def test_auto_picks_the_measured_backend_and_reads_the_same_frames(
         assert (forced.float() - auto.float()).abs().mean() < 2
 
 
+@pytest.mark.decord
 def test_auto_keeps_decord_off_widths_it_cannot_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

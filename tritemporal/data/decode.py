@@ -213,13 +213,13 @@ def read_frames(
     if unique[0] < 0:
         raise ValueError(f"negative frame index {unique[0]} for {path}")
     path = str(path)
-    check_backend(backend)
     if _is_sequence(path):  # numbered images: the same Pillow reader for both backends
         try:
             frames = read_sequence(path, unique)
         except VideoDecodeError as exc:
             raise VideoDecodeError(f"video {path}: {exc}") from exc
         return torch.from_numpy(np.ascontiguousarray(frames[inverse.reshape(-1)]))
+    check_backend(backend)
     if backend != AUTO:
         return _read(path, unique, inverse, backend)
     chosen = auto_backend(path, meta)
