@@ -59,7 +59,9 @@ AUTO_BACKENDS: dict[tuple[str, str], str] = {
     (".mov", "h264"): "pyav",
     (".mp4", "hevc"): "pyav",
 }
-AUTO_OTHER = "pyav"  # formats not measured (.mkv, .avi, other codecs)
+# formats not measured (.mkv, .avi, other codecs) and those decord 0.6 fails to open at all
+# (MPEG-TS .ts, raw .h264/.hevc streams: seen on 16-48 frame files)
+AUTO_OTHER = "pyav"
 # decord 0.6 cannot read H.264 8, 12, 16, 24, 48 or 72 px wide (every even width 8-158 tried):
 # auto never gives it a narrower video, and moves a file decord fails on to PyAV
 DECORD_MIN_WIDTH = 80
