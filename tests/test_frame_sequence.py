@@ -321,6 +321,7 @@ def test_numbered_folder_needs_a_stated_fps(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got, np.stack([picture(3), picture(3), picture(5)]))
 
 
+@pytest.mark.decord
 def test_encode_writes_an_mp4_of_the_same_frames(tmp_path: Path) -> None:
     numbered_folder(tmp_path / "src")
     options = ImportOptions(fps=4.0, encode=True)

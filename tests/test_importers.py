@@ -137,6 +137,7 @@ def _decoded(path: Path, fmt: str | None = None) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
+@pytest.mark.decord
 @pytest.mark.parametrize("bframes", [False, True])
 def test_comma2k19_remuxes_hevc_at_its_frame_times(tmp_path: Path, bframes: bool) -> None:
     src = tmp_path / "comma2k19"

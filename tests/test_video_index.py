@@ -121,6 +121,30 @@ def test_an_old_index_is_reprobed(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     assert set(_saved(tmp_path)) == {"videos/v0.mp4"}
 
 
+def test_a_version_2_index_loads_less_its_raw_streams(tmp_path: Path) -> None:
+    files = _videos(tmp_path, 1)
+    raw = tmp_path / "videos" / "front.h264"
+    with av.open(str(raw), "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=4)
+        stream.height, stream.width, stream.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(8):
+            out.mux(stream.encode(av.VideoFrame(32, 32, "yuv420p")))
+        out.mux(stream.encode())
+    files["videos/front.h264"] = raw
+    current = VideoIndex(tmp_path)
+    current.lookup(files)
+    v2 = {**current.entries}  # version 2 probed a raw stream as if it had timestamps
+    v2["videos/front.h264"] = {**v2["videos/front.h264"], "error": "cannot read its last packets"}
+    del v2["videos/front.h264"]["meta"]
+    rows = [json.dumps([key, entry]) for key, entry in v2.items()]
+    (tmp_path / INDEX_FILE).write_text("\n".join([json.dumps({"version": 2}), *rows]) + "\n")
+    index = VideoIndex(tmp_path)
+    result = index.lookup(files)
+    assert index.probed == 1 and result["videos/front.h264"].raw  # the mp4 entry was kept
+    assert result["videos/front.h264"].frames == 8 and result["videos/front.h264"].fps == 4
+    assert _saved(tmp_path) == current.entries  # rewritten whole, as version 3
+
+
 def _hevc(path: Path, frames: int = 12, size: tuple[int, int] = (64, 96)) -> Path:
     """Numbered frames as HEVC in MP4 without B-frames (as comma2k19's remuxed files)."""
     from tests.test_videos import draw
@@ -142,6 +166,7 @@ def _file(tmp_path: Path, suffix: str, codec: str) -> Path:
     return write_video(tmp_path / f"clip{suffix}", 12, 4, size=(64, 96))
 
 
+@pytest.mark.decord
 @pytest.mark.parametrize(("suffix", "codec"), sorted(AUTO_BACKENDS))
 def test_auto_picks_the_measured_backend_and_reads_the_same_frames(
     tmp_path: Path, suffix: str, codec: str
@@ -161,6 +186,7 @@ def test_auto_picks_the_measured_backend_and_reads_the_same_frames(
         assert (forced.float() - auto.float()).abs().mean() < 2
 
 
+@pytest.mark.decord
 def test_auto_keeps_decord_off_widths_it_cannot_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -297,6 +297,7 @@ def test_read_only_root_keeps_the_index_in_memory(
     assert not list(root.glob("*.tmp"))
 
 
+@pytest.mark.decord
 def test_decord_and_pyav_agree(root: Path) -> None:
     indices = [40, 3, 3, 17, 99, 60, 61]  # unsorted, repeated, across several GOPs
     path = root / "videos" / "fast.mp4"

@@ -174,7 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("out", help="output folder (VJEPA2Model.from_pretrained(OUT))")
 
     predict = sub.add_parser("predict", help="per-window EVENTUALLY embeddings over a video")
-    predict.add_argument("video", metavar="VIDEO", help="video file (.mp4 .mov .mkv .avi)")
+    predict.add_argument(
+        "video", metavar="VIDEO",
+        help="video file: any container PyAV reads (.mp4 .mov .mkv .avi .ts .m4v .webm ...) or a "
+        "raw .h264/.hevc stream",
+    )  # fmt: skip
     predict.add_argument("--checkpoint", required=True, metavar="SOURCE", help=SOURCE_HELP)
     predict.add_argument("--out", help="predictions .npz (default: ./VIDEO_NAME.predictions.npz)")
     predict.add_argument("--plot", metavar="FILE.png", help="also draw a timeline PNG here")
@@ -186,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--stride-s", "--stride_s", dest="stride_s", type=float,
         help="seconds between window starts (default: the run's data.stride_s)",
+    )  # fmt: skip
+    predict.add_argument(
+        "--raw-fps", "--raw_fps", dest="raw_fps", type=float,
+        help="frame rate of a raw .h264/.hevc VIDEO (no timestamps; default: the run's "
+        "data.raw_fps, else the rate the stream's headers state)",
     )  # fmt: skip
     predict.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=8)
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -520,7 +529,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     probe = LinearProbe.load(args.probe) if args.probe else None
     device = resolve_device(args.device)
     model = TriTemporalModel.from_pretrained(args.checkpoint).to(device)
-    result = predict_video(model, args.video, args.stride_s, args.batch_size, device, probe)
+    result = predict_video(
+        model, args.video, args.stride_s, args.batch_size, device, probe, raw_fps=args.raw_fps
+    )
     out = save_predictions(result, args.out or f"{Path(args.video).stem}.predictions.npz")
     classes = f", outcome probabilities of {', '.join(probe.label_names)}" if probe else ""
     print(f"wrote {out} ({len(result['time'])} windows{classes})")

@@ -391,6 +391,9 @@ class DataConfig(_Section):
     manifest: str | None = None  # videos: CSV with a `path` column (relative to root) instead
     backend: VideoBackend = "auto"  # video decoder: auto, decord or pyav
     fps: float = 8.0  # clips are resampled to this frame rate
+    # frame rate of raw .h264/.hevc streams, which carry no timestamps: it overrides the rate in
+    # their headers (VUI timing); None uses that rate, and a stream without one is unusable
+    raw_fps: float | None = None
     gap_s: float = 0.0  # seconds skipped between SOON and EVENTUALLY
     stride_s: float = 1.0  # seconds between the starts of consecutive windows of one video
     on_error: OnError = "skip"  # bad videos/annotations: skip (counted and listed) or raise
@@ -410,6 +413,11 @@ class DataConfig(_Section):
         _at_least("data", self, 1, "num_clips", "prefetch_factor")
         _at_least("data", self, 0, "num_workers")
         _check(self.fps > 0, f"data.fps={self.fps} must be positive")
+        _check(
+            self.raw_fps is None or self.raw_fps > 0,
+            f"data.raw_fps={self.raw_fps} must be positive (the raw streams' frames per second), "
+            "or null to read it from each stream's headers",
+        )
         _check(self.gap_s >= 0, f"data.gap_s={self.gap_s} must be >= 0")
         _check(self.stride_s > 0, f"data.stride_s={self.stride_s} must be positive")
         scale, aspect = self.crop_scale, self.crop_aspect

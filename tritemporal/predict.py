@@ -25,8 +25,9 @@ from matplotlib.figure import Figure  # no pyplot: no display, no global backend
 
 from tritemporal.config import TriTemporalConfig
 from tritemporal.data.annotations import AnnotationError, load_annotation
+from tritemporal.data.video_files import annotation_of
 from tritemporal.data.video_windows import VideoWindows
-from tritemporal.data.videos import annotation_of, label_vocabulary
+from tritemporal.data.videos import label_vocabulary
 from tritemporal.heads.probe import LinearProbe
 from tritemporal.model import TriTemporalModel
 from tritemporal.runtime import resolve_device
@@ -41,6 +42,7 @@ def predict_video(
     batch_size: int = 8,
     device: str | torch.device = "cpu",
     probe: LinearProbe | None = None,
+    raw_fps: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Slide over a whole video: per-window time, EVENTUALLY embedding, mean NOW feature, SOON
     forecast summary, and outcome probabilities when given a probe.
@@ -48,13 +50,14 @@ def predict_video(
     Moves `model` (and `probe`) to `device` and puts it in eval mode. Returns numpy arrays:
     `time` (W,), `eventually` (W, E), `now_mean` (W, D), `soon_norm` (W,), `outcome_similarity`
     (W-1,), with a probe `probs` (W, C) and `label_names` (C,), and `meta` (a JSON string).
+    `raw_fps` (default `data.raw_fps`) is the frame rate of a raw .h264/.hevc stream.
     """
     device = resolve_device(device)
     model.to(device).eval()
     if probe is not None:
         _check_probe(probe, model)
         probe.to(device).eval()
-    windows = VideoWindows.open(model.config, video, stride_s)
+    windows = VideoWindows.open(model.config, video, stride_s, raw_fps)
     log.info(
         "%s: %d windows of %.2f s every %g s", windows.path, len(windows), windows.spec.span_s,
         windows.spec.stride_s,

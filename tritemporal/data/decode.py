@@ -11,12 +11,17 @@ A failure to decode is a `VideoDecodeError` naming the file: never blank or subs
 A `.frames` descriptor (numbered images, `frame_sequence`) is read by Pillow under either backend.
 Frame i is the one shown at i / fps: decord counts decoded frames, PyAV maps timestamps
 (pts * time_base * fps), so on constant-frame-rate files (the norm) both read the same frames.
+A raw elementary stream (.h264, .hevc: no container, no timestamps) is read by PyAV counting
+decoded frames, as decord does (`raw_stream.py`): frame i is the i-th, shown at i / fps.
+decord ships wheels for x86-64 Linux and Windows only; where it is not installed `auto` reads
+everything with PyAV and `data.backend=decord` is an error saying how to install it.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -28,12 +33,14 @@ import torch
 
 from tritemporal.config import VideoBackend
 from tritemporal.data.frame_sequence import SEQUENCE_SUFFIX, probe_sequence, read_sequence
+from tritemporal.data.raw_stream import RawReader, is_raw, probe_raw
 from tritemporal.data.video_meta import (  # re-exported: callers import them from here
     END_SLACK,
     BadVideo,
     VideoDecodeError,
     VideoMeta,
 )
+from tritemporal.data.video_meta import short_error as _short
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +59,20 @@ AUTO_BACKENDS: dict[tuple[str, str], str] = {
     (".mov", "h264"): "pyav",
     (".mp4", "hevc"): "pyav",
 }
-AUTO_OTHER = "pyav"  # formats not measured (.mkv, .avi, other codecs)
+# formats not measured (.mkv, .avi, other codecs) and those decord 0.6 fails to open at all
+# (MPEG-TS .ts, raw .h264/.hevc streams: seen on 16-48 frame files)
+AUTO_OTHER = "pyav"
 # decord 0.6 cannot read H.264 8, 12, 16, 24, 48 or 72 px wide (every even width 8-158 tried):
 # auto never gives it a narrower video, and moves a file decord fails on to PyAV
 DECORD_MIN_WIDTH = 80
+DECORD_INSTALL = (
+    "`pip install decord` (wheels for x86-64 Linux and Windows only, where `pip install "
+    "tritemporal` already installs it), or use data.backend=auto or data.backend=pyav (PyAV, "
+    "installed everywhere)"
+)
+# PyAV seeks to the keyframe before a target, but demuxers that seek by DTS or without an index
+# (MPEG-TS) can land after it: retry that much earlier, then from the first packet
+SEEK_REWINDS_S = (0.0, 2.0, 10.0, math.inf)
 
 
 def probe_video(path: str | Path) -> VideoMeta:
@@ -75,6 +92,8 @@ def probe_video(path: str | Path) -> VideoMeta:
             raise BadVideo("it has no video stream")
         stream = container.streams.video[0]
         stream.codec_context.thread_count = PROBE_CODEC_THREADS
+        if is_raw(container):
+            return probe_raw(container, stream)
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 0.0
         if stream.duration:
@@ -126,8 +145,7 @@ def _is_sequence(path: str | Path) -> bool:
 
 
 def _probe_decord(path: Path) -> VideoMeta:
-    import decord  # native video decoder, loaded on first decode
-
+    decord = _decord()
     try:
         reader = decord.VideoReader(str(path), num_threads=1)
         height, width = reader[0].shape[:2]
@@ -150,9 +168,38 @@ def auto_backend(path: str | Path, meta: VideoMeta | None = None) -> str:
             raise VideoDecodeError(f"video {path}: cannot open it ({_short(exc)})") from exc
     key = (os.path.splitext(path)[1].lower(), meta.codec)
     chosen = AUTO_BACKENDS.get(key, AUTO_OTHER)
-    if chosen == "decord" and (meta.width < DECORD_MIN_WIDTH or path in _decord_failed):
+    if chosen == "decord" and (
+        meta.width < DECORD_MIN_WIDTH or path in _decord_failed or not decord_installed()
+    ):
         return "pyav"
     return chosen
+
+
+def check_backend(backend: str) -> None:
+    """Raise ValueError naming the install command when `backend` cannot run here."""
+    if backend == "decord":
+        _decord()
+
+
+def decord_installed() -> bool:
+    """Whether decord imports here (its wheels cover x86-64 Linux and Windows only)."""
+    try:
+        _decord()
+    except ValueError:
+        return False
+    return True
+
+
+def _decord() -> Any:
+    """The decord module, or a ValueError saying how to install it or what to use instead."""
+    try:
+        import decord  # native video decoder, loaded on first decode
+    except ImportError as exc:
+        raise ValueError(
+            "data.backend=decord needs the decord package, which is not installed: "
+            + DECORD_INSTALL
+        ) from exc
+    return decord
 
 
 def read_frames(
@@ -174,6 +221,7 @@ def read_frames(
         except VideoDecodeError as exc:
             raise VideoDecodeError(f"video {path}: {exc}") from exc
         return torch.from_numpy(np.ascontiguousarray(frames[inverse.reshape(-1)]))
+    check_backend(backend)
     if backend != AUTO:
         return _read(path, unique, inverse, backend)
     chosen = auto_backend(path, meta)
@@ -264,9 +312,7 @@ def _close(handle: Any) -> None:
 
 
 def _open_decord(path: str) -> Any:
-    import decord  # native video decoder, loaded on first decode
-
-    return decord.VideoReader(path, num_threads=1 if _in_worker() else 0)
+    return _decord().VideoReader(path, num_threads=1 if _in_worker() else 0)
 
 
 def _read_decord(reader: Any, unique: np.ndarray) -> np.ndarray:
@@ -280,31 +326,42 @@ def _read_decord(reader: Any, unique: np.ndarray) -> np.ndarray:
 def _open_av(path: str) -> Any:
     import av  # native video decoder, loaded on first decode
 
-    return av.open(path)  # default slice threading: frame threading restarts at every seek
+    container = av.open(path)  # default slice threading: frame threading restarts at every seek
+    if is_raw(container):
+        container.close()
+        return RawReader(path)
+    return container
 
 
 def _read_av(container: Any, unique: np.ndarray) -> np.ndarray:
     """Seek to the keyframe before the first frame, decode forward to the last one."""
+    if isinstance(container, RawReader):
+        return container.read(unique)
     stream = container.streams.video[0]
     fps = float(stream.average_rate or stream.guessed_rate or 0)
     if fps <= 0:
         raise VideoDecodeError("the stream has no frame rate")
     first, last = int(unique[0]), int(unique[-1])
-    frames = _decode_range(container, stream, fps, unique, seek_s=(first - 0.5) / fps)
-    if frames is None:  # the seek landed after the first frame needed: decode from the start
-        log.debug("PyAV seek overshot frame %d of %s; decoding from the start", first, stream)
-        frames = _decode_range(container, stream, fps, unique, seek_s=None)
-    if frames is None:
-        raise VideoDecodeError(f"no frame at or before frame {first} (last needed: {last})")
-    return frames
+    want_s = (first - 0.5) / fps
+    for rewind_s in SEEK_REWINDS_S:
+        frames = _decode_range(container, stream, fps, unique, want_s - rewind_s)
+        if frames is not None:
+            return frames
+        if want_s - rewind_s <= 0:
+            break
+        log.debug("PyAV seek overshot frame %d of %s; seeking earlier", first, stream.container)
+    raise VideoDecodeError(f"no frame at or before frame {first} (last needed: {last})")
 
 
 def _decode_range(
-    container: Any, stream: Any, fps: float, unique: np.ndarray, seek_s: float | None
+    container: Any, stream: Any, fps: float, unique: np.ndarray, seek_s: float
 ) -> np.ndarray | None:
-    """Frames shown at `unique` (the last frame whose pts-derived index is <= each index)."""
+    """Frames shown at `unique` (the last frame whose pts-derived index is <= each index), read
+    from the keyframe before `seek_s` (<= 0: the first packet); None when it lands after them."""
     tb, start = stream.time_base, stream.start_time or 0
-    target = start + int(max(seek_s, 0.0) / tb) if seek_s is not None else start
+    # a target of 0 (or a negative start) reaches the first packet where seeking goes by DTS
+    # (MPEG-TS), which precedes the first frame's PTS by the decoder's reordering delay
+    target = start + int(seek_s / tb) if seek_s > 0 else min(start, 0)
     container.seek(target, stream=stream, backward=True, any_frame=False)
     out: list[np.ndarray] = []
     shown: list[Any] = []  # [index, frame, rgb or None] of the frame decoded last
@@ -334,8 +391,3 @@ def _decode_range(
             )
         out.append(rgb())
     return np.stack(out)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text[:200]}"

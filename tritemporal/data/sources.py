@@ -65,7 +65,8 @@ def _synthetic(config: TriTemporalConfig) -> Dataset:
 def _videos(config: TriTemporalConfig) -> Dataset:
     if config.data.root is None:
         raise ValueError(
-            "data.source=videos needs data.root: a folder with videos/ (mp4, mov, mkv, avi) and "
+            "data.source=videos needs data.root: a folder with videos/ (.mp4, .ts, .mov, any "
+            "container PyAV reads) and "
             "optional annotations/<clip>.json (or data.manifest, a CSV of paths under data.root)"
         )
     return VideoClips(config, train=True)

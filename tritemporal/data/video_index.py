@@ -8,10 +8,10 @@ whose file is gone is dropped. Only facts about the file live here: checks that 
 config (too short for the window span, annotation errors) are made by the dataset on every start.
 A read-only root keeps the index in memory and says so once.
 
-File format (version 2), JSON lines: a header, then one line per change, the last line of a key
+File format (version 3), JSON lines: a header, then one line per change, the last line of a key
 winning (`null`: removed)::
 
-    {"version": 2}
+    {"version": 3}
     ["videos/a.mp4", {"size": 1234, "mtime_ns": 1700000000000000000, "meta": {"frames": 16, ...}}]
     ["videos/b.mp4", {"size": 10, "mtime_ns": 1700000000000000000, "error": "truncated video ..."}]
     ["videos/a.mp4", null]
@@ -55,7 +55,10 @@ from tritemporal.data.decode import BadVideo, VideoMeta
 log = logging.getLogger(__name__)
 
 INDEX_FILE = ".tritemporal_index.json"
-INDEX_VERSION = 2  # 2: JSON lines, appended; VideoMeta.codec (version 1 files are re-probed)
+# 2: JSON lines, appended; VideoMeta.codec (version 1 files are re-probed). 3: raw streams
+# (VideoMeta.raw); a version 2 file loads, less its raw streams (probed at FFmpeg's default fps)
+INDEX_VERSION = 3
+RAW_SUFFIXES = (".h264", ".264", ".avc", ".hevc", ".h265", ".265")  # re-probed from version 2
 PROBE_THREADS = 8  # few files: threads overlap the I/O
 PROCESS_MIN = 64  # new or changed files from which probing uses processes (see module doc)
 CHUNK = 16  # files per task sent to a probing process
@@ -100,7 +103,8 @@ class VideoIndex:
             header = json.loads(lines[0]) if lines else None
         except ValueError:
             header = None
-        if not isinstance(header, dict) or header.get("version") != INDEX_VERSION:
+        version = header.get("version") if isinstance(header, dict) else None
+        if version not in (2, INDEX_VERSION):
             log.warning("ignoring %s: it is from another index version; re-probing", self.path)
             return
         self._lines = len(lines) - 1
@@ -117,6 +121,10 @@ class VideoIndex:
                     self.entries[row[0]] = row[1]
                 else:
                     self.entries.pop(row[0], None)
+        if version != INDEX_VERSION:  # the next save rewrites the file with the new header
+            self._lines = None
+            for key in [key for key in self.entries if key.lower().endswith(RAW_SUFFIXES)]:
+                del self.entries[key]
 
     def lookup(self, files: dict[str, Path]) -> dict[str, VideoMeta | str]:
         """Metadata (or the reason it is unusable) of each `key -> path`, probing only changes;

@@ -12,6 +12,12 @@ from dataclasses import dataclass
 END_SLACK = 2  # frames a stream may end early before a read beyond it is an error
 
 
+def short_error(exc: BaseException) -> str:
+    """An exception as "Type: message", the message cut at 200 characters."""
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
 class VideoDecodeError(RuntimeError):
     """A video that cannot be opened or decoded; the message names the file."""
 
@@ -30,3 +36,6 @@ class VideoMeta:
     width: int
     height: int
     codec: str = ""  # FFmpeg's name of the video codec ("h264", "hevc"); "" when not known
+    # an elementary stream without timestamps (.h264, .hevc): frame i is the i-th decoded frame,
+    # `fps` the rate its headers state (0.0 when they state none: data.raw_fps must)
+    raw: bool = False

@@ -17,7 +17,14 @@ import numpy as np
 import torch
 
 from tritemporal.config import TriTemporalConfig
-from tritemporal.data.decode import BadVideo, VideoDecodeError, VideoMeta, probe_video, read_frames
+from tritemporal.data.decode import (
+    BadVideo,
+    VideoDecodeError,
+    VideoMeta,
+    check_backend,
+    probe_video,
+    read_frames,
+)
 from tritemporal.data.transforms import ClipTransform
 from tritemporal.data.videos import label_vocabulary
 from tritemporal.data.windows import WindowSpec, native_indices, window_starts
@@ -36,9 +43,14 @@ class VideoWindows:
 
     @classmethod
     def open(
-        cls, config: TriTemporalConfig, video: str | Path, stride_s: float | None = None
+        cls,
+        config: TriTemporalConfig,
+        video: str | Path,
+        stride_s: float | None = None,
+        raw_fps: float | None = None,
     ) -> VideoWindows:
-        """Probe `video` and lay out its windows; clear errors for missing or short files."""
+        """Probe `video` and lay out its windows; clear errors for missing or short files.
+        `raw_fps` (default `data.raw_fps`) is the frame rate of a raw .h264/.hevc stream."""
         path = Path(video)
         if not path.is_file():
             raise FileNotFoundError(f"video {path} does not exist (or is not a file)")
@@ -47,10 +59,21 @@ class VideoWindows:
             if not stride_s > 0:
                 raise ValueError(f"stride_s={stride_s} must be positive")
             spec = dataclasses.replace(spec, stride_s=float(stride_s))
+        check_backend(config.data.backend)
         try:
             meta = probe_video(path)
         except BadVideo as exc:
             raise ValueError(f"video {path} is unreadable: {exc}") from exc
+        raw_fps = raw_fps if raw_fps is not None else config.data.raw_fps
+        if meta.raw and raw_fps is not None:
+            if not raw_fps > 0:
+                raise ValueError(f"raw_fps={raw_fps} must be positive (frames per second)")
+            meta = dataclasses.replace(meta, fps=float(raw_fps), duration=meta.frames / raw_fps)
+        if meta.raw and not meta.fps > 0:
+            raise ValueError(
+                f"video {path} is a raw {meta.codec} stream whose headers state no frame rate: "
+                "give it (`tritemporal predict --raw-fps FPS`, data.raw_fps in a config)"
+            )
         if not meta.fps > 0:
             raise ValueError(f"video {path} has no frame rate (fps={meta.fps}); re-encode it")
         starts = window_starts(meta.duration, spec)

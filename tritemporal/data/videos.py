@@ -7,16 +7,20 @@ built, before any model exists: a bad file is either left out and listed in `sum
 (`data.on_error: skip`) or stops the run naming the file (`raise`); it never becomes a sample.
 Layout (or `data.manifest`, a CSV with `path` and optional `annotation` columns)::
 
-    ROOT/videos/**/<clip>.mp4|.mov|.mkv|.avi     any sub-folders; or <clip>.frames, numbered
-                                                 images listed in a descriptor (frame_sequence.py)
-    ROOT/annotations/**/<clip>.json              optional, mirrors videos/ (see annotations.py)
+    ROOT/videos/**/<clip>.mp4|.ts|.MOV|.hevc|...  any container PyAV reads, any sub-folders
+                                                  (video_files.py); or <clip>.frames, numbered
+                                                  images listed in a descriptor (frame_sequence.py)
+    ROOT/annotations/**/<clip>.json               optional, mirrors videos/ (see annotations.py)
+
+Every other file under videos/ is listed in `summary` as ignored, grouped by reason. A raw
+.h264/.hevc stream has no timestamps: its frame rate is `data.raw_fps`, else the one its headers
+state; one with neither is skipped naming the key.
 """
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,37 +36,45 @@ from tritemporal.data.annotations import (
     load_annotation,
 )
 from tritemporal.data.common import MANEUVERS, UNLABELLED
-from tritemporal.data.decode import VideoDecodeError, VideoMeta, read_frames
+from tritemporal.data.decode import VideoDecodeError, VideoMeta, check_backend, read_frames
 from tritemporal.data.transforms import ClipTransform
+from tritemporal.data.video_files import (  # find_videos, LAYOUT: re-exported for callers
+    LAYOUT,
+    NOT_VIDEO,
+    Ignored,
+    find_videos,
+    has_video_extension,
+    is_video,
+    scan_videos,
+    summarize,
+)
 from tritemporal.data.video_index import VideoIndex
 from tritemporal.data.windows import WindowSpec, maneuvers_between, native_indices, window_starts
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".frames")
-LAYOUT = (
-    "expected ROOT/videos/**/*{.mp4,.mov,.mkv,.avi,.frames} (sub-folders allowed; .frames: "
-    "numbered images, see `tritemporal import frames`) with optional "
-    "ROOT/annotations/<same relative path>.json, or data.manifest=<CSV with a `path` column "
-    "(relative to ROOT or absolute) and an optional `annotation` column>"
-)
+__all__ = ["LAYOUT", "DataSummary", "VideoClips", "find_videos", "label_vocabulary"]
 
 
 @dataclass
 class DataSummary:
-    """What a build found: counts, samples per EVENTUALLY label and every skipped file."""
+    """What a build found: counts, samples per EVENTUALLY label, every skipped video and every
+    other file under videos/ that is not used (`ignored`)."""
 
     videos_found: int
     videos_used: int
     samples: int
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
     label_counts: dict[str, int] = field(default_factory=dict)  # incl. "unlabelled"
+    ignored: list[Ignored] = field(default_factory=list)
 
     def format(self, max_skipped: int = 5) -> str:
-        """A few human-readable lines: counts, labels and the first skipped files."""
+        """A few human-readable lines: counts, labels, the first skipped videos and the ignored
+        files grouped by reason and extension."""
+        others = f"; other files: {len(self.ignored)} ignored" if self.ignored else ""
         lines = [
             f"videos: {self.videos_found} found, {self.videos_used} used, "
-            f"{len(self.skipped)} skipped; samples: {self.samples}",
+            f"{len(self.skipped)} skipped; samples: {self.samples}{others}",
             "labels: " + ", ".join(f"{k} {v}" for k, v in self.label_counts.items() if v),
         ]
         if self.skipped:
@@ -70,10 +82,13 @@ class DataSummary:
             lines += [f"  {path}: {reason}" for path, reason in self.skipped[:max_skipped]]
             if len(self.skipped) > max_skipped:
                 lines.append(f"  ... and {len(self.skipped) - max_skipped} more")
+        if self.ignored:
+            lines.append(f"ignored ({len(self.ignored)}):")
+            lines += [f"  {line}" for line in summarize(self.ignored)]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        """JSON-ready dict listing every skipped file."""
+        """JSON-ready dict listing every skipped and every ignored file."""
         data = asdict(self)
         data["skipped"] = [{"path": p, "reason": r} for p, r in self.skipped]
         return data
@@ -102,73 +117,6 @@ def label_vocabulary(extra: list[str]) -> tuple[str, ...]:
     return (*MANEUVERS, *extra)
 
 
-def find_videos(root: Path, manifest: str | None) -> list[tuple[str, Path, Path | None]]:
-    """(key, video path, annotation path or None) of every listed video, sorted by key."""
-    if manifest is not None:
-        return _read_manifest(root, manifest)
-    folder = root / "videos"
-    if not folder.is_dir():
-        raise FileNotFoundError(f"data.root {root} has no videos/ folder; {LAYOUT}")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if not name.startswith(".") and name.lower().endswith(VIDEO_EXTENSIONS):
-                path = Path(dirpath) / name
-                found.append((_key(root, path), path, _mirror(root, path, None)))
-    return sorted(found)
-
-
-def _key(root: Path, path: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def _mirror(root: Path, path: Path, listed: str | None) -> Path | None:
-    """The annotation of `path`: the manifest's entry, else annotations/<rel path>.json if any."""
-    if listed:
-        return Path(listed) if Path(listed).is_absolute() else root / listed
-    try:
-        rel = path.relative_to(root)
-    except ValueError:
-        return None
-    if rel.parts[0] == "videos":
-        rel = Path(*rel.parts[1:])
-    candidate = (root / "annotations" / rel).with_suffix(".json")
-    return candidate if candidate.is_file() else None
-
-
-def annotation_of(video: str | Path) -> Path | None:
-    """The annotation of a video inside a data folder, ROOT/annotations/<its path under
-    ROOT/videos>.json (as training finds it, nearest `videos` folder), or None when there is
-    none; a manifest's `annotation` column is not consulted."""
-    path = Path(video).absolute()  # not resolved: an imported video may link elsewhere
-    root = next((p.parent for p in path.parents if p.name == "videos"), None)
-    return None if root is None else _mirror(root, path, None)
-
-
-def _read_manifest(root: Path, manifest: str) -> list[tuple[str, Path, Path | None]]:
-    path = Path(manifest)
-    if not path.is_absolute() and (root / path).is_file():
-        path = root / path
-    if not path.is_file():
-        raise FileNotFoundError(f"data.manifest={manifest!r} does not exist; {LAYOUT}")
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or "path" not in rows[0]:
-        raise ValueError(f"data.manifest {path} needs a header with a `path` column; {LAYOUT}")
-    found = {}
-    for row in rows:
-        name = (row.get("path") or "").strip()
-        if name:
-            video = Path(name) if Path(name).is_absolute() else root / name
-            listed = (row.get("annotation") or "").strip() or None
-            found.setdefault(_key(root, video), (video, _mirror(root, video, listed)))
-    return sorted((key, video, note) for key, (video, note) in found.items())
-
-
 class VideoClips(torch.utils.data.Dataset):
     """Every window of every usable video; `sample` gives training views, `[i]` evaluation."""
 
@@ -183,6 +131,8 @@ class VideoClips(torch.utils.data.Dataset):
         self.root, self.train, self.backend = Path(root), train, d.backend
         if not self.root.is_dir():
             raise FileNotFoundError(f"data.root {self.root} does not exist; {LAYOUT}")
+        check_backend(d.backend)
+        self.raw_fps = d.raw_fps
         self.label_names = label_vocabulary(d.extra_maneuvers)
         # an action-conditioned SOON predictor needs these ego series in every video
         conditioned = config.predictor.action_conditioning
@@ -190,19 +140,25 @@ class VideoClips(torch.utils.data.Dataset):
         self.spec = WindowSpec.from_config(config)
         self.transform = ClipTransform.from_config(config, self.label_names)
         clock = time.perf_counter()
-        listed = find_videos(self.root, d.manifest)
+        listed, ignored = scan_videos(self.root, d.manifest)
         if not listed:
-            raise FileNotFoundError(f"no videos found under {self.root}; {LAYOUT}")
+            raise FileNotFoundError(self._none_found(ignored))
         lap = [time.perf_counter()]
         metas = VideoIndex(self.root).lookup({key: path for key, path, _ in listed})
         lap.append(time.perf_counter())
         checking = 0.0  # seconds in `_check` (mostly annotation parsing) within the loop
+        if d.manifest is None:  # a file of another extension that holds no video is no video
+            listed = [item for item in listed if self._video_or_ignored(item[0], metas, ignored)]
+        if not listed:
+            raise FileNotFoundError(self._none_found(ignored))
 
         self._videos: list[_Video] = []
         skipped: list[tuple[str, str]] = []
         steps, labels = [], []  # per video: window numbers (start = k * stride) and labels
+        raw = 0  # raw streams used: each read decodes from the stream's start or the last read
         for key, path, annotation_path in listed:
             meta = metas[key]
+            meta = self._timed(meta) if isinstance(meta, VideoMeta) else meta
             begin = time.perf_counter()
             try:
                 annotation = self._check(meta, annotation_path)
@@ -217,6 +173,7 @@ class VideoClips(torch.utils.data.Dataset):
             finally:
                 checking += time.perf_counter() - begin
             assert isinstance(meta, VideoMeta)
+            raw += meta.raw
             starts = window_starts(meta.duration, self.spec)
             steps.append(np.arange(len(starts), dtype=np.int32))
             labels.append(self._labels(starts, annotation))
@@ -244,16 +201,52 @@ class VideoClips(torch.utils.data.Dataset):
             "windows": lap[2] - lap[1] - checking,
         }
         self.summary = DataSummary(
-            len(listed), len(self._videos), len(self._step), skipped, label_counts
+            len(listed), len(self._videos), len(self._step), skipped, label_counts, ignored
         )
         report = log.warning if skipped else log.info
         report("video data under %s\n%s", self.root, self.summary.format())
+        if raw:
+            log.info(
+                "%d raw streams (.h264/.hevc): with no timestamps to seek by, a sample decodes "
+                "from the stream's start (or the previous read); remux them into .mp4 for faster "
+                "random access",
+                raw,
+            )
         log.info("start-up: %s", ", ".join(f"{k} {v:.1f} s" for k, v in self.build_seconds.items()))
+
+    def _none_found(self, ignored: list[Ignored]) -> str:
+        """The error of a root without videos, with what it has instead."""
+        other = "\n".join(summarize(ignored))
+        return f"no videos found under {self.root}; {LAYOUT}" + (f"\n{other}" if other else "")
+
+    @staticmethod
+    def _video_or_ignored(
+        key: str, metas: dict[str, VideoMeta | str], ignored: list[Ignored]
+    ) -> bool:
+        """Whether a listed file counts as a video; one of another extension whose probe finds
+        no video (or a still image) is added to `ignored` instead."""
+        meta = metas[key]
+        if has_video_extension(key) or (isinstance(meta, VideoMeta) and is_video(meta.frames)):
+            return True
+        detail = "PyAV reads no video from it" if isinstance(meta, str) else "a still image"
+        ignored.append(Ignored(key, NOT_VIDEO, detail))
+        return False
+
+    def _timed(self, meta: VideoMeta) -> VideoMeta:
+        """`meta` with the frame rate `data.raw_fps` states for a raw stream."""
+        if not meta.raw or self.raw_fps is None:
+            return meta
+        return dataclasses.replace(meta, fps=self.raw_fps, duration=meta.frames / self.raw_fps)
 
     def _check(self, meta: VideoMeta | str, annotation_path: Path | None) -> Annotation | None:
         """Raise ValueError with the reason a video is unusable; else return its annotation."""
         if isinstance(meta, str):
             raise ValueError(meta)
+        if meta.raw and not meta.fps > 0:
+            raise ValueError(
+                f"a raw {meta.codec} stream whose headers state no frame rate (no VUI timing): "
+                "set data.raw_fps=<its frames per second>"
+            )
         if not meta.fps > 0:
             raise ValueError(
                 f"missing or zero frame rate (fps={meta.fps}); re-encode it at a fixed fps"
