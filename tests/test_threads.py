@@ -17,7 +17,7 @@ from tritemporal.threads import cpu_threads, intra_op_threads
 def test_cores_left_after_workers(cores: int, workers: int, expected: int) -> None:
     threads_, why = intra_op_threads(cores, workers, {})
     assert threads_ == expected
-    assert why == f"{cores} available cores - data.num_workers={workers}"
+    assert why == f"{cores} available cores - {workers} loader worker(s)"
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,7 @@ def test_cores_left_after_workers(cores: int, workers: int, expected: int) -> No
             {"TRITEMPORAL_NUM_THREADS": "2", "OMP_NUM_THREADS": "3"},
             (2, "TRITEMPORAL_NUM_THREADS=2"),
         ),
-        ({"OMP_NUM_THREADS": " "}, (7, "8 available cores - data.num_workers=1")),  # blank: not set
+        ({"OMP_NUM_THREADS": " "}, (7, "8 available cores - 1 loader worker(s)")),  # blank: not set
     ],
 )
 def test_environment_overrides(env: dict[str, str], expected: tuple[int, str]) -> None:
