@@ -17,7 +17,7 @@ from tritemporal.threads import cpu_threads, intra_op_threads
 def test_cores_left_after_workers(cores: int, workers: int, expected: int) -> None:
     threads_, why = intra_op_threads(cores, workers, {})
     assert threads_ == expected
-    assert why == f"{cores} available cores - data.num_workers={workers}"
+    assert why == f"{cores} available cores - {workers} loader worker(s)"
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,7 @@ def test_cores_left_after_workers(cores: int, workers: int, expected: int) -> No
             {"TRITEMPORAL_NUM_THREADS": "2", "OMP_NUM_THREADS": "3"},
             (2, "TRITEMPORAL_NUM_THREADS=2"),
         ),
-        ({"OMP_NUM_THREADS": " "}, (7, "8 available cores - data.num_workers=1")),  # blank: not set
+        ({"OMP_NUM_THREADS": " "}, (7, "8 available cores - 1 loader worker(s)")),  # blank: not set
     ],
 )
 def test_environment_overrides(env: dict[str, str], expected: tuple[int, str]) -> None:
@@ -70,7 +70,7 @@ def test_cpu_runs_get_the_sized_count_and_restore_it(monkeypatch: pytest.MonkeyP
 def test_busy_cores_leave_fewer_threads() -> None:
     assert intra_op_threads(2, 0, {}, busy=1) == (
         1,
-        "2 available cores - data.num_workers=0 - 1 busy with other processes",
+        "2 available cores - 0 loader worker(s) - 1 busy with other processes",
     )
     assert intra_op_threads(2, 0, {}, busy=5)[0] == 1  # never below one
     assert intra_op_threads(8, 0, {"OMP_NUM_THREADS": "6"}, busy=7)[0] == 6  # an override wins

@@ -29,6 +29,14 @@ def test_frame_times_and_gap() -> None:
     assert spec.eventually_range(2.0) == pytest.approx((3.25, 3.5))
 
 
+def test_frame_times_of_many_starts_are_each_starts_own() -> None:
+    spec = WindowSpec(7.0, 4, 2, 2, gap_s=0.3, stride_s=0.35)  # times off any binary grid
+    starts = window_starts(30.0, spec)
+    many = spec.frame_times(starts)
+    assert many.shape == (len(starts), 8)
+    assert np.array_equal(many, np.stack([spec.frame_times(float(s)) for s in starts]))
+
+
 @pytest.mark.parametrize(
     ("duration", "stride", "gap", "count"),
     [

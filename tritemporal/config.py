@@ -40,6 +40,8 @@ DataSource = Literal["synthetic", "videos", "highway"]
 VideoBackend = Literal["auto", "decord", "pyav"]
 OnError = Literal["skip", "raise"]
 TrainCrop = Literal["random_resized", "center"]
+# decoded-frame cache (data/frame_cache.py): "auto" when the decoded corpus fits data.cache_max_gb
+CacheMode = Literal["auto", "on", "off"]
 HighwayScenario = Literal["highway", "merge", "roundabout", "intersection"]
 Schedule = Literal["cosine", "constant"]
 EventTarget = Literal["change", "window"]
@@ -405,6 +407,13 @@ class DataConfig(_Section):
     num_clips: int = 512  # size of the synthetic set
     num_workers: int = 0
     prefetch_factor: int = 2
+    # decode a video corpus once into memory (data/frame_cache.py): auto = when it fits
+    # cache_max_gb; on = always (an error when it does not fit); off = decode every sample.
+    # Cached, the loader on CPU needs no worker: the step gets every core
+    cache: CacheMode = "auto"
+    # GB of decoded frames one training process may cache; null: a quarter of the memory
+    # available at start-up, split between the processes of a node
+    cache_max_gb: float | None = None
     highway: HighwayConfig = field(default_factory=HighwayConfig)
     auto_labels: AutoLabelConfig = field(default_factory=AutoLabelConfig)
 
@@ -428,6 +437,16 @@ class DataConfig(_Section):
         _check(
             len(aspect) == 2 and 0 < aspect[0] <= aspect[1],
             f"data.crop_aspect={aspect}: need [min, max] with 0 < min <= max",
+        )
+        _check(
+            self.cache_max_gb is None or self.cache_max_gb > 0,
+            f"data.cache_max_gb={self.cache_max_gb} must be > 0 (or null: a quarter of the "
+            "available memory)",
+        )
+        _check(
+            self.cache != "on" or self.source != "synthetic",
+            "data.cache=on with data.source=synthetic: synthetic clips are drawn, not decoded; "
+            "use data.cache=auto or off, or a video source (videos, highway)",
         )
         self.highway.validate()
         self.auto_labels.validate()
@@ -814,6 +833,8 @@ def _coerce(value: Any, kind: Any, key: str, source: str) -> Any:
     """Check `value` against a type hint; accept ints for floats and numeric strings like 3e-4."""
     if typing.get_origin(kind) is Literal:
         choices = typing.get_args(kind)
+        if isinstance(value, bool) and {"on", "off"} <= set(choices):
+            value = "on" if value else "off"  # YAML 1.1 reads on/off (and yes/no) as booleans
         if isinstance(value, str) and value in choices:
             return value
         raise ValueError(f"{source}: {key}={value!r}: use {_choices(choices)}")

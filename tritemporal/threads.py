@@ -6,7 +6,9 @@ a second CPU-bound process beside it makes OpenMP's spinning threads wait on eac
 quickstart fell by 10x and more, not the 2x that sharing explains (`docs/PERFORMANCE.md`). So
 training on CPU takes the cores this process may run on (`os.sched_getaffinity`, which cgroup
 cpusets and `taskset` narrow; `os.cpu_count` ignores both) minus the loader workers, at least 1.
-On a GPU the count is left alone: the host thread launches kernels, its intra-op pool sits idle.
+With the decoded-frame cache (`data/frame_cache.py`) the loader needs no worker on CPU, so the
+step takes every core. On a GPU the count is left alone: the host thread launches kernels, its
+intra-op pool sits idle.
 
 Evaluation (`eval`, `compare`) has no loader workers but long phases of small CPU ops (encoding
 windows, fitting probes), where two spinning threads beside a busy process are slower than one
@@ -101,41 +103,57 @@ def intra_op_threads(
         if value.isdigit() and int(value) > 0:
             return int(value), f"{name}={value}"
         warnings.warn(f"{name}={value!r} is not a positive integer; ignored", stacklevel=2)
-    why = f"{cores} available cores - data.num_workers={workers}"
+    why = f"{cores} available cores - {workers} loader worker(s)"
     if busy:
         why += f" - {busy} busy with other processes"
     return max(1, cores - workers - busy), why
 
 
+def cpu_thread_count(device: torch.device, workers: int) -> tuple[int, str]:
+    """The intra-op threads a run on `device` with `workers` loader workers gets, and why."""
+    if device.type != "cpu":
+        return torch.get_num_threads(), f"torch's own count on {device.type}"
+    return intra_op_threads(available_cores(), workers, os.environ)
+
+
+def size_cpu_threads(device: torch.device, workers: int) -> int:
+    """Set torch's intra-op threads for a run on `device` (CPU only) with `workers` loader
+    workers, and log why; returns the count (on a GPU, torch's own, left alone)."""
+    threads, why = cpu_thread_count(device, workers)
+    if device.type != "cpu":
+        return threads
+    logger.info("cpu threads: %d intra-op (%s), 1 in each loader worker", threads, why)
+    torch.set_num_threads(threads)
+    return threads
+
+
+@contextlib.contextmanager
+def kept_threads() -> Iterator[None]:
+    """Restore torch's intra-op thread count on exit, whatever was set inside."""
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @contextlib.contextmanager
 def cpu_threads(device: torch.device, workers: int) -> Iterator[int]:
     """Size torch's intra-op threads for a run on `device` (CPU only), restoring them on exit."""
-    before = torch.get_num_threads()
-    if device.type != "cpu":
-        yield before
-        return
-    threads, why = intra_op_threads(available_cores(), workers, os.environ)
-    logger.info("cpu threads: %d intra-op (%s), 1 in each loader worker", threads, why)
-    torch.set_num_threads(threads)
-    try:
-        yield threads
-    finally:
-        torch.set_num_threads(before)
+    with kept_threads():
+        yield size_cpu_threads(device, workers)
 
 
 @contextlib.contextmanager
 def phase_threads(device: torch.device) -> Iterator[int]:
     """Threads for one phase of evaluation work on `device` (CPU only): the available cores less
     those other processes keep busy now, for torch and the BLAS pools alike; restored on exit."""
-    before = torch.get_num_threads()
     if device.type != "cpu":
-        yield before
+        yield torch.get_num_threads()
         return
     threads, why = intra_op_threads(available_cores(), 0, os.environ, busy_elsewhere())
     logger.debug("cpu threads: %d (%s)", threads, why)
-    torch.set_num_threads(threads)
-    try:
+    with kept_threads():
+        torch.set_num_threads(threads)
         with threadpool_limits(limits=threads, user_api="blas"):
             yield threads
-    finally:
-        torch.set_num_threads(before)

@@ -19,6 +19,7 @@ import logging
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from tritemporal.checkpoint import (
 )
 from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig, save_config
+from tritemporal.data.frame_cache import CacheDecision, attach_frame_cache
 from tritemporal.data.sources import build_dataset
 from tritemporal.distributed import parallelize, unwrap
 from tritemporal.eval.report import eval_dataset, evaluate, hook_scalars
@@ -52,7 +54,7 @@ from tritemporal.runtime import (
     world_size,
 )
 from tritemporal.schedules import ema_momentum_at, lr_at, weight_decay_at
-from tritemporal.threads import cpu_threads
+from tritemporal.threads import cpu_thread_count, kept_threads, size_cpu_threads
 
 CONFIG_FILE = "config.yaml"
 DATA_SUMMARY_FILE = "data_summary.json"  # videos used, skipped files and why, label counts
@@ -153,7 +155,7 @@ def train(config: TriTemporalConfig, resume: bool | str = False) -> Path:
     """
     with (
         distributed(resolve_device(config.train.device)) as device,
-        cpu_threads(device, config.data.num_workers),  # no oversubscribed cores on CPU
+        kept_threads(),  # sized for the loader's workers once the frame cache is decided
     ):
         return _train(config, resume, device)
 
@@ -197,10 +199,15 @@ def _train(config: TriTemporalConfig, resume: bool | str, device: torch.device) 
         "backbone %s | %s | device %s | %d steps from %d",
         config.backbone.name, model.describe_parameters(), device, t.steps, start_step,
     )  # fmt: skip
-    loader = build_loader(config, dataset, start_step, rank(), world_size())
+    show_bar = t.progress and sys.stderr.isatty() and is_main()
+    cached = attach_frame_cache(dataset, config, device.type == "cpu", progress=show_bar)
+    if is_main():
+        _log_frame_cache(cached, config, device)
+    loader_config = replace(config, data=replace(config.data, num_workers=cached.workers))
+    loader = build_loader(loader_config, dataset, start_step, rank(), world_size())
+    size_cpu_threads(device, cached.workers)  # no oversubscribed cores on CPU
     writer = MetricsWriter(run_dir) if is_main() else None
     autocast = autocast_for(device, t.precision)
-    show_bar = t.progress and sys.stderr.isatty() and is_main()
     bar = tqdm(total=t.steps, initial=start_step, disable=not show_bar, desc="train")
 
     def save(step: int) -> Path:
@@ -260,6 +267,22 @@ def _train(config: TriTemporalConfig, resume: bool | str, device: torch.device) 
         if writer is not None:
             writer.close()
     return run_dir
+
+
+def _log_frame_cache(
+    cached: CacheDecision, config: TriTemporalConfig, device: torch.device
+) -> None:
+    """One start-up line: what `data.cache` decided and what it changed for the loader and the
+    CPU threads ("frame cache: 24 videos, 51.2 MB decoded in 3.2 s, loader workers 1 -> 0,
+    torch threads 1 -> 2")."""
+    line = f"frame cache: {cached.summary}"
+    configured = config.data.num_workers
+    if cached.workers != configured:
+        line += f", loader workers {configured} -> {cached.workers}"
+        if device.type == "cpu":
+            before, after = (cpu_thread_count(device, n)[0] for n in (configured, cached.workers))
+            line += f", torch threads {before} -> {after}"
+    logger.info(line)
 
 
 def run_eval_hook(model: TriTemporalModel, data: object, config: TriTemporalConfig) -> dict:

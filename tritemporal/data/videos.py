@@ -22,8 +22,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -94,6 +96,15 @@ class DataSummary:
         return data
 
 
+class FrameReader(Protocol):
+    """Reads native frames `indices` of a video as uint8 (T, H, W, 3): `decode.read_frames`, or
+    a frame cache's `read` (frame_cache.py), which must return the very same frames."""
+
+    def __call__(
+        self, path: str, indices: Sequence[int], backend: str, meta: VideoMeta
+    ) -> torch.Tensor: ...
+
+
 @dataclass(frozen=True)
 class _Video:
     """A usable video: its key, absolute path, metadata and annotation (None: unlabelled)."""
@@ -139,6 +150,7 @@ class VideoClips(torch.utils.data.Dataset):
         self.required_signals = tuple(config.action.signals) if conditioned else ()
         self.spec = WindowSpec.from_config(config)
         self.transform = ClipTransform.from_config(config, self.label_names)
+        self.reader: FrameReader = read_frames  # a frame cache replaces it (frame_cache.py)
         clock = time.perf_counter()
         listed, ignored = scan_videos(self.root, d.manifest)
         if not listed:
@@ -313,6 +325,13 @@ class VideoClips(torch.utils.data.Dataset):
         parts = np.split(self.window_starts, np.cumsum(counts)[:-1])
         return list(zip(self._videos, parts, strict=True))
 
+    def native_frames(self) -> Iterator[tuple[str, VideoMeta, np.ndarray]]:
+        """Each usable video's path, probe and the sorted native frames its windows read."""
+        for video, starts in self._starts_by_video():
+            times = self.spec.frame_times(starts)  # (windows, T), as `sample` computes them
+            indices = native_indices(times, video.meta.fps, video.meta.frames)
+            yield video.path, video.meta, np.unique(indices)
+
     def signal_values(self, names: tuple[str, ...], frames: slice) -> torch.Tensor:
         """Ego series `names` at the `frames` of every window, (windows * frames, F): the values
         action statistics are computed from (annotations only, no decoding)."""
@@ -346,7 +365,7 @@ class VideoClips(torch.utils.data.Dataset):
         times = self.spec.frame_times(start)
         indices = native_indices(times, video.meta.fps, video.meta.frames)
         try:
-            frames = read_frames(video.path, indices, self.backend, video.meta)
+            frames = self.reader(video.path, indices, self.backend, video.meta)
         except VideoDecodeError as exc:
             raise VideoDecodeError(f"{exc} (sample {index}: {start:.2f} s of {video.key})") from exc
         augment = generator if self.train else None

@@ -55,13 +55,15 @@ class WindowSpec:
         """Seconds one sample covers, from NOW's start to EVENTUALLY's end."""
         return self.eventually_offset_s + self.eventually_frames / self.fps
 
-    def frame_times(self, start: float) -> np.ndarray:
-        """Times (seconds, float64, (T,)) of every frame of the sample starting at `start`."""
+    def frame_times(self, start: float | np.ndarray) -> np.ndarray:
+        """Times (seconds, float64, (T,)) of every frame of the sample starting at `start`;
+        (..., T) for an array of starts, with the same float arithmetic per start."""
+        start = np.asarray(start, dtype=np.float64)[..., None]
         k_head = np.arange(self.now_frames + self.soon_frames, dtype=np.float64)
         k_ev = np.arange(self.eventually_frames, dtype=np.float64)
         head = start + k_head / self.fps
         tail = start + self.eventually_offset_s + k_ev / self.fps
-        return np.concatenate([head, tail])
+        return np.concatenate([head, tail], axis=-1)
 
     def eventually_range(self, start: float | np.ndarray) -> tuple[float, float]:
         """[start, end) seconds of the EVENTUALLY window (also works elementwise on arrays)."""
