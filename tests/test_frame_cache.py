@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,7 @@ def test_training_threads_follow_the_cache(
 ) -> None:
     """3 cores, data.num_workers=1: cached, the step runs on 3 threads; decoding, on 2."""
     monkeypatch.setattr(threads, "available_cores", lambda: 3)
+    monkeypatch.setattr(train_module, "busy_elsewhere", lambda: 0)  # an idle machine
     for name in threads.OVERRIDE_ENVS:
         monkeypatch.delenv(name, raising=False)
     seen = []
@@ -203,6 +205,36 @@ def test_training_threads_follow_the_cache(
         assert ", loader workers 1 -> 0, torch threads 2 -> 3" in caplog.text
     else:
         assert "frame cache: off (data.cache=off)" in caplog.text
+
+
+def test_training_threads_make_room_for_a_process_that_starts_midway(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cached on 2 idle cores the step takes both; from the first logged step on, another
+    busy process takes one, and the step drops to one thread (logged once)."""
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    load = itertools.chain([0], itertools.repeat(1))
+    monkeypatch.setattr(train_module, "busy_elsewhere", lambda: next(load))
+    for name in threads.OVERRIDE_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    seen = []
+    real_step = train_module.train_step
+
+    def counting_step(*args: object, **kwargs: object) -> object:
+        seen.append(torch.get_num_threads())
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", counting_step)
+    caplog.set_level("INFO", logger="tritemporal.threads")
+    overrides = ["data.cache=on", "train.steps=4", "train.log_every=1", "train.ckpt_every=4"]
+    train(video_config(root, *overrides, f"train.run_dir={tmp_path / 'run'}"))
+    assert seen == [2, 1, 1, 1]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cpu threads")]
+    assert lines == [
+        "cpu threads: 2 intra-op (2 available cores - 0 loader worker(s))",
+        "cpu threads: 1 intra-op (2 available cores - 0 loader worker(s) - 1 busy with other "
+        "processes)",
+    ]
 
 
 def test_cache_key_reads_yaml_booleans_and_checks_values() -> None:

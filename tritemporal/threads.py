@@ -7,8 +7,9 @@ quickstart fell by 10x and more, not the 2x that sharing explains (`docs/PERFORM
 training on CPU takes the cores this process may run on (`os.sched_getaffinity`, which cgroup
 cpusets and `taskset` narrow; `os.cpu_count` ignores both) minus the loader workers, at least 1.
 With the decoded-frame cache (`data/frame_cache.py`) the loader needs no worker on CPU, so the
-step takes every core. On a GPU the count is left alone: the host thread launches kernels, its
-intra-op pool sits idle.
+step takes every core that other processes leave free: the count is checked at start-up and at
+every logged step (`busy_elsewhere`, below). On a GPU the count is left alone: the host thread
+launches kernels, its intra-op pool sits idle.
 
 Evaluation (`eval`, `compare`) has no loader workers but long phases of small CPU ops (encoding
 windows, fitting probes), where two spinning threads beside a busy process are slower than one
@@ -109,20 +110,25 @@ def intra_op_threads(
     return max(1, cores - workers - busy), why
 
 
-def cpu_thread_count(device: torch.device, workers: int) -> tuple[int, str]:
-    """The intra-op threads a run on `device` with `workers` loader workers gets, and why."""
+def cpu_thread_count(device: torch.device, workers: int, busy: int = 0) -> tuple[int, str]:
+    """The intra-op threads a run on `device` with `workers` loader workers gets while `busy`
+    cores are taken by other processes, and why."""
     if device.type != "cpu":
         return torch.get_num_threads(), f"torch's own count on {device.type}"
-    return intra_op_threads(available_cores(), workers, os.environ)
+    return intra_op_threads(available_cores(), workers, os.environ, busy)
 
 
-def size_cpu_threads(device: torch.device, workers: int) -> int:
+def size_cpu_threads(
+    device: torch.device, workers: int, busy: int = 0, previous: int | None = None
+) -> int:
     """Set torch's intra-op threads for a run on `device` (CPU only) with `workers` loader
-    workers, and log why; returns the count (on a GPU, torch's own, left alone)."""
-    threads, why = cpu_thread_count(device, workers)
-    if device.type != "cpu":
+    workers beside `busy` cores of other work, and log why (when it differs from `previous`);
+    returns the count (on a GPU, torch's own, left alone)."""
+    threads, why = cpu_thread_count(device, workers, busy)
+    if device.type != "cpu" or threads == previous:
         return threads
-    logger.info("cpu threads: %d intra-op (%s), 1 in each loader worker", threads, why)
+    workers_note = ", 1 in each loader worker" if workers else ""
+    logger.info("cpu threads: %d intra-op (%s)%s", threads, why, workers_note)
     torch.set_num_threads(threads)
     return threads
 

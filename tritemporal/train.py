@@ -54,7 +54,7 @@ from tritemporal.runtime import (
     world_size,
 )
 from tritemporal.schedules import ema_momentum_at, lr_at, weight_decay_at
-from tritemporal.threads import cpu_thread_count, kept_threads, size_cpu_threads
+from tritemporal.threads import busy_elsewhere, cpu_thread_count, kept_threads, size_cpu_threads
 
 CONFIG_FILE = "config.yaml"
 DATA_SUMMARY_FILE = "data_summary.json"  # videos used, skipped files and why, label counts
@@ -205,7 +205,7 @@ def _train(config: TriTemporalConfig, resume: bool | str, device: torch.device) 
         _log_frame_cache(cached, config, device)
     loader_config = replace(config, data=replace(config.data, num_workers=cached.workers))
     loader = build_loader(loader_config, dataset, start_step, rank(), world_size())
-    size_cpu_threads(device, cached.workers)  # no oversubscribed cores on CPU
+    threads = _cpu_threads(device, cached.workers)  # no oversubscribed cores on CPU
     writer = MetricsWriter(run_dir) if is_main() else None
     autocast = autocast_for(device, t.precision)
     bar = tqdm(total=t.steps, initial=start_step, disable=not show_bar, desc="train")
@@ -248,6 +248,7 @@ def _train(config: TriTemporalConfig, resume: bool | str, device: torch.device) 
                 bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
                 if not show_bar:
                     logger.info(format_record(record))
+                threads = _cpu_threads(device, cached.workers, threads)  # load may have changed
                 window_start, window_clips = time.perf_counter(), 0
             if saving:
                 save(step)
@@ -283,6 +284,14 @@ def _log_frame_cache(
             before, after = (cpu_thread_count(device, n)[0] for n in (configured, cached.workers))
             line += f", torch threads {before} -> {after}"
     logger.info(line)
+
+
+def _cpu_threads(device: torch.device, workers: int, previous: int | None = None) -> int:
+    """Size the step's CPU threads to the cores the loader workers and other processes leave
+    free now (logged when the count changes); on a GPU nothing is checked or changed."""
+    if device.type != "cpu":
+        return torch.get_num_threads()
+    return size_cpu_threads(device, workers, busy_elsewhere(), previous)
 
 
 def run_eval_hook(model: TriTemporalModel, data: object, config: TriTemporalConfig) -> dict:
