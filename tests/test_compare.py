@@ -168,6 +168,25 @@ def test_compare_two_runs_and_random_init(
     assert table.startswith("| source | ") and "| tri | " in table
     assert (out / COMPARISON_PNG).read_bytes().startswith(PNG)
     assert "| random | " in capsys.readouterr().out
+    # --parts soon: the same SOON cells, no probe run
+    soon_only = tmp_path / "soon_only"
+    assert main([*args[:-2], "--bootstrap", "40", "--parts", "soon", "--out", str(soon_only)]) == 0
+    fast = json.loads((soon_only / COMPARISON_JSON).read_text())
+    assert set(fast["columns"]) == {k for k in columns if k.startswith("soon.")}
+    assert fast["chance"] == {}
+    for full_row, soon_row in zip(result["rows"], fast["rows"], strict=True):
+        assert soon_row["metrics"] == {
+            k: v for k, v in full_row["metrics"].items() if k.startswith("soon.")
+        }
+
+
+def test_cli_parts_are_the_compare_parts() -> None:
+    from tritemporal.cli import COMPARE_PARTS
+    from tritemporal.eval.compare import PARTS
+
+    assert COMPARE_PARTS == PARTS
+    with pytest.raises(ValueError, match="choose one or more of eventually, now, soon, rankme"):
+        compare(["a"], "data", parts=("speed",))
 
 
 def test_leader_bins_put_no_leader_apart_and_split_the_rest_in_tertiles() -> None:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +83,7 @@ COMPARISON_PNG = "comparison.png"
 RANDOM_PREFIX = "random:"
 TEACHER_PREFIX = "teacher:"
 FEATURES = ("outcome", "now_mean")  # EVENTUALLY probes run on these `Features` fields
+PARTS = ("eventually", "now", "soon", "rankme")  # column families; `parts` picks some (faster)
 
 Statistic = Callable[[np.ndarray], float]  # window indices (with repeats) -> metric
 CPU = torch.device("cpu")
@@ -247,15 +248,16 @@ def source_statistics(
     seed: int,
     source: str = "",
     device: torch.device = CPU,
+    parts: Sequence[str] = PARTS,
 ) -> dict[str, Statistic]:
-    """Every metric of one source (named `source` in progress lines) as a function of the
-    windows it is computed on."""
+    """Every metric of one source (named `source` in progress lines) in the column families
+    `parts` as a function of the windows it is computed on."""
     groups = features.groups
     assert groups is not None, "video datasets group windows by video"
     stats: dict[str, Statistic] = {}
     metrics = ["balanced_accuracy", "macro_f1"]
     labels = np.where(features.labels == UNLABELLED, -1, features.labels)
-    for feat in FEATURES:
+    for feat in FEATURES if "eventually" in parts else ():
         x = getattr(features, feat)
 
         def fit(keep: np.ndarray, y: np.ndarray, progress: Progress, x: np.ndarray = x):
@@ -266,7 +268,7 @@ def source_statistics(
         shown = ProbePhase(f"{source} EVENTUALLY probe on {feat}", "folds", 1, device)
         found = _probe_stats(labels, names, groups, fit, metrics, shown)
         stats |= {f"eventually.{feat}.{m}": s for m, s in found.items()}
-    for task, (y, task_names) in tasks.items():
+    for task, (y, task_names) in tasks.items() if "now" in parts else ():
 
         def fit_now(
             keep: np.ndarray, y_kept: np.ndarray, progress: Progress, task_names: list = task_names
@@ -281,11 +283,12 @@ def source_statistics(
         found = _probe_stats(y, task_names, groups, fit_now, ["balanced_accuracy"], shown)
         stats |= {f"now.{task}.{m}": s for m, s in found.items()}
     model, copy = features.soon_windows["model_l1"], features.soon_windows["copy_l1"]
-    for step, h in enumerate(horizons):
+    for step, h in enumerate(horizons if "soon" in parts else []):
         stats[f"soon.l1_over_copy.+{h:g}s"] = lambda idx, s=step: float(
             model[idx, s].sum() / max(copy[idx, s].sum(), 1e-12)
         )
-    for feat, x in (("now", features.now_mean), ("outcome", features.outcome)):
+    ranked = (("now", features.now_mean), ("outcome", features.outcome))
+    for feat, x in ranked if "rankme" in parts else ():
         stats[f"rankme.{feat}"] = lambda idx, x=x: float(effective_rank(torch.from_numpy(x[idx])))
     return stats
 
@@ -323,8 +326,14 @@ def compare(
     seed: int = 0,
     batch_size: int = 16,
     device: str | torch.device = "cpu",
+    parts: Sequence[str] = PARTS,
 ) -> dict:
-    """The comparison table (see the module docstring) of `sources` on the held-out `data`."""
+    """The comparison table (see the module docstring) of `sources` on the held-out `data`,
+    with the column families `parts` (a subset of `PARTS`; the NOW probes take most of the
+    time, so `("soon",)` compares forecasts in a fraction of it)."""
+    unknown_parts = [p for p in parts if p not in PARTS]
+    if unknown_parts or not parts:
+        raise ValueError(f"parts {list(parts)}: choose one or more of {', '.join(PARTS)}")
     names = list(names) if names else [default_name(s) for s in sources]
     if len(names) != len(sources) or len(set(names)) != len(names):
         raise ValueError(
@@ -357,7 +366,9 @@ def compare(
     rows, per_source, chance, n = [], {}, {}, len(dataset)
     for name, source, where, data_i in zip(names, sources, located, datasets, strict=True):
         logger.info("encoding %d windows with %s", len(data_i), source)
-        per_source[name], found = _encode_and_score(source, where, data_i, seed, batch_size, device)
+        per_source[name], found = _encode_and_score(
+            source, where, data_i, seed, batch_size, device, parts
+        )
         chance |= found
         rows.append(
             {
@@ -391,6 +402,7 @@ def _encode_and_score(
     seed: int,
     batch_size: int,
     device: str | torch.device,
+    parts: Sequence[str] = PARTS,
 ) -> tuple[dict[str, Statistic], dict[str, float]]:
     """Encode the held-out windows with one source (then drop it): its statistics and the
     balanced-accuracy chance of each probe it ran."""
@@ -398,12 +410,15 @@ def _encode_and_score(
     device = model.pixel_mean.device
     with phase(f"{source} extract features", len(dataset), "windows", device) as advance:
         features = extract(model, dataset, batch_size, progress=advance)
-    tasks = now_tasks(features) | scene_tasks(dataset, features, model.config.data.manifest)
+    tasks = {}
+    if "now" in parts:
+        tasks = now_tasks(features) | scene_tasks(dataset, features, model.config.data.manifest)
     horizons = soon_horizons(model.config)
     names = list(dataset.label_names)
-    stats = source_statistics(features, tasks, names, horizons, seed, source, device)
+    stats = source_statistics(features, tasks, names, horizons, seed, source, device, parts)
     chance = {f"now.{task}.balanced_accuracy": _chance(y) for task, (y, _) in tasks.items()}
-    chance |= {f"eventually.{f}.balanced_accuracy": _chance(features.labels) for f in FEATURES}
+    if "eventually" in parts:
+        chance |= {f"eventually.{f}.balanced_accuracy": _chance(features.labels) for f in FEATURES}
     return stats, chance
 
 
