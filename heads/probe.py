@@ -23,6 +23,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from tritemporal.files import atomic_path, write_text
+
 PROBE_WEIGHTS = "eventually_probe.safetensors"
 PROBE_CONFIG = "eventually_probe.json"
 PROBE_FORMAT = 1
@@ -74,7 +76,8 @@ class LinearProbe(nn.Module):
         """Write PROBE_WEIGHTS and PROBE_CONFIG into `folder`; returns the weights' path."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({name: getattr(self, name).cpu() for name in _TENSORS}, folder / PROBE_WEIGHTS)
+        with atomic_path(folder / PROBE_WEIGHTS) as tmp:
+            save_file({name: getattr(self, name).cpu() for name in _TENSORS}, tmp)
         config = {
             "format": PROBE_FORMAT,
             "features": "eventually",
@@ -82,7 +85,7 @@ class LinearProbe(nn.Module):
             "label_names": self.label_names,
             "fitted_on": self.fitted_on,
         }
-        (folder / PROBE_CONFIG).write_text(json.dumps(config, indent=1) + "\n")
+        write_text(folder / PROBE_CONFIG, json.dumps(config, indent=1) + "\n")
         return folder / PROBE_WEIGHTS
 
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import stat
 from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
@@ -16,6 +17,7 @@ from transformers import VJEPA2Model
 
 from tests.conftest import tiny_config, vjepa2_overrides
 from tritemporal.cli import main
+from tritemporal.files import default_mode
 from tritemporal.hub import (
     ADAPTER_DIR,
     HUB_CONFIG,
@@ -105,6 +107,13 @@ def test_merge_matches_unmerged_outputs(vjepa2_dir: Path, tmp_path: Path) -> Non
     loaded = TriTemporalModel.from_pretrained(folder)
     out = merge_to_transformers(loaded, loaded.config, tmp_path / "merged")
     merged = VJEPA2Model.from_pretrained(out).eval()
+    written = [p for p in [*folder.rglob("*"), *out.iterdir()] if p.is_file()]
+    assert {p.relative_to(tmp_path).as_posix() for p in written} >= {
+        f"saved/{ADAPTER_DIR}/adapter_model.safetensors",
+        "merged/model.safetensors",
+    }
+    # the umask's mode (0644 under 022): safetensors and transformers alone write 0600
+    assert {stat.S_IMODE(p.stat().st_mode) for p in written} == {default_mode()}
     video = model.normalize(_video(config))
     with torch.no_grad():
         full = merged.get_vision_features(video.permute(0, 2, 1, 3, 4))

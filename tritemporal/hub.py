@@ -39,6 +39,7 @@ from tritemporal.adapters.shipped import shipped_models
 from tritemporal.adapters.vjepa2 import HUB_IDS, pretrained_source
 from tritemporal.checkpoint import MODEL_FILE, STATE_FILE, resolve_checkpoint
 from tritemporal.config import TriTemporalConfig
+from tritemporal.files import atomic_path, set_default_mode, write_text
 from tritemporal.model_card import render_model_card
 
 HUB_CONFIG = constants.CONFIG_NAME  # config.json
@@ -151,14 +152,16 @@ def model_card(config: TriTemporalConfig, extras: dict | None = None) -> str:
 def write_model_folder(model: nn.Module, config: TriTemporalConfig, out: Path) -> None:
     """Write config.json, model.safetensors and (with LoRA) adapter/ for `model` into `out`."""
     meta = folder_meta(config)
-    save_file(_student_state(model, meta["weights"] == "trainable"), out / HUB_WEIGHTS)
+    with atomic_path(out / HUB_WEIGHTS) as tmp:
+        save_file(_student_state(model, meta["weights"] == "trainable"), tmp)
     if config.backbone.lora.r > 0:
         state, adapter_config = _adapter_state(model, config)
         (out / ADAPTER_DIR).mkdir(exist_ok=True)
-        save_file(state, out / ADAPTER_DIR / ADAPTER_WEIGHTS)
+        with atomic_path(out / ADAPTER_DIR / ADAPTER_WEIGHTS) as tmp:
+            save_file(state, tmp)
         text = json.dumps(adapter_config, indent=1, default=list)
-        (out / ADAPTER_DIR / ADAPTER_CONFIG).write_text(text)
-    (out / HUB_CONFIG).write_text(json.dumps(meta, indent=1))
+        write_text(out / ADAPTER_DIR / ADAPTER_CONFIG, text)
+    write_text(out / HUB_CONFIG, json.dumps(meta, indent=1))
 
 
 def _student_state(model: nn.Module, trainable_only: bool) -> dict[str, torch.Tensor]:
@@ -298,9 +301,11 @@ def merge_to_transformers(model: nn.Module, config: TriTemporalConfig, out_dir: 
     assert not result.missing_keys and not result.unexpected_keys, result
     out = Path(out_dir)
     hf.save_pretrained(out)
+    for weights in out.glob("*.safetensors"):  # transformers writes them 0600
+        set_default_mode(weights)
     stats = {
         "image_mean": list(model.backbone.pixel_mean),
         "image_std": list(model.backbone.pixel_std),
     }
-    (out / "video_preprocessor_config.json").write_text(json.dumps(stats, indent=1))
+    write_text(out / "video_preprocessor_config.json", json.dumps(stats, indent=1))
     return out

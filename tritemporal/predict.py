@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from matplotlib.figure import Figure  # no pyplot: no display, no global backend
 
 from tritemporal.config import TriTemporalConfig
 from tritemporal.data.video_windows import VideoWindows
+from tritemporal.files import atomic_path
 from tritemporal.heads.probe import LinearProbe
 from tritemporal.model import TriTemporalModel
 from tritemporal.runtime import resolve_device
@@ -120,10 +120,8 @@ def save_predictions(result: dict, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {key: np.asarray(value) for key, value in result.items()}
     arrays.setdefault("meta", np.array("{}"))
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:  # a file handle: numpy keeps the name as given
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:  # a handle: numpy adds no .npz
         np.savez_compressed(handle, **arrays)
-    os.replace(tmp, path)
     return path
 
 

@@ -51,6 +51,7 @@ from typing import Any
 
 from tritemporal.data import decode
 from tritemporal.data.decode import BadVideo, VideoMeta
+from tritemporal.files import write_text
 
 log = logging.getLogger(__name__)
 
@@ -229,13 +230,9 @@ class VideoIndex:
         is not writable."""
         header = json.dumps({"version": INDEX_VERSION}) + "\n"
         text = header + "".join(_line(key, entry) for key, entry in self.entries.items())
-        tmp = self.path.with_name(f"{INDEX_FILE}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(text)
-            os.replace(tmp, self.path)
+            write_text(self.path, text)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             self._read_only(exc)
             return False
         self._lines = len(self.entries)
