@@ -557,6 +557,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         logger.error("%s", exc)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line (train's says how to resume), 128 + SIGINT
+        again = "; run it again to continue where it stopped" if args.command == "import" else ""
+        logger.warning("%s", str(exc) or f"{args.command} interrupted (Ctrl-C){again}")
+        return 130
     except RuntimeError as exc:
         from tritemporal.train import TrainingDivergedError
 
