@@ -43,6 +43,7 @@ import numpy as np
 from tritemporal.config import HighwayScenario
 from tritemporal.data.annotations import SCENE_LANES, SCENE_LEADER, Event, write_annotation
 from tritemporal.files import atomic_path
+from tritemporal.runtime import workers_ignore_ctrl_c
 
 # data.highway.scenario -> highway-env id; the names are defined once, as config.HighwayScenario
 SCENARIOS: dict[str, str] = {name: f"{name}-v0" for name in get_args(HighwayScenario)}
@@ -601,7 +602,9 @@ def _records(
     context = multiprocessing.get_context("spawn")  # fork would copy pygame's and torch's state
     pool = ProcessPoolExecutor(min(workers, len(plan)), mp_context=context)
     try:
-        yield from pool.map(job, range(len(plan)), plan)
+        with workers_ignore_ctrl_c():  # map submits every job, which starts the processes
+            results = pool.map(job, range(len(plan)), plan)
+        yield from results
     finally:
         pool.shutdown(cancel_futures=True)
 

@@ -52,6 +52,7 @@ from typing import Any
 from tritemporal.data import decode
 from tritemporal.data.decode import BadVideo, VideoMeta
 from tritemporal.files import write_text
+from tritemporal.runtime import workers_ignore_ctrl_c
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,9 @@ class VideoIndex:
                 context = multiprocessing.get_context(PROCESS_START)
                 pool = ProcessPoolExecutor(min(self.workers, len(paths)), mp_context=context)
                 try:
-                    for result in pool.map(_probe, paths, chunksize=CHUNK):
+                    with workers_ignore_ctrl_c():  # map submits every chunk: processes start
+                        results = pool.map(_probe, paths, chunksize=CHUNK)
+                    for result in results:
                         done += 1
                         yield result
                 finally:  # an interrupted lookup must not wait for the queued probes
