@@ -7,7 +7,7 @@ renamed over the target with `os.replace`, so a reader sees the old file or the 
 half of one, and a failure or Ctrl-C leaves the target as it was. The mode is set explicitly
 because some writers do not honour the umask: safetensors (and transformers through it) writes
 0600 files, `tempfile.mkstemp` creates 0600 ones, `shutil.copy2` copies the source's mode.
-`write_text` / `write_bytes` are the one-call forms; `set_default_mode` fixes files that a
+`write_text` is the one-call form for text; `set_default_mode` fixes files that a
 library wrote in place (transformers' `save_pretrained`).
 """
 
@@ -66,13 +66,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):  # the error that stopped the write is the one to see
             tmp.unlink(missing_ok=True)
         raise
-
-
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` atomically with `default_mode()`; returns the path."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
 
 
 def write_text(path: str | Path, text: str) -> Path:
