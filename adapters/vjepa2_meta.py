@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from tritemporal.files import set_default_mode
+
 if TYPE_CHECKING:
     from transformers import VJEPA2Config
 
@@ -168,4 +170,6 @@ def convert_meta_checkpoint(
         )
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
+    for weights in out_dir.glob("*.safetensors"):  # transformers writes them 0600
+        set_default_mode(weights)
     return out_dir

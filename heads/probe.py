@@ -26,6 +26,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from tritemporal.files import atomic_path, write_text
+
 PROBE_WEIGHTS = "eventually_probe.safetensors"
 PROBE_CONFIG = "eventually_probe.json"
 PROBE_FORMAT = 1
@@ -81,7 +83,8 @@ class LinearProbe(nn.Module):
         """Write PROBE_WEIGHTS and PROBE_CONFIG into `folder`; returns the weights' path."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({name: getattr(self, name).cpu() for name in _TENSORS}, folder / PROBE_WEIGHTS)
+        with atomic_path(folder / PROBE_WEIGHTS) as tmp:
+            save_file({name: getattr(self, name).cpu() for name in _TENSORS}, tmp)
         config = {
             "format": PROBE_FORMAT,
             "features": "eventually",
@@ -90,7 +93,7 @@ class LinearProbe(nn.Module):
             "fitted_on": self.fitted_on,
             "model_fingerprint": self.fingerprint,
         }
-        (folder / PROBE_CONFIG).write_text(json.dumps(config, indent=1) + "\n")
+        write_text(folder / PROBE_CONFIG, json.dumps(config, indent=1) + "\n")
         return folder / PROBE_WEIGHTS
 
     @classmethod

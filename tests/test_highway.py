@@ -316,3 +316,51 @@ def test_workers_and_mixes_give_the_same_files(tmp_path: Path) -> None:
     for name, scenario in zip(sorted(names), one["clip_scenarios"], strict=True):
         data = json.loads((tmp_path / "one" / "annotations" / name).read_text())
         assert data["source"]["scenario"] == scenario
+
+
+WORKER_SCRIPT = """
+import sys, time
+from pathlib import Path
+from tritemporal.data.highway import _records
+
+def job(index, scenario):
+    if index == 1:  # worker 0 is idle by now, waiting for work: the case that printed tracebacks
+        Path(sys.argv[1]).touch()
+        time.sleep(3)
+    return index
+
+if __name__ == "__main__":
+    try:
+        print(list(_records(job, ["highway", "highway"], workers=2)))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_reaches_the_parent_alone(tmp_path: Path) -> None:
+    """SIGINT to the process group (a terminal's Ctrl-C) while simulation workers run: one line
+    from the parent, no KeyboardInterrupt traceback from any worker."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script, started = tmp_path / "records.py", tmp_path / "started"
+    script.write_text(WORKER_SCRIPT)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(started)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not started.exists() and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and err.strip() == "interrupted", err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import stat
 from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
@@ -16,6 +17,7 @@ from transformers import VJEPA2Model
 
 from tests.conftest import tiny_config, vjepa2_overrides
 from tritemporal.cli import main
+from tritemporal.files import default_mode
 from tritemporal.hub import (
     ADAPTER_DIR,
     HUB_CONFIG,
@@ -105,6 +107,13 @@ def test_merge_matches_unmerged_outputs(vjepa2_dir: Path, tmp_path: Path) -> Non
     loaded = TriTemporalModel.from_pretrained(folder)
     out = merge_to_transformers(loaded, loaded.config, tmp_path / "merged")
     merged = VJEPA2Model.from_pretrained(out).eval()
+    written = [p for p in [*folder.rglob("*"), *out.iterdir()] if p.is_file()]
+    assert {p.relative_to(tmp_path).as_posix() for p in written} >= {
+        f"saved/{ADAPTER_DIR}/adapter_model.safetensors",
+        "merged/model.safetensors",
+    }
+    # the umask's mode (0644 under 022): safetensors and transformers alone write 0600
+    assert {stat.S_IMODE(p.stat().st_mode) for p in written} == {default_mode()}
     video = model.normalize(_video(config))
     with torch.no_grad():
         full = merged.get_vision_features(video.permute(0, 2, 1, 3, 4))
@@ -219,7 +228,7 @@ def test_one_loading_path_for_runs_checkpoints_folders_and_hub_ids(tmp_path: Pat
         assert not model.training
         out = model.encode(video)
         assert all(torch.equal(expected[k], out[k]) for k in expected)
-    with pytest.raises(FileNotFoundError, match="not a folder"):
+    with pytest.raises(FileNotFoundError, match="missing does not exist"):
         TriTemporalModel.from_pretrained(tmp_path / "missing")
 
 
@@ -230,3 +239,88 @@ def test_damaged_saved_weights_name_the_file(tmp_path: Path) -> None:
     (folder / HUB_WEIGHTS).write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=rf"{HUB_WEIGHTS} is damaged"):
         TriTemporalModel.from_pretrained(folder)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """A current folder holding runs/quickstart and runs/quickstart-lora (empty), HOME=it, and
+    a Hub download that records its repo id and serves a tiny saved model."""
+    import tritemporal.hub
+
+    for name in ("quickstart", "quickstart-lora"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+    saved = tmp_path / "hub-snapshot"
+    TriTemporalModel(tiny_config()).save_pretrained(saved)
+    downloads = []
+
+    def snapshot_download(repo_id: str, **options: object) -> str:
+        downloads.append(repo_id)
+        return str(saved)
+
+    monkeypatch.setattr(tritemporal.hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr(tritemporal.hub, "get_token", lambda: "hf_fake")  # push checks it first
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return SimpleNamespace(root=tmp_path, downloads=downloads)
+
+
+@pytest.mark.parametrize(
+    ("source", "parent", "close"),
+    [
+        ("runs/quickstrat", "runs/", "runs/quickstart, runs/quickstart-lora"),
+        ("./runs/quickstrat", "runs/", "runs/quickstart"),
+        ("~/runs/quickstrat", "/runs/", "/runs/quickstart"),  # parent shown expanded
+        ("runs/quickstrat/checkpoints/last", "runs/", "runs/quickstart"),
+        ("runz/quickstart/checkpoints", "the current folder", "close names: runs"),
+        ("vit-tiny-drve", "the current folder", "vit-tiny-drive (shipped)"),
+        ("quickstart", "the current folder", "no close names"),
+    ],
+)
+def test_a_missing_folder_is_not_a_hub_id(
+    workdir: SimpleNamespace, source: str, parent: str, close: str
+):
+    with pytest.raises(FileNotFoundError) as err:
+        TriTemporalModel.from_pretrained(source)
+    message = str(err.value)
+    assert message.startswith(f"folder {source} does not exist (") and "\n" not in message
+    assert f"{parent} has no " in message and close in message
+    assert workdir.downloads == []  # the Hub was never asked
+
+
+def test_owner_name_goes_to_the_hub_unless_folder_owner_exists(workdir: SimpleNamespace) -> None:
+    model = TriTemporalModel.from_pretrained("facebook/vjepa2-vitl-fpc64-256")
+    assert workdir.downloads == ["facebook/vjepa2-vitl-fpc64-256"] and not model.training
+    with pytest.raises(FileNotFoundError, match="not a Hub repo id, because runs/ exists here"):
+        TriTemporalModel.from_pretrained("runs/vjepa2-vitl-fpc64-256")
+    assert len(workdir.downloads) == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["eval", "--checkpoint", "runs/quickstrat", "--data", "data"],
+        [
+            "eval",
+            "--checkpoint",
+            "hub-snapshot",
+            "--data",
+            "data",
+            "--unconditioned",
+            "runs/quikstart",
+        ],
+        ["predict", "video.mp4", "--checkpoint", "runs/quickstrat"],
+        ["push", "runs/quickstrat", "--repo-id", "me/tiny"],
+        ["merge", "runs/quickstrat", "out"],
+        ["export", "runs/quickstrat", "--out", "out"],
+        ["export", "teacher:runs/quickstrat", "--out", "out"],
+        ["compare", "random:runs/quickstrat", "hub-snapshot", "--data", "d", "--out", "o"],
+    ],
+    ids=lambda argv: " ".join(argv[:2]),
+)
+def test_every_command_says_the_folder_is_missing_in_one_line(
+    workdir: SimpleNamespace, argv: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert main(argv) == 2
+    (error,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert "does not exist (runs/ has no " in error and "close names: runs/quickstart" in error
+    assert "\n" not in error and workdir.downloads == []

@@ -56,6 +56,7 @@ import safetensors
 import safetensors.torch
 import torch
 
+from tritemporal.files import set_default_mode
 from tritemporal.runtime import (
     barrier,
     full_state_dicts,
@@ -262,6 +263,7 @@ def _write(
         f.write(text)
         f.flush()
     for fname in REQUIRED_FILES:
+        set_default_mode(tmp / fname)  # safetensors writes 0600; the umask's mode, as open() gives
         _fsync(tmp / fname)
     _fsync(tmp)
     if not final.exists():

@@ -397,12 +397,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from tritemporal.eval.report import evaluate, summary_table
     from tritemporal.heads.probe import PROBE_WEIGHTS
+    from tritemporal.hub import locate
     from tritemporal.model import TriTemporalModel
     from tritemporal.runtime import resolve_device
 
     device = resolve_device(args.device)
+    if args.unconditioned:  # a wrong path fails now, not after the evaluation
+        locate(args.unconditioned)
     source = Path(args.checkpoint)
-    model = TriTemporalModel.from_pretrained(source)
+    model = TriTemporalModel.from_pretrained(args.checkpoint)  # the text: `./runs/x` stays a path
     out = args.out or str(source / "eval")
     report = evaluate(
         model.to(device), args.data, out, args.seed, args.batch_size, args.max_samples
@@ -575,6 +578,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         logger.error("%s", exc)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line (train's says how to resume), 128 + SIGINT
+        again = "; run it again to continue where it stopped" if args.command == "import" else ""
+        logger.warning("%s", str(exc) or f"{args.command} interrupted (Ctrl-C){again}")
+        return 130
     except RuntimeError as exc:
         from tritemporal.train import TrainingDivergedError
 

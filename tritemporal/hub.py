@@ -22,7 +22,9 @@ its config taken from the checkpoint.
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -39,6 +41,7 @@ from tritemporal.adapters.shipped import shipped_models
 from tritemporal.adapters.vjepa2 import HUB_IDS, pretrained_source
 from tritemporal.checkpoint import MODEL_FILE, STATE_FILE, resolve_checkpoint
 from tritemporal.config import TriTemporalConfig
+from tritemporal.files import atomic_path, set_default_mode, write_text
 from tritemporal.model_card import render_model_card
 
 HUB_CONFIG = constants.CONFIG_NAME  # config.json
@@ -47,6 +50,10 @@ ADAPTER_DIR = "adapter"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 MODEL_CARD = "README.md"
+SOURCES = (
+    "a model source is a saved model folder, a run directory, a checkpoint folder, a shipped "
+    "model's name or a Hub repo id (OWNER/NAME)"
+)
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,14 @@ def locate(
     local_files_only: bool = False,
 ) -> Located:
     """A saved folder, a run dir / checkpoint folder (local), a shipped model's registry key
-    (`adapters.shipped`: a saved folder inside the package), or a Hub repo id (downloaded)."""
-    path = Path(source)
+    (`adapters.shipped`: a saved folder inside the package), or a Hub repo id (downloaded).
+
+    Which one, from the source's text (`~` expanded), in this order: an existing path is local
+    (a folder, else an error); a shipped key is the shipped folder; `is_hub_id` text is
+    downloaded; anything else is a local folder that does not exist: a `FileNotFoundError`
+    naming it and the close names in its nearest existing parent folder.
+    """
+    path = Path(os.path.expanduser(source))
     if not path.exists():
         path = shipped_models().get(str(source), path)
     if path.is_dir() and (path / HUB_CONFIG).is_file():
@@ -81,11 +94,10 @@ def locate(
         state = json.loads((checkpoint / STATE_FILE).read_text())
         config = TriTemporalConfig.from_dict(state["config"], source=str(checkpoint / STATE_FILE))
         return Located(checkpoint, config, is_checkpoint=True)
-    if path.exists() or str(source).startswith((".", "/", "~")):
-        raise FileNotFoundError(
-            f"{source} is not a folder: pass a saved model folder, a run directory, a "
-            "checkpoint folder or a Hub repo id (USER/NAME)"
-        )
+    if path.exists():
+        raise FileNotFoundError(f"{source} is not a folder: {SOURCES}")
+    if not is_hub_id(source):
+        raise FileNotFoundError(missing_folder_message(str(source)))
     folder = Path(
         snapshot_download(
             str(source),
@@ -98,6 +110,46 @@ def locate(
     )
     check_model_folder(folder)
     return Located(folder, read_folder_config(folder), is_checkpoint=False)
+
+
+def is_hub_id(source: str | Path) -> bool:
+    """Whether `locate` reads a source it finds neither on disk nor among the shipped keys as
+    a Hub repo id: OWNER/NAME (exactly one `/`, no leading `.`, `~` or `/`, no `\\`, characters
+    the Hub allows) whose OWNER is not a folder here (then `runs/quickstrat` is a missing run)."""
+    return _hub_id_shaped(str(source)) and not Path(str(source).split("/")[0]).is_dir()
+
+
+def _hub_id_shaped(text: str) -> bool:
+    """Whether `text` is spelt like a Hub repo id, OWNER/NAME (whatever exists on disk)."""
+    if text.count("/") != 1 or text.startswith((".", "~", "/")) or "\\" in text:
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
+
+
+def missing_folder_message(source: str) -> str:
+    """One line: `source` does not exist, the close names in its nearest existing parent folder
+    (difflib's close matches; shipped keys too for a bare name) and what a source may be."""
+    path = Path(os.path.expanduser(source))
+    parent = next((p for p in path.parents if p.exists()), Path("."))
+    missing = path.parts[len(parent.parts)]  # the first part that does not exist
+    where = "the current folder" if parent == Path(".") else os.path.join(parent, "")
+    try:
+        names = [n for n in os.listdir(parent) if not n.startswith(".")]
+    except OSError:  # a file, or a folder that may not be listed
+        names = []
+    close = [str(parent / n) for n in difflib.get_close_matches(missing, names, n=5)]
+    if len(path.parts) == 1:  # a bare name may be a misspelt shipped model
+        shipped = difflib.get_close_matches(missing, list(shipped_models()), n=3)
+        close += [f"{n} (shipped)" for n in shipped]
+    found = f"close names: {', '.join(close)}" if close else "no close names"
+    hub = ""
+    if _hub_id_shaped(source):  # OWNER/NAME, but folder OWNER exists here
+        hub = f"; read as a path, not a Hub repo id, because {where} exists here"
+    return f"folder {source} does not exist ({where} has no {missing}; {found}){hub}; {SOURCES}"
 
 
 def read_folder_config(folder: Path) -> TriTemporalConfig:
@@ -151,14 +203,16 @@ def model_card(config: TriTemporalConfig, extras: dict | None = None) -> str:
 def write_model_folder(model: nn.Module, config: TriTemporalConfig, out: Path) -> None:
     """Write config.json, model.safetensors and (with LoRA) adapter/ for `model` into `out`."""
     meta = folder_meta(config)
-    save_file(_student_state(model, meta["weights"] == "trainable"), out / HUB_WEIGHTS)
+    with atomic_path(out / HUB_WEIGHTS) as tmp:
+        save_file(_student_state(model, meta["weights"] == "trainable"), tmp)
     if config.backbone.lora.r > 0:
         state, adapter_config = _adapter_state(model, config)
         (out / ADAPTER_DIR).mkdir(exist_ok=True)
-        save_file(state, out / ADAPTER_DIR / ADAPTER_WEIGHTS)
+        with atomic_path(out / ADAPTER_DIR / ADAPTER_WEIGHTS) as tmp:
+            save_file(state, tmp)
         text = json.dumps(adapter_config, indent=1, default=list)
-        (out / ADAPTER_DIR / ADAPTER_CONFIG).write_text(text)
-    (out / HUB_CONFIG).write_text(json.dumps(meta, indent=1))
+        write_text(out / ADAPTER_DIR / ADAPTER_CONFIG, text)
+    write_text(out / HUB_CONFIG, json.dumps(meta, indent=1))
 
 
 def _student_state(model: nn.Module, trainable_only: bool) -> dict[str, torch.Tensor]:
@@ -298,9 +352,11 @@ def merge_to_transformers(model: nn.Module, config: TriTemporalConfig, out_dir: 
     assert not result.missing_keys and not result.unexpected_keys, result
     out = Path(out_dir)
     hf.save_pretrained(out)
+    for weights in out.glob("*.safetensors"):  # transformers writes them 0600
+        set_default_mode(weights)
     stats = {
         "image_mean": list(model.backbone.pixel_mean),
         "image_std": list(model.backbone.pixel_std),
     }
-    (out / "video_preprocessor_config.json").write_text(json.dumps(stats, indent=1))
+    write_text(out / "video_preprocessor_config.json", json.dumps(stats, indent=1))
     return out

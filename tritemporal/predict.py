@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from tritemporal.data.annotations import AnnotationError, load_annotation
 from tritemporal.data.video_files import annotation_of
 from tritemporal.data.video_windows import VideoWindows
 from tritemporal.data.videos import label_vocabulary
+from tritemporal.files import atomic_path
 from tritemporal.heads.probe import LinearProbe
 from tritemporal.model import TriTemporalModel
 from tritemporal.runtime import resolve_device
@@ -157,10 +157,8 @@ def save_predictions(result: dict, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {key: np.asarray(value) for key, value in result.items()}
     arrays.setdefault("meta", np.array("{}"))
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:  # a file handle: numpy keeps the name as given
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:  # a handle: numpy adds no .npz
         np.savez_compressed(handle, **arrays)
-    os.replace(tmp, path)
     return path
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,6 +64,23 @@ def rank() -> int:
 def is_main() -> bool:
     """Whether this process writes the run directory and logs (rank 0)."""
     return rank() == 0
+
+
+@contextlib.contextmanager
+def workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start worker processes inside this block: they ignore SIGINT from their first instruction
+    (an ignored signal stays ignored across fork and exec). A terminal's Ctrl-C reaches the whole
+    process group; the parent alone handles it (stops handing out work, prints one line) and each
+    worker finishes its item and exits, instead of printing a KeyboardInterrupt traceback. The
+    parent ignores Ctrl-C meanwhile, so keep the block to starting the processes."""
+    if threading.current_thread() is not threading.main_thread():  # signals are the main's
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def barrier() -> None:

@@ -17,8 +17,10 @@ import contextlib
 import json
 import logging
 import random
+import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,6 +66,10 @@ logger = logging.getLogger(__name__)
 
 class TrainingDivergedError(RuntimeError):
     """The loss or gradients became NaN or infinite; no update of that step was applied."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training; the message says what was saved and the command that resumes."""
 
 
 def compute_dtype(device: torch.device, precision: str) -> torch.dtype:
@@ -252,17 +258,10 @@ def _train(config: TriTemporalConfig, resume: bool | str, device: torch.device) 
                 window_start, window_clips = time.perf_counter(), 0
             if saving:
                 save(step)
-    except KeyboardInterrupt:
-        if world_size() > 1:  # processes stop at different points: a gathering save could hang
-            logger.warning("interrupted at step %d; --resume continues from the last save", step)
-        elif guard.first_bad_step() is not None:
-            logger.warning(
-                "interrupted at step %d; not saved: step %d was not finite (updates skipped "
-                "since); --resume continues from the last save", step, guard.first_bad_step(),
-            )  # fmt: skip
-        elif step > start_step:
-            logger.warning("interrupted at step %d; saved %s (use --resume)", step, save(step))
-        raise
+    except KeyboardInterrupt as exc:
+        raise TrainingInterrupted(
+            _save_on_interrupt(step, start_step, guard, run_dir, save)
+        ) from exc
     finally:
         bar.close()
         if writer is not None:
@@ -292,6 +291,35 @@ def _cpu_threads(device: torch.device, workers: int, previous: int | None = None
     if device.type != "cpu":
         return torch.get_num_threads()
     return size_cpu_threads(device, workers, busy_elsewhere(), previous)
+
+
+def _save_on_interrupt(
+    step: int, start_step: int, guard: DivergenceGuard, run_dir: Path, save: Callable[[int], Path]
+) -> str:
+    """Save what a Ctrl-C at `step` may keep; one line: where it is and the command to resume."""
+    resume = f"resume with: {resume_command(run_dir)}"
+    if world_size() > 1:  # processes stop at different points: a gathering save could hang
+        kept = "not saved (each process stopped at its own step)"
+    elif guard.first_bad_step() is not None:
+        kept = f"not saved: step {guard.first_bad_step()} was not finite (updates skipped since)"
+    elif step > start_step:
+        return f"interrupted at step {step}; saved {save(step)}; {resume}"
+    else:
+        kept = "no step finished since the start"
+    last = find_last_checkpoint(run_dir)
+    if last is None:
+        return f"interrupted at step {step}; {kept}, and the run has no checkpoint: start it again"
+    return f"interrupted at step {step}; {kept}; the last save is {last}; {resume}"
+
+
+def resume_command(run_dir: Path) -> str:
+    """The shell command that continues the run in `run_dir` from its last checkpoint (with the
+    config the run recorded, so it needs none of the original flags)."""
+    config = shlex.quote(str(run_dir / CONFIG_FILE))
+    launcher = "tritemporal"
+    if world_size() > 1:
+        launcher = f"torchrun --nproc_per_node={world_size()} -m tritemporal.cli"
+    return f"{launcher} train --config {config} --resume"
 
 
 def run_eval_hook(model: TriTemporalModel, data: object, config: TriTemporalConfig) -> dict:

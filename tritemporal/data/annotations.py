@@ -35,7 +35,6 @@ Videos without an annotation file are unlabelled (-1).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from typing import Any
 import torch
 
 from tritemporal.data.common import MANEUVERS, finite_number
+from tritemporal.files import write_text
 
 SCHEMA_VERSION = 3  # written; READABLE_VERSIONS are loaded
 READABLE_VERSIONS = (1, 2, 3)
@@ -221,9 +221,7 @@ def write_annotation(
         data["source"] = source
     parse_annotation(data, path, vocabulary)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=1))
 
 
 def _event_dict(event: Event) -> dict[str, Any]:

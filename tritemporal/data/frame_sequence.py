@@ -34,6 +34,7 @@ from PIL import Image
 
 from tritemporal.data.common import finite_number
 from tritemporal.data.video_meta import END_SLACK, BadVideo, VideoDecodeError, VideoMeta
+from tritemporal.files import write_text
 
 SEQUENCE_SUFFIX = ".frames"
 SEQUENCE_VERSION = 1
@@ -110,9 +111,7 @@ def write_sequence(
     }
     _parse(data, path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, separators=(",", ":")))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, separators=(",", ":")))
     return path
 
 

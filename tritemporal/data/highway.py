@@ -42,6 +42,8 @@ import numpy as np
 
 from tritemporal.config import HighwayScenario
 from tritemporal.data.annotations import SCENE_LANES, SCENE_LEADER, Event, write_annotation
+from tritemporal.files import atomic_path
+from tritemporal.runtime import workers_ignore_ctrl_c
 
 # data.highway.scenario -> highway-env id; the names are defined once, as config.HighwayScenario
 SCENARIOS: dict[str, str] = {name: f"{name}-v0" for name in get_args(HighwayScenario)}
@@ -449,19 +451,14 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: float, qp: int = 20)
     thread the same seed gives the same bytes, in one process or several."""
     import av  # native video decoder, loaded on first decode
 
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.height, stream.width = frames[0].shape[:2]
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"qp": str(qp), "threads": "1"}  # bit-exact reruns
-            for image in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-            container.mux(stream.encode())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"qp": str(qp), "threads": "1"}  # bit-exact reruns
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
 
 
 def parse_scenarios(spec: str) -> dict[str, float]:
@@ -605,7 +602,9 @@ def _records(
     context = multiprocessing.get_context("spawn")  # fork would copy pygame's and torch's state
     pool = ProcessPoolExecutor(min(workers, len(plan)), mp_context=context)
     try:
-        yield from pool.map(job, range(len(plan)), plan)
+        with workers_ignore_ctrl_c():  # map submits every job, which starts the processes
+            results = pool.map(job, range(len(plan)), plan)
+        yield from results
     finally:
         pool.shutdown(cancel_futures=True)
 

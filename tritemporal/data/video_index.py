@@ -51,6 +51,8 @@ from typing import Any
 
 from tritemporal.data import decode
 from tritemporal.data.decode import BadVideo, VideoMeta
+from tritemporal.files import write_text
+from tritemporal.runtime import workers_ignore_ctrl_c
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +191,9 @@ class VideoIndex:
                 context = multiprocessing.get_context(PROCESS_START)
                 pool = ProcessPoolExecutor(min(self.workers, len(paths)), mp_context=context)
                 try:
-                    for result in pool.map(_probe, paths, chunksize=CHUNK):
+                    with workers_ignore_ctrl_c():  # map submits every chunk: processes start
+                        results = pool.map(_probe, paths, chunksize=CHUNK)
+                    for result in results:
                         done += 1
                         yield result
                 finally:  # an interrupted lookup must not wait for the queued probes
@@ -237,13 +241,9 @@ class VideoIndex:
         is not writable."""
         header = json.dumps({"version": INDEX_VERSION}) + "\n"
         text = header + "".join(_line(key, entry) for key, entry in self.entries.items())
-        tmp = self.path.with_name(f"{INDEX_FILE}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(text)
-            os.replace(tmp, self.path)
+            write_text(self.path, text)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             self._read_only(exc)
             return False
         self._lines = len(self.entries)

@@ -34,6 +34,7 @@ import numpy as np
 from tritemporal.config import AutoLabelConfig
 from tritemporal.data.annotations import Event, write_annotation
 from tritemporal.data.ego_labels import AUTO, ego_events
+from tritemporal.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -151,13 +152,12 @@ def annotation_path(out: Path, name: str) -> Path:
 def place_video(src: Path, dst: Path, copy: bool) -> Path:
     """Link (absolute) or copy `src` to `dst`, replacing what is there; a copy is atomic."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.part")
-    tmp.unlink(missing_ok=True)
-    if copy:
-        shutil.copy2(src, tmp)
-    else:
-        os.symlink(src.resolve(), tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        if copy:
+            shutil.copy2(src, tmp)  # the umask's mode, not the source's, once in place
+        else:
+            tmp.unlink()  # the link takes the temporary name itself
+            os.symlink(src.resolve(), tmp)
     return dst
 
 

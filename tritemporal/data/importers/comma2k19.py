@@ -27,7 +27,6 @@ with B-frames gets its display order from one decoding pass.
 
 from __future__ import annotations
 
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from tritemporal.data.importers.base import (
     strictly_increasing,
     write_item_annotation,
 )
+from tritemporal.files import atomic_path
 
 FRAME_TIMES = Path("global_pose/frame_times")
 SPEED = Path("processed_log/CAN/speed")
@@ -165,9 +165,8 @@ def remux_hevc(src: Path, dst: Path, frame_times: np.ndarray, notes: list[str]) 
     import av  # native video library, loaded when a video is written
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.part")
     try:
-        with av.open(str(src), format="hevc") as inp:
+        with atomic_path(dst) as tmp, av.open(str(src), format="hevc") as inp:
             stream = inp.streams.video[0]
             packets = [p for p in inp.demux(stream) if p.size]
             order = _display_order(stream, packets) if stream.codec_context.has_b_frames else None
@@ -192,12 +191,9 @@ def remux_hevc(src: Path, dst: Path, frame_times: np.ndarray, notes: list[str]) 
                     packet.duration = duration
                     output.mux(packet)
     except ImportItemError:
-        tmp.unlink(missing_ok=True)
         raise
     except Exception as exc:  # a corrupt stream must not stop an import of 2000 segments
-        tmp.unlink(missing_ok=True)
         raise ImportItemError(f"{src}: cannot remux the HEVC stream ({exc})") from exc
-    os.replace(tmp, dst)
     return frames
 
 

@@ -63,6 +63,7 @@ from tritemporal.data.importers.base import (
     write_item_annotation,
 )
 from tritemporal.data.video_meta import VideoDecodeError
+from tritemporal.files import atomic_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 NUSCENES = re.compile(r"(?P<log>.+?[+-].*?)__(?P<channel>[A-Z][A-Z0-9_]*)__(?P<utime>\d{16})")
@@ -336,20 +337,14 @@ def encode_mp4(sequence: FrameSequence, path: Path) -> Path:
     if not height or not width:
         raise ImportItemError(f"{sequence.frames[0]}: too small to encode ({first.shape[:2]})")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        with av.open(str(tmp), "w", format="mp4") as output:
-            stream = output.add_stream("libx264", rate=rate, options={"crf": ENCODE_CRF})
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            count = sequence.num_frames
-            for begin in range(0, count, ENCODE_CHUNK):
-                indices = np.arange(begin, min(begin + ENCODE_CHUNK, count))
-                for image in sequence.read(indices):
-                    frame = av.VideoFrame.from_ndarray(image[:height, :width], format="rgb24")
-                    output.mux(stream.encode(frame))
-            output.mux(stream.encode())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, av.open(str(tmp), "w", format="mp4") as output:
+        stream = output.add_stream("libx264", rate=rate, options={"crf": ENCODE_CRF})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        count = sequence.num_frames
+        for begin in range(0, count, ENCODE_CHUNK):
+            indices = np.arange(begin, min(begin + ENCODE_CHUNK, count))
+            for image in sequence.read(indices):
+                frame = av.VideoFrame.from_ndarray(image[:height, :width], format="rgb24")
+                output.mux(stream.encode(frame))
+        output.mux(stream.encode())
     return path
