@@ -298,17 +298,17 @@ def test_bench_times_the_conditioned_step(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_readme_action_snippet_runs_as_written(
+def test_docs_action_snippet_runs_as_written(
     signal_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    readme = Path(__file__).resolve().parent.parent / "README.md"
-    section = readme.read_text().split('\n## Action-conditioned SOON: "what if I brake here?"\n')[1]
+    page = Path(__file__).resolve().parent.parent / "docs" / "training.md"
+    section = page.read_text().split('\n## Action-conditioned SOON: "what if I brake here?"\n')[1]
     code = re.findall(r"```python\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)[0]
     monkeypatch.chdir(tmp_path)
     train(
         _video_config(signal_root, *COND, "train.run_dir=runs/quickstart_actions", "train.steps=1")
     )
     namespace: dict = {}
-    exec(compile(code, str(readme), "exec"), namespace)
+    exec(compile(code, str(page), "exec"), namespace)
     c = namespace["model"].config.clip
     assert namespace["soon"].shape[:2] == (1, c.grid[1] * c.grid[2] * c.slices[1])
