@@ -3,17 +3,17 @@
 A thin linear classifier reads the OutcomeAbstractor's embedding (heads/outcome.py) and predicts
 the clip's eventual maneuver, a label in `data.common.MANEUVERS` followed by
 `data.extra_maneuvers` (-1: unlabelled, ignored). With `loss.lambda_ce` alone it is the
-supervised ceiling of RESEARCH.md (`configs/ceiling.yaml`: the same architecture trained on the
-labels); beside the self-supervised objectives it uses whatever weak labels a corpus has.
+supervised ceiling of docs/evaluation.md (`configs/ceiling.yaml`: the same architecture trained
+on the labels); beside the self-supervised objectives it uses whatever weak labels a corpus has.
 
 Class balance comes from the batch, not from dataset counts: each labelled row is weighted by
 one over its class's count in the batch, so every class present counts equally, and the loss is
 the batch estimate of the mean over classes of each class's cross-entropy, the surrogate of the
-balanced accuracy RESEARCH.md reports. Two thirds of driving windows are keep_lane; unweighted,
-the classifier learns the prior. Batch counts need no statistics stored with the model (it loads
-the same way whatever corpus it meets next), follow whichever source or sampler feeds it, and
-cost no pass over the data. A batch without labels gives 0 with a finite (zero) gradient, and no
-branch waits for the device.
+balanced accuracy docs/evaluation.md reports. Two thirds of driving windows are keep_lane;
+unweighted, the classifier learns the prior. Batch counts need no statistics stored with the
+model (it loads the same way whatever corpus it meets next), follow whichever source or sampler
+feeds it, and cost no pass over the data. A batch without labels gives 0 with a finite (zero)
+gradient, and no branch waits for the device.
 
 Under torchrun the loss covers the global batch, like EVENTUALLY's: the outcome embedding
 arrives gathered from every process, the labels are gathered here in training, every process

@@ -87,7 +87,8 @@ def test_register_warns_on_overwrite() -> None:
 
 
 def test_a_backbone_in_a_new_module_registers_on_import(tmp_path: Path, monkeypatch) -> None:
-    """As the README tells a user: @register_backbone in their own module, imported first."""
+    """As docs/architecture.md tells a user: @register_backbone in a module of theirs, imported
+    first."""
     (tmp_path / "my_backbones.py").write_text(
         "from tritemporal.adapters import register_backbone\n"
         "from tritemporal.adapters.vit import vit_debug\n\n\n"

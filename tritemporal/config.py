@@ -340,7 +340,7 @@ class HighwayConfig(_Section):
 class AutoLabelConfig(_Section):
     """Thresholds of maneuver labels derived from ego series (`tritemporal label --from-ego`).
 
-    Defaults and where they come from (README, "Labels from ego signals"): brake_drop and
+    Defaults and where they come from (docs/data.md, "Labels from ego signals"): brake_drop and
     stop_speed are the simulator's own definitions (highway.BRAKE_DROP, STOP_SPEED), so the auto
     labels are scored against its truth on the same terms; 0.3 m/s^2 is the smallest sustained
     deceleration counted (coasting sheds less); a lane change moves the car by about one lane

@@ -1,5 +1,5 @@
 """`tritemporal compare`: several models on the same held-out windows, every number with a 95%
-bootstrap interval over held-out videos (the table of `RESEARCH.md`'s protocol).
+bootstrap interval over held-out videos (the table of the protocol in `docs/evaluation.md`).
 
 Each source is what `TriTemporalModel.from_pretrained` takes (run dir, checkpoint, saved folder,
 Hub id) or `random:SOURCE`, a copy of SOURCE's architecture with every weight re-initialised from
