@@ -1,5 +1,5 @@
 """Tiny datasets in the exact on-disk formats of BDD100K and comma2k19, with their quirks, for the
-importer tests and the README's worked example (`python -m tests.dataset_fixtures demo`)."""
+importer tests and docs/data.md's worked example (`python -m tests.dataset_fixtures demo`)."""
 
 from __future__ import annotations
 
