@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,26 @@ def test_loader_workers_read_the_parents_buffer_not_a_copy(root: Path) -> None:
     assert len(second) == len(data) and not any(v.any() for v in second)
 
 
+def _threads_per_step(
+    monkeypatch: pytest.MonkeyPatch, cores: int, busy: Iterator[int]
+) -> list[int]:
+    """Training on `cores` cores while other processes keep `next(busy)` of them busy at each
+    check: the list that fills with torch's thread count at every step."""
+    monkeypatch.setattr(threads, "available_cores", lambda: cores)
+    monkeypatch.setattr(train_module, "busy_elsewhere", lambda: next(busy))
+    for name in threads.OVERRIDE_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    seen: list[int] = []
+    real_step = train_module.train_step
+
+    def counting_step(*args: object, **kwargs: object) -> object:
+        seen.append(torch.get_num_threads())
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", counting_step)
+    return seen
+
+
 @pytest.mark.parametrize(("cache", "threads_seen"), [("auto", 3), ("off", 2)])
 def test_training_threads_follow_the_cache(
     root: Path,
@@ -174,18 +195,7 @@ def test_training_threads_follow_the_cache(
     threads_seen: int,
 ) -> None:
     """3 cores, data.num_workers=1: cached, the step runs on 3 threads; decoding, on 2."""
-    monkeypatch.setattr(threads, "available_cores", lambda: 3)
-    monkeypatch.setattr(train_module, "busy_elsewhere", lambda: 0)  # an idle machine
-    for name in threads.OVERRIDE_ENVS:
-        monkeypatch.delenv(name, raising=False)
-    seen = []
-    real_step = train_module.train_step
-
-    def counting_step(*args: object, **kwargs: object) -> object:
-        seen.append(torch.get_num_threads())
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "train_step", counting_step)
+    seen = _threads_per_step(monkeypatch, 3, itertools.repeat(0))  # an idle machine
     caplog.set_level("INFO", logger="tritemporal.train")
     before = torch.get_num_threads()
     train(
@@ -212,19 +222,7 @@ def test_training_threads_make_room_for_a_process_that_starts_midway(
 ) -> None:
     """Cached on 2 idle cores the step takes both; from the first logged step on, another
     busy process takes one, and the step drops to one thread (logged once)."""
-    monkeypatch.setattr(threads, "available_cores", lambda: 2)
-    load = itertools.chain([0], itertools.repeat(1))
-    monkeypatch.setattr(train_module, "busy_elsewhere", lambda: next(load))
-    for name in threads.OVERRIDE_ENVS:
-        monkeypatch.delenv(name, raising=False)
-    seen = []
-    real_step = train_module.train_step
-
-    def counting_step(*args: object, **kwargs: object) -> object:
-        seen.append(torch.get_num_threads())
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "train_step", counting_step)
+    seen = _threads_per_step(monkeypatch, 2, itertools.chain([0], itertools.repeat(1)))
     caplog.set_level("INFO", logger="tritemporal.threads")
     overrides = ["data.cache=on", "train.steps=4", "train.log_every=1", "train.ckpt_every=4"]
     train(video_config(root, *overrides, f"train.run_dir={tmp_path / 'run'}"))
