@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,11 @@ def eval_clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 EVAL = ["data.fps=4", "data.stride_s=0.25", "clip.image_size=32"]
+
+
+def sigint_as_in_a_terminal() -> None:
+    """`preexec_fn` for a child that must react to Ctrl-C as in a terminal. A test run started in
+    the background of a non-interactive shell (`cmd &` in a CI script, `nohup ... &`) inherits
+    SIGINT ignored, passes that on to its children, and Python then installs no
+    KeyboardInterrupt handler: the child would never see the SIGINT the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

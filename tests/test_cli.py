@@ -16,7 +16,7 @@ import pytest
 
 import tritemporal.cli
 import tritemporal.train
-from tests.conftest import TINY
+from tests.conftest import TINY, sigint_as_in_a_terminal
 from tritemporal.cli import main
 from tritemporal.metrics import METRICS_FILE, read_metrics
 
@@ -126,6 +126,7 @@ def test_sigint_stops_training_with_one_line_and_exit_130(tmp_path: Path) -> Non
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=sigint_as_in_a_terminal,
     )
     metrics = tmp_path / "run" / METRICS_FILE
     deadline = time.monotonic() + 120

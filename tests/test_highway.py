@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import sigint_as_in_a_terminal
 from tritemporal.cli import main
 from tritemporal.config import HighwayScenario, load_config
 from tritemporal.data import highway
@@ -356,6 +357,7 @@ def test_ctrl_c_reaches_the_parent_alone(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=sigint_as_in_a_terminal,
     )
     deadline = time.monotonic() + 120
     while not started.exists() and time.monotonic() < deadline:
