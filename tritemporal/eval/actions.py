@@ -44,6 +44,7 @@ from tritemporal.data.annotations import DEFAULT_MANEUVER
 from tritemporal.data.videos import VideoClips
 from tritemporal.eval.compare import bootstrap_interval, video_resamples
 from tritemporal.eval.plots import plot_horizon
+from tritemporal.eval.progress import phase
 from tritemporal.eval.report import eval_dataset, extract, soon_horizons
 from tritemporal.model import TriTemporalModel
 
@@ -313,10 +314,12 @@ def action_report(
     tally = _Tally({k: torch.zeros(a.soon_steps, dtype=torch.float64) for k in variants})
     tally.injected = {m: [] for m in plan_.donors}
     gen = torch.Generator().manual_seed(seed)
-    for start in range(0, len(w.videos), batch_size):
-        idx = np.arange(start, min(len(w.videos), start + batch_size))
-        _score_batch(model, dataset, w, z, idx, plan_, tally, cem or CemSpec(), gen)
-    n = len(w.videos)
+    n, device = len(w.videos), model.pixel_mean.device
+    with phase("action report: forecasts, retrieval, planning", n, "windows", device) as advance:
+        for start in range(0, n, batch_size):
+            idx = np.arange(start, min(n, start + batch_size))
+            _score_batch(model, dataset, w, z, idx, plan_, tally, cem or CemSpec(), gen)
+            advance(len(idx))
     horizons = soon_horizons(model.config)
     l1 = {k: (v / n).tolist() for k, v in tally.sums.items()}
     pairs = zip(l1["shuffled"], l1["true"], strict=True)
@@ -334,7 +337,9 @@ def action_report(
         "planning": _planning_report(tally, w.videos, list(a.signals), clear_z, bootstrap),
     }  # fmt: skip
     if baseline is not None:
-        soon = extract(baseline, eval_dataset(baseline.config, dataset.root), batch_size).soon
+        held_out = eval_dataset(baseline.config, dataset.root)
+        with phase("action report: unconditioned", len(held_out), "windows", device) as advance:
+            soon = extract(baseline, held_out, batch_size, progress=advance).soon
         report["unconditioned"] = {
             "soon_l1": soon["model_l1"].tolist(),
             "copy_last": soon["copy_l1"].tolist(),
