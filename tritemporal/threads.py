@@ -15,7 +15,8 @@ Evaluation (`eval`, `compare`) has no loader workers but long phases of small CP
 windows, fitting probes), where two spinning threads beside a busy process are slower than one
 (`docs/PERFORMANCE.md`). So each phase also leaves out the cores other processes keep busy at its
 start (`busy_elsewhere`: Linux's count of runnable threads, minus this process's), and sizes the
-BLAS pools numpy and scikit-learn use (threadpoolctl) to the same count.
+BLAS pools numpy and scikit-learn use (threadpoolctl) to the same count. In a container whose
+/proc/stat shows the whole host's load, that count is the host's: pin the count with an override.
 
 Override, first set wins: `TRITEMPORAL_NUM_THREADS`, then the usual `OMP_NUM_THREADS` and
 `MKL_NUM_THREADS` (torchrun sets `OMP_NUM_THREADS=1` for several processes per node).
