@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tritemporal import threads
-from tritemporal.threads import cpu_threads, intra_op_threads
+from tritemporal.threads import intra_op_threads, kept_threads, size_cpu_threads
 
 
 @pytest.mark.parametrize(
@@ -58,10 +58,12 @@ def test_cpu_runs_get_the_sized_count_and_restore_it(monkeypatch: pytest.MonkeyP
         monkeypatch.delenv(name, raising=False)
     torch.set_num_threads(1)
     try:
-        with cpu_threads(torch.device("cpu"), workers=1) as count:
+        with kept_threads():
+            count = size_cpu_threads(torch.device("cpu"), workers=1)
             assert count == torch.get_num_threads() == 2
         assert torch.get_num_threads() == 1
-        with cpu_threads(torch.device("cuda"), workers=1) as count:  # GPU: torch's own count
+        with kept_threads():  # GPU: torch's own count
+            count = size_cpu_threads(torch.device("cuda"), workers=1)
             assert count == torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(original)

@@ -10,7 +10,8 @@ from typing import get_args
 from tritemporal.config import HighwayScenario, load_config
 
 logger = logging.getLogger("tritemporal")
-COMPARE_PARTS = ("eventually", "now", "soon", "rankme")  # eval.compare.PARTS, without torch
+# eval.compare.PARTS (a test keeps them equal): the parser does not import the evaluation stack
+COMPARE_PARTS = ("eventually", "now", "soon", "rankme")
 # every command that reads a trained model takes what TriTemporalModel.from_pretrained takes
 SOURCE_HELP = "run dir, checkpoint folder, saved model folder or Hub repo id"
 

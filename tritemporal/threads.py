@@ -145,20 +145,13 @@ def kept_threads() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def cpu_threads(device: torch.device, workers: int) -> Iterator[int]:
-    """Size torch's intra-op threads for a run on `device` (CPU only), restoring them on exit."""
-    with kept_threads():
-        yield size_cpu_threads(device, workers)
-
-
-@contextlib.contextmanager
 def phase_threads(device: torch.device) -> Iterator[int]:
     """Threads for one phase of evaluation work on `device` (CPU only): the available cores less
     those other processes keep busy now, for torch and the BLAS pools alike; restored on exit."""
     if device.type != "cpu":
         yield torch.get_num_threads()
         return
-    threads, why = intra_op_threads(available_cores(), 0, os.environ, busy_elsewhere())
+    threads, why = cpu_thread_count(device, 0, busy_elsewhere())
     logger.debug("cpu threads: %d (%s)", threads, why)
     with kept_threads():
         torch.set_num_threads(threads)

@@ -51,8 +51,8 @@ def fold_count(y: Any, folds: int = 5, groups: Any | None = None) -> int:
 def _folds(
     y: np.ndarray, folds: int, seed: int, groups: Any | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Seeded stratified (train, test) index pairs, k = min(folds, smallest class count), whole
-    groups on one side when `groups` is given (k then also at most the number of groups)."""
+    """Seeded stratified (train, test) index pairs, `fold_count` of them, whole groups on one
+    side when `groups` is given."""
     # sklearn takes ~1.3 s to import: loaded when a probe runs, not with the training loop
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
@@ -64,7 +64,7 @@ def _folds(
             f"need >= 2 classes to probe, got {len(classes)} over {len(y)} samples "
             f"(class ids {classes.tolist()})"
         )
-    k = min(folds, int(counts.min()))
+    k = fold_count(y, folds)
     if k < 2:
         rare = classes[counts < 2].tolist()
         raise ValueError(
@@ -77,7 +77,7 @@ def _folds(
     group_ids = to_numpy(groups).reshape(-1)
     if len(group_ids) != len(y):
         raise ValueError(f"groups has {len(group_ids)} entries but y has {len(y)} labels")
-    k = min(k, len(np.unique(group_ids)))
+    k = fold_count(y, folds, group_ids)
     if k < 2:
         raise ValueError("groups holds a single group: held-out folds need windows of 2+ videos")
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
