@@ -1,11 +1,16 @@
 """Objective 3, EVENTUALLY: align the outcome embedding with the teacher's view of the far future.
 
 Student side: the OutcomeAbstractor's embedding of the NOW tokens (heads/outcome.py).
-Target side: the EMA teacher's layer-normed tokens, mean-pooled. With `loss.event_target=change`
-(default) the target is where the scene moved: the pooled EVENTUALLY window minus the pooled last
-NOW step; with `window` it is the EVENTUALLY window itself. A small trainable MLP projects it to
-the outcome size and a BatchNorm without affine standardises it over the batch. The teacher gets
-no gradient.
+Target side, by `loss.event_target`:
+- `change` (default): the EMA teacher's layer-normed tokens, mean-pooled: where the scene moved,
+  the pooled EVENTUALLY window minus the pooled last NOW step;
+- `window`: the pooled EVENTUALLY window itself;
+- `ego`: the ego's own motion from the last NOW frame to EVENTUALLY's end (speed and heading
+  change, lateral and along-track displacement; data/ego_motion.py), each entry standardised
+  with the training windows' mean and std (buffers, fitted by the trainer, saved with the model).
+  No teacher pass and no maneuver label: the car's odometry says where the scene went.
+A small trainable MLP projects the target to the outcome size and a BatchNorm without affine
+standardises it over the batch. The teacher gets no gradient.
 
 Symmetric InfoNCE over the batch pulls a clip's NOW outcome toward its own future and away from
 the other clips' futures; the temperature is learnable (log-parameterized) and clamped to
@@ -40,17 +45,29 @@ from tritemporal.config import LossConfig
 from tritemporal.objectives.losses import info_nce, supervised_contrastive
 from tritemporal.runtime import gather_batch
 
+MIN_STD = 1e-6  # an ego-motion entry that never varies in training is centred but not scaled
+
 
 class EventuallyAlignment(nn.Module):
-    """Teacher-side target projection + learnable temperature; computes the EVENTUALLY loss."""
+    """Target projection (teacher tokens or ego motion) + learnable temperature; computes the
+    EVENTUALLY loss. `motion_size` is the length of the ego-motion vector (event_target=ego)."""
 
-    def __init__(self, encoder_dim: int, out_dim: int, config: LossConfig) -> None:
+    def __init__(
+        self, encoder_dim: int, out_dim: int, config: LossConfig, motion_size: int = 0
+    ) -> None:
         super().__init__()
+        self.kind = config.event_target
+        in_dim = motion_size if self.kind == "ego" else encoder_dim
+        if in_dim < 1:
+            raise ValueError("loss.event_target=ego needs the ego-motion vector's size (> 0)")
         self.target_proj = nn.Sequential(
-            nn.Linear(encoder_dim, encoder_dim), nn.GELU(), nn.Linear(encoder_dim, out_dim)
+            nn.Linear(in_dim, encoder_dim), nn.GELU(), nn.Linear(encoder_dim, out_dim)
         )
+        if self.kind == "ego":
+            self.register_buffer("motion_mean", torch.zeros(motion_size))
+            self.register_buffer("motion_std", torch.ones(motion_size))
+            self.register_buffer("motion_fitted", torch.tensor(False))
         self.standardize = nn.BatchNorm1d(out_dim, affine=False, track_running_stats=False)
-        self.change = config.event_target == "change"
         self.log_temperature = nn.Parameter(torch.tensor(math.log(config.temperature)))
         self.log_t_min = math.log(config.temperature_min)
         self.log_t_max = math.log(config.temperature_max)
@@ -61,29 +78,56 @@ class EventuallyAlignment(nn.Module):
         """Current clamped temperature."""
         return self.log_temperature.clamp(self.log_t_min, self.log_t_max).exp()
 
-    def target(self, event_tokens: torch.Tensor, now_tokens: torch.Tensor) -> torch.Tensor:
-        """Teacher EVENTUALLY tokens (B, N_ev, D) and last NOW step tokens (B, N_hw, D), both
-        layer-normed -> standardised target (B, out_dim); in training under torchrun, for the
-        global batch."""
-        pooled = event_tokens.float().mean(dim=1)
-        if self.change:
-            pooled = pooled - now_tokens.float().mean(dim=1)
+    @torch.no_grad()
+    def fit_statistics(self, motion: torch.Tensor) -> None:
+        """Set the ego target's standardisation from the training windows' motion (N, 4 K)."""
+        if self.kind != "ego":
+            raise ValueError(f"loss.event_target={self.kind} has no ego-motion statistics")
+        if motion.ndim != 2 or motion.shape[1] != len(self.motion_mean) or len(motion) < 2:
+            raise ValueError(
+                f"ego-motion statistics need (N >= 2, {len(self.motion_mean)}) values, got "
+                f"{tuple(motion.shape)}"
+            )
+        motion = motion.double()
+        if not torch.isfinite(motion).all():
+            raise ValueError("ego-motion statistics: non-finite values in the ego series")
+        self.motion_mean.copy_(motion.mean(0))
+        self.motion_std.copy_(motion.std(0).clamp(min=MIN_STD))
+        self.motion_fitted.fill_(True)
+
+    def target(self, source: torch.Tensor, now_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """The standardised target (B, out_dim) of this process's rows; in training under
+        torchrun, of the global batch. `source` is the ego motion (B, 4 K) for the ego target,
+        else the teacher's EVENTUALLY tokens (B, N_ev, D), with the last NOW step's tokens
+        (B, N_hw, D) for `change` (both layer-normed)."""
+        if self.kind == "ego":
+            if not bool(self.motion_fitted):
+                raise RuntimeError(
+                    "the ego EVENTUALLY target has no motion statistics yet: the trainer fits "
+                    "them on the training windows (or call fit_statistics(motion))"
+                )
+            pooled = (source.float() - self.motion_mean.float()) / self.motion_std.float()
+        else:
+            pooled = source.float().mean(dim=1)
+            if self.kind == "change":
+                assert now_tokens is not None, "the change target needs the last NOW step"
+                pooled = pooled - now_tokens.float().mean(dim=1)
         if self.training:
-            pooled = gather_batch(pooled)  # (world_size * B, D); pooled itself in one process
+            pooled = gather_batch(pooled)  # (world_size * B, F); pooled itself in one process
         return self.standardize(self.target_proj(pooled))
 
     def forward(
         self,
         outcome: torch.Tensor,
-        event_tokens: torch.Tensor,
-        now_tokens: torch.Tensor,
+        source: torch.Tensor,
+        now_tokens: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the EVENTUALLY loss and its parts (InfoNCE, SupCon, target embedding).
 
         `outcome` covers the global batch under torchrun (OutcomeAbstractor gathers it); the
-        other inputs are this process's rows."""
-        target = self.target(event_tokens, now_tokens)
+        other inputs are this process's rows (`target` says what `source` is)."""
+        target = self.target(source, now_tokens)
         if labels is not None and self.training:
             labels = gather_batch(labels)
         temperature = self.temperature

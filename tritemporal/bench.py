@@ -207,6 +207,7 @@ def count_step_flops(
         labels=batch.labels[:2],
         masks=[MaskSet(context=m.context[:2], target=m.target[:2]) for m in batch.masks],
         signals=None if batch.signals is None else batch.signals[:2],
+        ego_motion=None if batch.ego_motion is None else batch.ego_motion[:2],
     )
     try:
         for m in flags:
@@ -288,7 +289,12 @@ def loss_and_grads(
     model.zero_grad(set_to_none=True)
     with autocast:
         out = model(
-            batch.video, batch.masks, batch.labels, diagnostics=False, signals=batch.signals
+            batch.video,
+            batch.masks,
+            batch.labels,
+            diagnostics=False,
+            signals=batch.signals,
+            ego_motion=batch.ego_motion,
         )
     out.loss.backward()
     grads = [p.grad.detach().float().flatten() for p in model.parameters() if p.grad is not None]

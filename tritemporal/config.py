@@ -44,7 +44,8 @@ TrainCrop = Literal["random_resized", "center"]
 CacheMode = Literal["auto", "on", "off"]
 HighwayScenario = Literal["highway", "merge", "roundabout", "intersection"]
 Schedule = Literal["cosine", "constant"]
-EventTarget = Literal["change", "window"]
+EventTarget = Literal["change", "window", "ego"]
+LabelEvents = Literal["all", "auto"]
 Precision = Literal["auto", "bf16", "fp32"]
 # torch.compile modes for the per-block functions. The modes that add CUDA graphs
 # ("reduce-overhead", "max-autotune") are refused: a no-grad pass calls the same compiled block
@@ -403,6 +404,10 @@ class DataConfig(_Section):
     crop_scale: list[float] = field(default_factory=lambda: [0.3, 1.0])
     crop_aspect: list[float] = field(default_factory=lambda: [0.75, 1.35])
     hflip: bool = False  # flipping swaps left/right maneuvers, so labels are swapped with it
+    # which annotated events label the training windows: all (hand events win over auto ones)
+    # or auto (only those `tritemporal label --from-ego` derived: train as a user with no hand
+    # labels does, on a corpus that has them); evaluation always reads every event
+    label_events: LabelEvents = "all"
     extra_maneuvers: list[str] = field(default_factory=list)  # names beyond MANEUVERS
     num_clips: int = 512  # size of the synthetic set
     num_workers: int = 0
@@ -498,7 +503,9 @@ class LossConfig(_Section):
     # encoder is left to the other objectives and only the outcome head and classifier learn)
     ce_encoder_grad: float = 1.0
     # EVENTUALLY target: "change" = teacher's EVENTUALLY window minus its last NOW step (where the
-    # scene moved), "window" = the EVENTUALLY window itself (mostly the scenery it keeps)
+    # scene moved), "window" = the EVENTUALLY window itself (mostly the scenery it keeps), "ego" =
+    # the ego's own motion from the last NOW frame to EVENTUALLY's end (data/ego_motion.py: needs
+    # the `speed` and `heading` or `yaw_rate` series of every video; no maneuver label is used)
     event_target: EventTarget = "change"
     # share of the EVENTUALLY gradient that reaches the encoder: 0 keeps NOW/SOON features from
     # being reshaped by it (with standardised embeddings, 1 and even 0.1 collapsed the NOW tokens
@@ -641,6 +648,12 @@ class TriTemporalConfig:
 
 def _check_across(config: TriTemporalConfig) -> None:
     """The rules that span sections."""
+    loss = config.loss
+    _check(
+        loss.event_target != "ego" or loss.lambda_event == 0 or config.data.source != "synthetic",
+        "loss.event_target=ego with data.source=synthetic: the target is the ego's own future "
+        "motion, which only annotated videos carry; use data.source=videos or highway",
+    )
     _check(
         config.dist.strategy == "ddp" or config.backbone.lora.r == 0,
         f"dist.strategy=fsdp with backbone.lora.r={config.backbone.lora.r}: the LoRA teacher "

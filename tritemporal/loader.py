@@ -33,14 +33,16 @@ def derive_seed(*parts: int) -> int:
 
 @dataclass
 class TrainBatch:
-    """One step's clips, outcome labels (-1 = none), masks (short, long) and, for an
-    action-conditioned model, the ego signals (`action.signals`) at every frame."""
+    """One step's clips, outcome labels (-1 = none), masks (short, long), for an
+    action-conditioned model the ego signals (`action.signals`) at every frame, and for the ego
+    EVENTUALLY target (loss.event_target=ego) the ego's future motion (data/ego_motion.py)."""
 
     step: int
     video: torch.Tensor  # (B, C, T, H, W)
     labels: torch.Tensor  # (B,)
     masks: list[MaskSet]
     signals: torch.Tensor | None = None  # (B, T, F)
+    ego_motion: torch.Tensor | None = None  # (B, 4 K)
 
     def pin_memory(self) -> TrainBatch:
         """Page-lock tensors so host-to-device copies can overlap compute."""
@@ -53,8 +55,14 @@ class TrainBatch:
     def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> TrainBatch:
         masks = [MaskSet(context=fn(m.context), target=fn(m.target)) for m in self.masks]
         signals = None if self.signals is None else fn(self.signals)
+        motion = None if self.ego_motion is None else fn(self.ego_motion)
         return replace(
-            self, video=fn(self.video), labels=fn(self.labels), masks=masks, signals=signals
+            self,
+            video=fn(self.video),
+            labels=fn(self.labels),
+            masks=masks,
+            signals=signals,
+            ego_motion=motion,
         )
 
 
@@ -159,6 +167,7 @@ class MaskCollator:
         assert all(s["step"] == step for s in samples), "a batch must come from one step"
         g = torch.Generator().manual_seed(derive_seed(self.seed, step, 0x4D41534B))
         n = len(samples)
+        motion = "ego_motion" in samples[0]  # the dataset adds it for loss.event_target=ego
         masks = [gen(n * self.world_size, g) for gen in self.generators]
         if self.world_size > 1:
             rows = slice(self.rank * n, (self.rank + 1) * n)
@@ -169,6 +178,7 @@ class MaskCollator:
             labels=torch.stack([torch.as_tensor(s["label"]).long() for s in samples]),
             masks=masks,
             signals=stack_signals(samples, self.signals) if self.signals else None,
+            ego_motion=torch.stack([s["ego_motion"] for s in samples]) if motion else None,
         )
 
 

@@ -10,7 +10,8 @@ pass over NOW shared by SOON and EVENTUALLY):
       -> NOW pass:   student(NOW tokens)
            -> SOON:       predictor(mask token 2 at SOON positions) -> L1 vs teacher SOON tokens
            -> EVENTUALLY: OutcomeAbstractor (on NOW, gradient stopped by default) -> InfoNCE
-                          (+ SupCon) vs the teacher's change from NOW to EVENTUALLY
+                          (+ SupCon) vs the teacher's change from NOW to EVENTUALLY, or vs the
+                          ego's own future motion (loss.event_target=ego: no teacher needed)
            -> supervised (loss.lambda_ce > 0): outcome embedding -> linear classifier ->
                           class-balanced cross-entropy vs the maneuver labels
       -> variance (loss.lambda_var / lambda_cov > 0): VICReg's terms on every student context
@@ -33,8 +34,10 @@ from tritemporal import step_ranges
 from tritemporal.adapters.lora import SharedBaseTeacher, apply_lora
 from tritemporal.adapters.registry import Backbone, create_backbone
 from tritemporal.config import TriTemporalConfig
+from tritemporal.data.ego_motion import motion_size
 from tritemporal.data.video_windows import VideoWindows
 from tritemporal.data.videos import label_vocabulary
+from tritemporal.data.windows import WindowSpec
 from tritemporal.ema import ema_update
 from tritemporal.heads.action import ActionConditioner
 from tritemporal.heads.outcome import OutcomeAbstractor
@@ -110,7 +113,8 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
             width, soon_steps = self.backbone.predictor.embed_dim, c.slices[1]
             self.action = ActionConditioner(config.action.signals, width, c.tubelet_t, soon_steps)
         self.outcome = OutcomeAbstractor(dim, config.outcome)
-        self.eventually = EventuallyAlignment(dim, config.outcome.out_dim, config.loss)
+        motion = motion_size(WindowSpec.from_config(config))  # the ego target's input size
+        self.eventually = EventuallyAlignment(dim, config.outcome.out_dim, config.loss, motion)
         self.classifier = None  # built only when trained: saved models without one still load
         if config.loss.lambda_ce > 0:
             num_classes = len(label_vocabulary(config.data.extra_maneuvers))
@@ -237,6 +241,7 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         labels: torch.Tensor | None = None,
         diagnostics: bool = True,
         signals: torch.Tensor | None = None,
+        ego_motion: torch.Tensor | None = None,
     ) -> StepOutput:
         """One tri-temporal training step's losses for a batch of clips (B, C, T, H, W).
 
@@ -247,7 +252,8 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         outcome head runs once more for the latter only when `loss.ce_encoder_grad` differs
         from `loss.event_encoder_grad` (the monitors then read its embedding). `signals`
         (B, T, F) are the ego's `action.signals` at every frame of the clips, which an
-        action-conditioned SOON predictor needs.
+        action-conditioned SOON predictor needs; `ego_motion` (B, 4 K) the ego's future motion,
+        the EVENTUALLY target of `loss.event_target=ego`.
         """
         video = self.normalize(video)
         lam = self.config.loss
@@ -259,7 +265,14 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
             )
         if ce and labels is None:
             raise ValueError("loss.lambda_ce > 0 trains on maneuver labels: pass `labels` (B,)")
-        teach = lam.lambda_vjepa > 0 or lam.lambda_soon > 0 or event  # labels alone: no teacher
+        ego = lam.event_target == "ego"
+        if event and ego and ego_motion is None:
+            raise ValueError(
+                "loss.event_target=ego: pass the ego's future motion `ego_motion` (B, 4 K); the "
+                "loader builds it from annotated videos (data.source=videos or highway)"
+            )
+        # the teacher is read by V-JEPA, SOON and the teacher-side EVENTUALLY targets only
+        teach = lam.lambda_vjepa > 0 or lam.lambda_soon > 0 or (event and not ego)
         if teach:
             with record_function(step_ranges.TEACHER):
                 targets = self.teacher_targets(video)
@@ -287,11 +300,12 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         if event:
             with record_function(step_ranges.EVENTUALLY):
                 outcome = self.outcome(scale_grad(now_context, lam.event_encoder_grad))  # (B, E)
-                event_tokens = targets[:, self.event_idx[0]]  # (B, N_ev, D)
-                now_last = targets[:, self.now_last_idx[0]]  # (B, H*W, D): the last NOW step
-                losses["loss_event"], parts = self.eventually(
-                    outcome, event_tokens, now_last, labels
-                )
+                if ego:
+                    source, now_last = ego_motion, None
+                else:
+                    source = targets[:, self.event_idx[0]]  # (B, N_ev, D)
+                    now_last = targets[:, self.now_last_idx[0]]  # (B, H*W, D): last NOW step
+                losses["loss_event"], parts = self.eventually(outcome, source, now_last, labels)
         if ce:
             with record_function(step_ranges.SUPERVISED):
                 if not (event and lam.ce_encoder_grad == lam.event_encoder_grad):

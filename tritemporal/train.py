@@ -37,6 +37,7 @@ from tritemporal.checkpoint import (
 )
 from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig, save_config
+from tritemporal.data.ego_motion import MOTION_PARTS
 from tritemporal.data.frame_cache import CacheDecision, attach_frame_cache
 from tritemporal.data.sources import build_dataset
 from tritemporal.distributed import parallelize, unwrap
@@ -152,6 +153,23 @@ def fit_action_statistics(model: TriTemporalModel, dataset: object) -> None:
     logger.info("action statistics over %d frames: %s", len(values), described)
 
 
+def fit_motion_statistics(model: TriTemporalModel, dataset: object) -> None:
+    """Standardise the ego EVENTUALLY target with the training windows' future motion, from
+    the annotations (no decoding)."""
+    if not hasattr(dataset, "ego_motion_values"):
+        raise ValueError(
+            f"loss.event_target=ego needs the ego series of annotated videos, and data.source="
+            f"{model.config.data.source} has none: use data.source=videos or highway"
+        )
+    motion = dataset.ego_motion_values()
+    model.eventually.fit_statistics(motion)
+    std = model.eventually.motion_std.view(len(MOTION_PARTS), -1)[:, -1]
+    described = ", ".join(f"{n} {s:.3g}" for n, s in zip(MOTION_PARTS, std, strict=True))
+    logger.info(
+        "ego-motion statistics over %d windows; std at EVENTUALLY's end: %s", len(motion), described
+    )
+
+
 def train(config: TriTemporalConfig, resume: bool | str = False) -> Path:
     """Run (or resume) training as configured; returns the run directory.
 
@@ -183,6 +201,8 @@ def _train(config: TriTemporalConfig, resume: bool | str, device: torch.device) 
     model = TriTemporalModel(config).to(device)
     if model.action is not None and resume_from is None:  # a resumed run loads its own
         fit_action_statistics(model, dataset)
+    if model.eventually.kind == "ego" and resume_from is None:
+        fit_motion_statistics(model, dataset)
     if t.fp8:  # before DDP/FSDP and compile: they wrap and fuse the converted layers
         apply_fp8(model, device)
     step_module = parallelize(model, config.dist.strategy, device)  # what the step calls
@@ -404,7 +424,12 @@ def train_step(
     saved = guard.save_buffers()
     with autocast:
         out: StepOutput = model(
-            batch.video, batch.masks, batch.labels, diagnostics=diagnostics, signals=batch.signals
+            batch.video,
+            batch.masks,
+            batch.labels,
+            diagnostics=diagnostics,
+            signals=batch.signals,
+            ego_motion=batch.ego_motion,
         )
     scalars.update(optimize(unwrap(model), optimizer, out, step, config, guard))
     guard.restore_buffers(saved)

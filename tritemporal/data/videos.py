@@ -39,6 +39,7 @@ from tritemporal.data.annotations import (
 )
 from tritemporal.data.common import MANEUVERS, UNLABELLED
 from tritemporal.data.decode import VideoDecodeError, VideoMeta, check_backend, read_frames
+from tritemporal.data.ego_motion import future_motion, missing_motion_series
 from tritemporal.data.transforms import ClipTransform
 from tritemporal.data.video_files import (  # find_videos, LAYOUT: re-exported for callers
     LAYOUT,
@@ -52,6 +53,11 @@ from tritemporal.data.video_files import (  # find_videos, LAYOUT: re-exported f
 )
 from tritemporal.data.video_index import VideoIndex
 from tritemporal.data.windows import WindowSpec, maneuvers_between, native_indices, window_starts
+
+EGO_TARGET_NEEDS = (
+    "loss.event_target=ego trains EVENTUALLY toward the ego's future motion, from the `speed` "
+    "and `heading` (or `yaw_rate`) ego series of every training video"
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +154,10 @@ class VideoClips(torch.utils.data.Dataset):
         # an action-conditioned SOON predictor needs these ego series in every video
         conditioned = config.predictor.action_conditioning
         self.required_signals = tuple(config.action.signals) if conditioned else ()
+        # the ego's future motion is the EVENTUALLY target of training windows (event_target=ego)
+        loss = config.loss
+        self.ego_motion = train and loss.lambda_event > 0 and loss.event_target == "ego"
+        self.label_events = d.label_events
         self.spec = WindowSpec.from_config(config)
         self.transform = ClipTransform.from_config(config, self.label_names)
         self.reader: FrameReader = read_frames  # a frame cache replaces it (frame_cache.py)
@@ -278,6 +288,8 @@ class VideoClips(torch.utils.data.Dataset):
                     f"{list(self.required_signals)} of every video (annotations/<clip>.json, "
                     "`ego`)"
                 )
+            if self.ego_motion:
+                raise ValueError(f"no annotation file: {EGO_TARGET_NEEDS}")
             return None
         try:
             annotation = load_annotation(annotation_path, self.label_names)
@@ -289,6 +301,9 @@ class VideoClips(torch.utils.data.Dataset):
                 f"annotation {annotation_path} has no ego series {missing}, which action.signals "
                 f"needs (it has {sorted(annotation.ego) or 'none'})"
             )
+        reason = missing_motion_series(annotation) if self.ego_motion else None
+        if reason is not None:
+            raise ValueError(f"annotation {annotation_path} has {reason}: {EGO_TARGET_NEEDS}")
         return annotation
 
     def _labels(self, starts: np.ndarray, annotation: Annotation | None) -> np.ndarray:
@@ -303,7 +318,8 @@ class VideoClips(torch.utils.data.Dataset):
         if annotation is None:
             return np.full(len(starts), UNLABELLED, dtype=np.int64)
         ids = {name: i for i, name in enumerate(self.label_names)}
-        events = [(ids[e.maneuver], e.start, e.end) for e in annotation.events]
+        kept = [e for e in annotation.events if self.label_events == "all" or e.source == "auto"]
+        events = [(ids[e.maneuver], e.start, e.end) for e in kept]
         return maneuvers_between(starts, ends, events, ids[DEFAULT_MANEUVER])
 
     def window_maneuvers(self, offset_s: float, length_s: float) -> np.ndarray:
@@ -343,6 +359,15 @@ class VideoClips(torch.utils.data.Dataset):
             rows.append(torch.stack([at[name] for name in names], dim=-1))
         return torch.cat(rows)
 
+    def ego_motion_values(self) -> torch.Tensor:
+        """The future-motion vector of every window, (windows, 4 K), from the annotations (no
+        decoding): what the EVENTUALLY objective standardises its ego target with."""
+        rows = []
+        for video, starts in self._starts_by_video():
+            assert video.annotation is not None, "videos without ego series were left out"
+            rows.append(future_motion(video.annotation, self.spec, starts))
+        return torch.cat(rows)
+
     def __len__(self) -> int:
         """Number of samples (windows over all usable videos)."""
         return len(self._step)
@@ -378,7 +403,7 @@ class VideoClips(torch.utils.data.Dataset):
         if flipped:
             label = self.transform.flip_label(label)
             signals = self.transform.flip_signals(signals)
-        return {
+        sample = {
             "video": clip,
             "label": torch.tensor(label, dtype=torch.int64),
             "index": int(index),
@@ -386,3 +411,8 @@ class VideoClips(torch.utils.data.Dataset):
             "path": video.key,
             "signals": signals,
         }
+        if self.ego_motion:
+            assert video.annotation is not None, "videos without ego series were left out"
+            motion = future_motion(video.annotation, self.spec, np.array([start]), flipped)
+            sample["ego_motion"] = motion[0]
+        return sample

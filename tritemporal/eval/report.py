@@ -92,8 +92,11 @@ def _one_video(groups: np.ndarray | None) -> bool:
 
 
 def eval_dataset(config: TriTemporalConfig, data: str | Path) -> VideoClips:
-    """Held-out windows of a videos folder, cut like training, evaluation view (centre crop)."""
-    data_config = dataclasses.replace(config.data, source="videos", root=str(data), hflip=False)
+    """Held-out windows of a videos folder, cut like training, evaluation view (centre crop),
+    labelled by every annotated event (the truth, whichever events the run trained on)."""
+    data_config = dataclasses.replace(
+        config.data, source="videos", root=str(data), hflip=False, label_events="all"
+    )
     return VideoClips(dataclasses.replace(config, data=data_config), train=False)
 
 
