@@ -16,6 +16,7 @@ from tritemporal.eval.anticipation import (
     thin_target,
     ttm_targets,
 )
+from tritemporal.eval.plots import intervals_figure, time_to_maneuver_figure
 
 SPEC = WindowSpec(fps=4.0, now_frames=4, soon_frames=2, eventually_frames=2, stride_s=0.25)
 
@@ -105,3 +106,23 @@ def test_thin_targets_are_named() -> None:
     y[:10] = 1
     y[10:] = np.where(y[10:] == 1, 0, y[10:])
     assert thin_target(y, groups) == "10 positive windows in 1 videos (needs 5 in 2+)"
+
+
+def test_time_to_maneuver_figure_draws_a_line_per_row_and_chance() -> None:
+    nan = (float("nan"),) * 3
+    rows = {"model": [(0.9, 0.8, 1.0), (0.7, 0.6, 0.8), nan], "ego_status": [(0.6, 0.5, 0.7)] * 3}
+    fig = time_to_maneuver_figure([0.5, 1.0, 3.0], rows, "t")
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["model", "ego_status", "chance 0.50"]
+    assert ax.xaxis_inverted()  # time runs towards the onset
+    assert len(ax.collections) == 2  # one shaded interval per row
+    with pytest.raises(ValueError, match="row 'x' has 2 points for 3 horizons"):
+        time_to_maneuver_figure([0.5, 1.0, 3.0], {"x": [(0.5, 0.4, 0.6)] * 2}, "t")
+
+
+def test_intervals_figure_marks_a_metric_no_row_has() -> None:
+    rows = {"a": {"m": (0.6, 0.5, 0.7)}, "b": {}}
+    fig = intervals_figure(rows, {"m": "M", "ttm.+3s": "thin"}, "t")
+    texts = [[t.get_text() for t in ax.texts] for ax in fig.axes[:2]]
+    assert texts == [[], ["n/a"]]
