@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.test_compare import PNG, _saved
+from tritemporal.cli import main, parse_horizons
 from tritemporal.data.annotations import Annotation, Event
 from tritemporal.data.videos import VideoWindows
 from tritemporal.data.windows import WindowSpec, window_starts
 from tritemporal.eval.anticipation import (
     ego_status_features,
     thin_target,
+    ttm_key,
     ttm_targets,
+)
+from tritemporal.eval.compare import (
+    COMPARISON_JSON,
+    COMPARISON_MD,
+    TIME_TO_MANEUVER_PNG,
+    bootstrap_interval,
+    column_name,
+    compare,
+    ttm_statistics,
+    video_resamples,
 )
 from tritemporal.eval.plots import intervals_figure, time_to_maneuver_figure
 
@@ -108,6 +126,36 @@ def test_thin_targets_are_named() -> None:
     assert thin_target(y, groups) == "10 positive windows in 1 videos (needs 5 in 2+)"
 
 
+def test_ttm_probe_reads_a_planted_feature_and_not_a_constant() -> None:
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(12), 30)
+    y = rng.choice([1, 0, -1], size=len(groups), p=[0.2, 0.5, 0.3])
+    targets = {ttm_key(1.0): y}
+    resamples = video_resamples(groups, 50, seed=0)
+    planted = np.stack([y == 1, rng.normal(size=len(y))], axis=1) + 0.1 * rng.normal(size=(360, 2))
+    constant = np.ones((len(y), 3))
+    scores = {}
+    for name, x in (("planted", planted), ("constant", constant)):
+        stats = ttm_statistics(x, targets, groups, seed=0, row=name)
+        assert list(stats) == ["ttm.+1s"]
+        statistic = stats["ttm.+1s"]
+        low, high = bootstrap_interval(statistic, resamples)
+        scores[name] = (statistic(np.arange(len(y))), low, high)
+    assert scores["planted"][0] > 0.97 and scores["planted"][1] > 0.9
+    assert scores["constant"][0] == pytest.approx(0.5, abs=0.02)
+    # a horizon whose targets hold one class gives no cell (compare warns and leaves it empty)
+    assert ttm_statistics(planted, {ttm_key(2.0): np.where(y == 1, -1, y)}, groups, 0, "x") == {}
+
+
+def test_ttm_keys_columns_and_cli_horizons() -> None:
+    assert [ttm_key(d) for d in (0.5, 1.0, 3)] == ["ttm.+0.5s", "ttm.+1s", "ttm.+3s"]
+    assert column_name("ttm.+0.5s") == "time to maneuver +0.5s bal. acc."
+    assert parse_horizons("0.5, 1,2") == [0.5, 1.0, 2.0]
+    assert parse_horizons("") == []  # --ttm '' skips the columns
+    with pytest.raises(argparse.ArgumentTypeError, match=r"seconds like 0\.5,1,2,3"):
+        parse_horizons("1,soon")
+
+
 def test_time_to_maneuver_figure_draws_a_line_per_row_and_chance() -> None:
     nan = (float("nan"),) * 3
     rows = {"model": [(0.9, 0.8, 1.0), (0.7, 0.6, 0.8), nan], "ego_status": [(0.6, 0.5, 0.7)] * 3}
@@ -126,3 +174,66 @@ def test_intervals_figure_marks_a_metric_no_row_has() -> None:
     fig = intervals_figure(rows, {"m": "M", "ttm.+3s": "thin"}, "t")
     texts = [[t.get_text() for t in ax.texts] for ax in fig.axes[:2]]
     assert texts == [[], ["n/a"]]
+
+
+def test_ego_status_needs_a_model_source(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="ego-status needs a model source beside it"):
+        compare(["ego-status"], tmp_path)
+    with pytest.raises(ValueError, match="give distinct horizons in seconds > 0"):
+        compare(["ego-status"], tmp_path, ttm=[1.0, -1.0])
+
+
+def _planted_events(clips: Path, out: Path) -> Path:
+    """A copy of the clips whose events are two short brakes at 4.0 and 6.5 s in every video."""
+    shutil.copytree(clips, out)
+    planted = [{"maneuver": "brake", "start": 4.0, "end": 4.3},
+               {"maneuver": "brake", "start": 6.5, "end": 6.8}]  # fmt: skip
+    for path in (out / "annotations").glob("*.json"):
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps(data | {"events": planted}))
+    return out
+
+
+@pytest.mark.slow
+def test_compare_with_ego_status_writes_ttm_columns_and_curve(
+    eval_clips: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = _planted_events(eval_clips, tmp_path / "data")
+    a, b = _saved(tmp_path / "a"), _saved(tmp_path / "b", seed=1)
+    out = tmp_path / "cmp"
+    args = ["compare", str(a), "ego-status", str(b), "--data", str(data), "--out", str(out)]
+    args += ["--group", "ab=a,b", "--bootstrap", "20", "--parts", "eventually", "ttm"]
+    # 0.5 and 1 s: one window per brake and video; 1.5 s: the first brake's only (the second
+    # starts 1.5 s after NOW windows that hold the first), too few to probe
+    caplog.set_level(logging.WARNING, logger="tritemporal.eval.anticipation")
+    assert main([*args, "--ttm", "0.5,1,1.5", "--device", "cpu"]) == 0
+    result = json.loads((out / COMPARISON_JSON).read_text())
+    assert result["ttm"] == [0.5, 1.0, 1.5]
+    rows = {r["name"]: r for r in result["rows"]}
+    assert list(rows) == ["a", "ego_status", "b", "ab"]
+    ego = rows["ego_status"]
+    assert ego["source"] == "ego-status"
+    assert ego["series"] == ["speed", "steering", "acceleration", "heading", "heading_rate"]
+    keys = ["ttm.+0.5s", "ttm.+1s"]
+    assert set(ego["metrics"]) == {"eventually.outcome.balanced_accuracy",
+                                   "eventually.outcome.macro_f1", *keys}  # fmt: skip
+    for row in rows.values():
+        for key in keys:
+            m = row["metrics"][key]
+            assert 0.0 <= m["low"] - 1e-3 <= m["value"] <= m["high"] + 1e-3 <= 1.0 + 2e-3, key
+        assert "ttm.+1.5s" not in row["metrics"]
+    assert "eventually.now_mean.balanced_accuracy" in rows["a"]["metrics"]
+    assert result["columns"]["ttm.+1.5s"] == "time to maneuver +1.5s bal. acc."  # empty column
+    assert result["chance"]["ttm.+1s"] == 0.5
+    assert any("time to maneuver +1.5s: 3 positive" in r.getMessage() for r in caplog.records)
+    table = (out / COMPARISON_MD).read_text().splitlines()
+    ego_line = next(line for line in table if line.startswith("| ego_status |"))
+    assert ego_line.count(" - ") == 3  # mean NOW bal. acc. and macro-F1; the thin ttm column
+    assert ego_line.rstrip(" |").endswith("-")
+    assert (out / TIME_TO_MANEUVER_PNG).read_bytes().startswith(PNG)
+    # --ttm '': no ttm column and no curve
+    plain = tmp_path / "plain"
+    assert main([*args, "--ttm", "", "--out", str(plain), "--device", "cpu"]) == 0
+    again = json.loads((plain / COMPARISON_JSON).read_text())
+    assert again["ttm"] == [] and not any(k.startswith("ttm.") for k in again["columns"])
+    assert not (plain / TIME_TO_MANEUVER_PNG).exists()
