@@ -95,6 +95,7 @@ def test_default_names() -> None:
     assert default_name("runs/tri_s0/") == "tri_s0"
     assert default_name("random:runs/tri_s0") == "random:tri_s0"
     assert default_name("user/vit-tiny-drive") == "vit-tiny-drive"
+    assert default_name("ego-status") == "ego_status"  # the pseudo-source of the guard
 
 
 def test_parse_groups() -> None:
@@ -181,11 +182,15 @@ def test_compare_two_runs_and_random_init(
 
 
 def test_cli_parts_are_the_compare_parts() -> None:
-    from tritemporal.cli import COMPARE_PARTS
+    from tritemporal.cli import COMPARE_PARTS, COMPARE_TTM
+    from tritemporal.eval.anticipation import TTM_HORIZONS
     from tritemporal.eval.compare import PARTS
 
     assert COMPARE_PARTS == PARTS
-    with pytest.raises(ValueError, match="choose one or more of eventually, now, soon, rankme"):
+    assert COMPARE_TTM == TTM_HORIZONS
+    with pytest.raises(
+        ValueError, match="choose one or more of eventually, now, soon, rankme, ttm"
+    ):
         compare(["a"], "data", parts=("speed",))
 
 

@@ -10,8 +10,10 @@ from typing import get_args
 from tritemporal.config import HighwayScenario, load_config
 
 logger = logging.getLogger("tritemporal")
-# eval.compare.PARTS (a test keeps them equal): the parser does not import the evaluation stack
-COMPARE_PARTS = ("eventually", "now", "soon", "rankme")
+# eval.compare.PARTS and eval.anticipation.TTM_HORIZONS (a test keeps them equal): the parser
+# does not import the evaluation stack
+COMPARE_PARTS = ("eventually", "now", "soon", "rankme", "ttm")
+COMPARE_TTM = (0.5, 1.0, 2.0, 3.0)
 # every command that reads a trained model takes what TriTemporalModel.from_pretrained takes
 SOURCE_HELP = "run dir, checkpoint folder, saved model folder or Hub repo id"
 
@@ -135,10 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "sources", nargs="+", metavar="SOURCE",
         help=f"{SOURCE_HELP}; random:SOURCE for a randomly initialised copy of its architecture; "
-        "teacher:RUN for a run's EMA teacher as the encoder",
+        "teacher:RUN for a run's EMA teacher as the encoder; ego-status for the ego-status guard "
+        "(a probe on the NOW frames' own ego series from the annotations, no model: the EVENTUALLY "
+        "outcome and time-to-maneuver columns; ./ego-status names a folder of that name)",
     )  # fmt: skip
     cmp.add_argument("--data", required=True, help="held-out videos folder (+ annotations/)")
-    cmp.add_argument("--out", required=True, help="folder for comparison.json, .md and .png")
+    cmp.add_argument(
+        "--out", required=True,
+        help="folder for comparison.json, .md, .png and time_to_maneuver.png",
+    )  # fmt: skip
     cmp.add_argument("--names", nargs="+", help="one row name per SOURCE (default: folder names)")
     cmp.add_argument(
         "--group", action="append", default=[], metavar="NAME=A,B,C",
@@ -149,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "--parts", nargs="+", default=list(COMPARE_PARTS), choices=COMPARE_PARTS,
         help="column families to compute (default: all; the NOW probes take most of the time)",
+    )  # fmt: skip
+    cmp.add_argument(
+        "--ttm", type=parse_horizons, default=",".join(f"{d:g}" for d in COMPARE_TTM),
+        metavar="D1,D2,...",
+        help="time-to-maneuver horizons: seconds from the end of the NOW window to a maneuver's "
+        "onset (default %(default)s; '' skips the ttm columns and time_to_maneuver.png)",
     )  # fmt: skip
     cmp.add_argument("--batch-size", type=int, default=16)
     cmp.add_argument("--device", default="auto")
@@ -435,6 +448,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_horizons(text: str) -> list[float]:
+    """`--ttm 0.5,1,2,3` as seconds ('' gives none)."""
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: write seconds like 0.5,1,2,3") from exc
+
+
 def parse_groups(specs: list[str]) -> dict[str, list[str]]:
     """`--group NAME=A,B,C` flags as {NAME: [A, B, C]}."""
     groups = {}
@@ -454,11 +475,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     groups = parse_groups(args.group)
     result = compare(
         args.sources, args.data, args.names, groups, args.bootstrap, args.seed, args.batch_size,
-        resolve_device(args.device), args.parts,
+        resolve_device(args.device), args.parts, args.ttm,
     )  # fmt: skip
     out = write_comparison(result, args.out)
     print(markdown_table(result))
-    logger.info("wrote %s/%s, comparison.md and comparison.png", out, COMPARISON_JSON)
+    plots = "comparison.png" + (" and time_to_maneuver.png" if result["ttm"] else "")
+    logger.info("wrote %s/%s, comparison.md, %s", out, COMPARISON_JSON, plots)
     return 0
 
 

@@ -121,6 +121,17 @@ class _Video:
     annotation: Annotation | None
 
 
+@dataclass(frozen=True)
+class VideoWindows:
+    """A usable video's windows as its annotation sees them (no decoding): the video's key,
+    duration (s) and annotation (None: unlabelled), and the start (s) of each of its windows."""
+
+    key: str
+    duration: float
+    annotation: Annotation | None
+    starts: np.ndarray
+
+
 def label_vocabulary(extra: list[str]) -> tuple[str, ...]:
     """MANEUVERS followed by `data.extra_maneuvers` (which must be new, distinct names)."""
     seen = set(MANEUVERS)
@@ -340,6 +351,15 @@ class VideoClips(torch.utils.data.Dataset):
         counts = np.bincount(self._video_of, minlength=len(self._videos))
         parts = np.split(self.window_starts, np.cumsum(counts)[:-1])
         return list(zip(self._videos, parts, strict=True))
+
+    def video_windows(self) -> list[VideoWindows]:
+        """Each usable video with its windows' starts, in window order (`video_ids` order): what
+        reads the annotations beside the windows, e.g. the ego-status and time-to-maneuver rows
+        of `tritemporal compare`."""
+        return [
+            VideoWindows(v.key, v.meta.duration, v.annotation, s)
+            for v, s in self._starts_by_video()
+        ]
 
     def native_frames(self) -> Iterator[tuple[str, VideoMeta, np.ndarray]]:
         """Each usable video's path, probe and the sorted native frames its windows read."""

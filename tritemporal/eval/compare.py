@@ -6,6 +6,9 @@ Hub id) or `random:SOURCE`, a copy of SOURCE's architecture with every weight re
 `seed` (the random-init reference), or `teacher:RUN`, a run's EMA teacher used as the encoder (the
 encoder V-JEPA evaluates and releases). Each source is loaded, encodes the held-out folder once with
 its own config's clip settings (`report.eval_dataset`, `report.extract`) and is dropped.
+`ego-status` (row `ego_status`) loads no model: the ego-status guard (AD-MLP), whose features are
+the NOW frames' own ego series (`anticipation.ego_status_features`), read from the annotations of
+the windows the first model source cuts, so it is matched window by window and decodes nothing.
 
 How windows are matched: a window is (video, start time), cut by `data.WindowSpec` (fps, NOW /
 SOON / EVENTUALLY frames, gap, stride). Every source must give the same spec, label vocabulary
@@ -23,7 +26,14 @@ videos out, and their out-of-fold predictions are kept per window):
   motion, which one frame's pixels do not show);
 - `soon.l1_over_copy.+<h>s`: SOON forecast L1 over copying the last NOW step, per horizon (< 1:
   better than copying; the copy comes from the teacher's pass over the NOW frames alone);
-- `rankme.{now,outcome}`: RankMe (`objectives.losses.effective_rank`) of the features.
+- `rankme.{now,outcome}`: RankMe (`objectives.losses.effective_rank`) of the features;
+- `ttm.+<d>s` (e.g. `ttm.+0.5s`, `ttm.+1s`): time to maneuver, the balanced accuracy of a binary
+  linear probe (the EVENTUALLY probe's folds and seed) of "a maneuver starts d seconds after the
+  NOW window ends" against "keep lane throughout" (targets: `anticipation.ttm_targets`), on the
+  outcome embedding. A horizon with too few windows of either class stays empty (a warning).
+
+The ego-status row fills `eventually.outcome.*` (its ego vector is its outcome) and `ttm.*`; its
+other cells stay empty ("-").
 
 Intervals: videos are resampled with replacement (`bootstrap` times, seeded; every source sees
 the same resamples) and each metric is recomputed from the kept per-window predictions; the
@@ -32,10 +42,12 @@ directions: its interval sits mostly below the full-set value and reads as a low
 group (e.g. three fine-tuning seeds) is one more row: the mean over its members, and per
 resample the mean of its members' metrics.
 
-Artifacts in `out` (`COMPARISON_JSON`, `COMPARISON_MD`, `COMPARISON_PNG`): the JSON holds `data`,
-`windows`, `videos`, `bootstrap`, `seed`, `chance` (metric -> 1 / classes), `columns`
-(metric -> readable name) and `rows` (`name`, `source` or `members`, `metrics`: metric ->
-{`value`, `low`, `high`}); the Markdown is the same table; the PNG draws one panel per metric.
+Artifacts in `out` (`COMPARISON_JSON`, `COMPARISON_MD`, `COMPARISON_PNG`, `TIME_TO_MANEUVER_PNG`):
+the JSON holds `data`, `windows`, `videos`, `bootstrap`, `seed`, `ttm` (the horizons in seconds),
+`chance` (metric -> 1 / classes), `columns` (metric -> readable name) and `rows` (`name`, `source`
+or `members`, `series` for ego-status: the ego series it read, `metrics`: metric -> {`value`,
+`low`, `high`}); the Markdown is the same table; comparison.png draws one panel per metric and
+time_to_maneuver.png the `ttm.*` cells as one curve per row over the horizons.
 """
 
 from __future__ import annotations
@@ -52,8 +64,14 @@ import torch
 from tritemporal.data.annotations import LANE_STATES, SCENE_LEADER, load_annotation
 from tritemporal.data.common import UNLABELLED
 from tritemporal.data.videos import VideoClips, find_videos
+from tritemporal.eval.anticipation import (
+    TTM_HORIZONS,
+    ego_status_features,
+    probed_targets,
+    ttm_key,
+)
 from tritemporal.eval.metrics import classification_metrics
-from tritemporal.eval.plots import plot_intervals
+from tritemporal.eval.plots import plot_intervals, plot_time_to_maneuver
 from tritemporal.eval.probes import (
     AttentiveProbeSpec,
     Progress,
@@ -80,10 +98,15 @@ logger = logging.getLogger(__name__)
 COMPARISON_JSON = "comparison.json"
 COMPARISON_MD = "comparison.md"
 COMPARISON_PNG = "comparison.png"
+TIME_TO_MANEUVER_PNG = "time_to_maneuver.png"
 RANDOM_PREFIX = "random:"
 TEACHER_PREFIX = "teacher:"
+EGO_STATUS = "ego-status"  # the pseudo-source of the ego-status guard (loads no model)
+EGO_STATUS_NAME = "ego_status"  # its default row name
 FEATURES = ("outcome", "now_mean")  # EVENTUALLY probes run on these `Features` fields
-PARTS = ("eventually", "now", "soon", "rankme")  # column families; `parts` picks some (faster)
+PARTS = ("eventually", "now", "soon", "rankme", "ttm")  # column families; `parts` picks some
+EVENTUALLY_METRICS = ["balanced_accuracy", "macro_f1"]
+TTM_CLASSES = ["keep_lane", "maneuver"]  # the time-to-maneuver probe's classes (targets 0, 1)
 
 Statistic = Callable[[np.ndarray], float]  # window indices (with repeats) -> metric
 CPU = torch.device("cpu")
@@ -150,7 +173,10 @@ def load_source(
 
 
 def default_name(source: str) -> str:
-    """A source's row name: its last path part (run folder, Hub repo), any prefix kept."""
+    """A source's row name: its last path part (run folder, Hub repo), any prefix kept;
+    `ego_status` for `ego-status`."""
+    if source == EGO_STATUS:
+        return EGO_STATUS_NAME
     prefix, base = _split_prefix(source)
     base = base.rstrip("/")
     return prefix + (base.split("/")[-1] or base)
@@ -197,6 +223,59 @@ def _probe_stats(
         pred[keep] = fit(keep, y[keep], advance)
     scored = np.where(keep, y, -1)
     return {m: _classifier(scored, pred, names, m) for m in metrics}
+
+
+def linear_statistics(
+    x: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    groups: np.ndarray,
+    seed: int,
+    metrics: list[str],
+    shown: ProbePhase,
+) -> dict[str, Statistic]:
+    """`metrics` of the linear probe of labels y (-1: not scored) on features x (N, D), from
+    its out-of-fold predictions over held-out videos (`_probe_stats`)."""
+
+    def fit(keep: np.ndarray, y_kept: np.ndarray, progress: Progress) -> np.ndarray:
+        return linear_probe_predictions(
+            x[keep], y_kept, names, seed=seed, groups=groups[keep], progress=progress
+        )[0]
+
+    return _probe_stats(y, names, groups, fit, metrics, shown)
+
+
+def eventually_statistics(
+    x: np.ndarray,
+    feat: str,
+    labels: np.ndarray,
+    names: list[str],
+    groups: np.ndarray,
+    seed: int,
+    shown: ProbePhase,
+) -> dict[str, Statistic]:
+    """The EVENTUALLY column of features x (a row's `feat`): `eventually.<feat>.<metric>`."""
+    found = linear_statistics(x, labels, names, groups, seed, EVENTUALLY_METRICS, shown)
+    return {f"eventually.{feat}.{m}": s for m, s in found.items()}
+
+
+def ttm_statistics(
+    x: np.ndarray,
+    targets: dict[str, np.ndarray],
+    groups: np.ndarray,
+    seed: int,
+    row: str,
+    device: torch.device = CPU,
+) -> dict[str, Statistic]:
+    """The time-to-maneuver cells of features x (a row's EVENTUALLY features): per metric key,
+    the balanced accuracy of the binary probe of its targets (1 / 0 / -1 per window)."""
+    stats = {}
+    for key, y in targets.items():
+        shown = ProbePhase(f"{row} time-to-maneuver probe {key}", "folds", 1, device)
+        found = linear_statistics(x, y, TTM_CLASSES, groups, seed, ["balanced_accuracy"], shown)
+        if found:  # empty when the targets cannot be probed
+            stats[key] = found["balanced_accuracy"]
+    return stats
 
 
 def scene_tasks(
@@ -255,19 +334,11 @@ def source_statistics(
     groups = features.groups
     assert groups is not None, "video datasets group windows by video"
     stats: dict[str, Statistic] = {}
-    metrics = ["balanced_accuracy", "macro_f1"]
     labels = np.where(features.labels == UNLABELLED, -1, features.labels)
     for feat in FEATURES if "eventually" in parts else ():
-        x = getattr(features, feat)
-
-        def fit(keep: np.ndarray, y: np.ndarray, progress: Progress, x: np.ndarray = x):
-            return linear_probe_predictions(
-                x[keep], y, names, seed=seed, groups=groups[keep], progress=progress
-            )[0]
-
         shown = ProbePhase(f"{source} EVENTUALLY probe on {feat}", "folds", 1, device)
-        found = _probe_stats(labels, names, groups, fit, metrics, shown)
-        stats |= {f"eventually.{feat}.{m}": s for m, s in found.items()}
+        x = getattr(features, feat)
+        stats |= eventually_statistics(x, feat, labels, names, groups, seed, shown)
     for task, (y, task_names) in tasks.items() if "now" in parts else ():
 
         def fit_now(
@@ -295,6 +366,8 @@ def source_statistics(
 
 def column_name(key: str) -> str:
     """Readable column header of a metric key."""
+    if key.startswith("ttm."):  # the horizon holds a dot of its own (ttm.+0.5s)
+        return f"time to maneuver {key.removeprefix('ttm.')} bal. acc."
     part, *rest = key.split(".", 2)
     short = {"balanced_accuracy": "bal. acc.", "macro_f1": "macro-F1", "now_mean": "mean NOW"}
     words = [short.get(w, w) for w in rest]
@@ -327,13 +400,73 @@ def compare(
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     parts: Sequence[str] = PARTS,
+    ttm: Sequence[float] = TTM_HORIZONS,
 ) -> dict:
     """The comparison table (see the module docstring) of `sources` on the held-out `data`,
     with the column families `parts` (a subset of `PARTS`; the NOW probes take most of the
-    time, so `("soon",)` compares forecasts in a fraction of it)."""
+    time, so `("soon",)` compares forecasts in a fraction of it) and the time-to-maneuver
+    horizons `ttm` (seconds; empty: none)."""
+    names, groups = _checked_request(sources, names, groups, bootstrap, parts, ttm)
+    horizons = [float(d) for d in ttm] if "ttm" in parts else []
+    # every source is checked before any is encoded; one model is held in memory at a time
+    located = [None if s == EGO_STATUS else locate_source(s) for s in sources]
+    datasets = [None if where is None else eval_dataset(where[1].config, data) for where in located]
+    held_out = _held_out(datasets, sources, data, horizons)
+    dataset = held_out.dataset
+    ego = None  # its errors (missing series) come before any encoding too
+    if EGO_STATUS in sources:
+        ego = ego_status_features(dataset.video_windows(), dataset.spec, data)
+    resamples = video_resamples(dataset.video_ids, bootstrap, seed)
+    rows, per_source, chance, n = [], {}, {}, len(dataset)
+    for name, source, where, data_i in zip(names, sources, located, datasets, strict=True):
+        row: dict = {"name": name, "source": source}
+        if where is None:
+            assert ego is not None, "built above whenever ego-status is a source"
+            per_source[name], found = _ego_status_statistics(ego[0], held_out, seed, parts)
+            row["series"] = ego[1]
+        else:
+            assert data_i is not None, "every model source has its dataset"
+            logger.info("encoding %d windows with %s", len(data_i), source)
+            per_source[name], found = _encode_and_score(
+                source, where, data_i, held_out, seed, batch_size, device, parts
+            )
+        chance |= found
+        rows.append(row | {"metrics": _cells(per_source[name], n, resamples, name)})
+    chance |= {ttm_key(d): 0.5 for d in horizons}  # maneuver vs keep lane
+    for group, members in groups.items():
+        keys = [k for k in per_source[members[0]] if all(k in per_source[m] for m in members)]
+        mean = {k: _mean_of([per_source[m][k] for m in members]) for k in keys}
+        cells = _cells(mean, n, resamples, group)
+        rows.append({"name": group, "members": members, "metrics": cells})
+    measured = (k for r in rows for k in r["metrics"])
+    keys = list(dict.fromkeys([*measured, *(ttm_key(d) for d in horizons)]))  # thin: "-"
+    return {
+        "data": str(data),
+        "windows": len(dataset),
+        "videos": len(np.unique(dataset.video_ids)),
+        "bootstrap": bootstrap,
+        "seed": seed,
+        "ttm": horizons,
+        "chance": {k: round(v, 4) for k, v in chance.items() if k in keys},
+        "columns": {k: column_name(k) for k in keys},
+        "rows": rows,
+    }
+
+
+def _checked_request(
+    sources: list[str],
+    names: list[str] | None,
+    groups: dict[str, list[str]] | None,
+    bootstrap: int,
+    parts: Sequence[str],
+    ttm: Sequence[float],
+) -> tuple[list[str], dict[str, list[str]]]:
+    """The row names and groups of a `compare` call, after checking its arguments."""
     unknown_parts = [p for p in parts if p not in PARTS]
     if unknown_parts or not parts:
         raise ValueError(f"parts {list(parts)}: choose one or more of {', '.join(PARTS)}")
+    if any(not 0 < d < float("inf") for d in ttm) or len(set(ttm)) != len(ttm):
+        raise ValueError(f"ttm {list(ttm)}: give distinct horizons in seconds > 0, e.g. 0.5,1,2,3")
     names = list(names) if names else [default_name(s) for s in sources]
     if len(names) != len(sources) or len(set(names)) != len(names):
         raise ValueError(
@@ -349,11 +482,32 @@ def compare(
             )
     if bootstrap < 1:
         raise ValueError(f"bootstrap must be >= 1 resample, got {bootstrap}")
-    # every source is checked before any is encoded; one model is held in memory at a time
-    located = [locate_source(s) for s in sources]
-    datasets = [eval_dataset(found.config, data) for _, found in located]
-    _check_matched(datasets, sources)
-    dataset = datasets[0]
+    return names, groups
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The windows every row is measured on (cut by the first model source's config), their
+    eventual maneuvers (-1: unlabelled) and time-to-maneuver targets (metric key -> (N,))."""
+
+    dataset: VideoClips
+    labels: np.ndarray
+    targets: dict[str, np.ndarray]
+
+
+def _held_out(
+    datasets: list[VideoClips | None], sources: list[str], data: str | Path, horizons: list[float]
+) -> HeldOut:
+    """The held-out windows of the model sources' datasets (None: ego-status), once checked
+    to match and to hold labelled windows of 2+ videos."""
+    models = [(d, s) for d, s in zip(datasets, sources, strict=True) if d is not None]
+    if not models:
+        raise ValueError(
+            f"{EGO_STATUS} needs a model source beside it: its windows are the ones the first "
+            "model source's config cuts"
+        )
+    _check_matched([d for d, _ in models], [s for _, s in models])
+    dataset = models[0][0]
     counts = {k: v for k, v in dataset.summary.label_counts.items() if k != "unlabelled"}
     if not any(counts.values()):
         raise ValueError(
@@ -362,43 +516,34 @@ def compare(
         )
     if len(np.unique(dataset.video_ids)) < 2:
         raise ValueError(f"{data} holds one video: held-out probes need 2+ videos (100+ advised)")
-    resamples = video_resamples(dataset.video_ids, bootstrap, seed)
-    rows, per_source, chance, n = [], {}, {}, len(dataset)
-    for name, source, where, data_i in zip(names, sources, located, datasets, strict=True):
-        logger.info("encoding %d windows with %s", len(data_i), source)
-        per_source[name], found = _encode_and_score(
-            source, where, data_i, seed, batch_size, device, parts
-        )
-        chance |= found
-        rows.append(
-            {
-                "name": name,
-                "source": source,
-                "metrics": _cells(per_source[name], n, resamples, name),
-            }
-        )
-    for group, members in groups.items():
-        keys = [k for k in per_source[members[0]] if all(k in per_source[m] for m in members)]
-        mean = {k: _mean_of([per_source[m][k] for m in members]) for k in keys}
-        cells = _cells(mean, n, resamples, group)
-        rows.append({"name": group, "members": members, "metrics": cells})
-    keys = list(dict.fromkeys(k for r in rows for k in r["metrics"]))
-    return {
-        "data": str(data),
-        "windows": len(dataset),
-        "videos": len(np.unique(dataset.video_ids)),
-        "bootstrap": bootstrap,
-        "seed": seed,
-        "chance": {k: round(v, 4) for k, v in chance.items() if k in keys},
-        "columns": {k: column_name(k) for k in keys},
-        "rows": rows,
-    }
+    spec = dataset.spec
+    eventual = dataset.window_maneuvers(spec.eventually_offset_s, spec.eventually_frames / spec.fps)
+    labels = np.where(eventual == UNLABELLED, -1, eventual)
+    targets = probed_targets(dataset, horizons) if horizons else {}
+    return HeldOut(dataset, labels, targets)
+
+
+def _ego_status_statistics(
+    x: np.ndarray, held_out: HeldOut, seed: int, parts: Sequence[str]
+) -> tuple[dict[str, Statistic], dict[str, float]]:
+    """The ego-status row: its vector x (windows, now_frames * F) read as the row's outcome
+    (the `eventually.outcome.*` cells) and probed for time to maneuver; and its chance."""
+    groups, labels = held_out.dataset.video_ids, held_out.labels
+    names = list(held_out.dataset.label_names)
+    stats, chance = {}, {}
+    if "eventually" in parts:
+        shown = ProbePhase(f"{EGO_STATUS} EVENTUALLY probe", "folds", 1, CPU)
+        stats |= eventually_statistics(x, "outcome", labels, names, groups, seed, shown)
+        chance["eventually.outcome.balanced_accuracy"] = _chance(labels)
+    stats |= ttm_statistics(x, held_out.targets, groups, seed, EGO_STATUS)
+    return stats, chance
 
 
 def _encode_and_score(
     source: str,
     located: tuple[str, Located],
     dataset: VideoClips,
+    held_out: HeldOut,
     seed: int,
     batch_size: int,
     device: str | torch.device,
@@ -410,12 +555,18 @@ def _encode_and_score(
     device = model.pixel_mean.device
     with phase(f"{source} extract features", len(dataset), "windows", device) as advance:
         features = extract(model, dataset, batch_size, progress=advance)
+    labels = np.where(features.labels == UNLABELLED, -1, features.labels)
+    assert np.array_equal(labels, held_out.labels), "the rows' windows are matched one by one"
     tasks = {}
     if "now" in parts:
         tasks = now_tasks(features) | scene_tasks(dataset, features, model.config.data.manifest)
     horizons = soon_horizons(model.config)
     names = list(dataset.label_names)
     stats = source_statistics(features, tasks, names, horizons, seed, source, device, parts)
+    assert features.groups is not None, "video datasets group windows by video"
+    stats |= ttm_statistics(
+        features.outcome, held_out.targets, features.groups, seed, source, device
+    )
     chance = {f"now.{task}.balanced_accuracy": _chance(y) for task, (y, _) in tasks.items()}
     if "eventually" in parts:
         chance |= {f"eventually.{f}.balanced_accuracy": _chance(features.labels) for f in FEATURES}
@@ -474,7 +625,8 @@ def markdown_table(result: dict) -> str:
 
 
 def write_comparison(result: dict, out: str | Path) -> Path:
-    """comparison.json, comparison.md and comparison.png in `out`; returns the folder."""
+    """comparison.json, comparison.md, comparison.png and, with time-to-maneuver horizons,
+    time_to_maneuver.png in `out`; returns the folder."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / COMPARISON_JSON).write_text(json.dumps(result, indent=1))
@@ -488,4 +640,9 @@ def write_comparison(result: dict, out: str | Path) -> Path:
     title += " (dashed: chance, or copy-last for SOON)"
     reference = result["chance"] | ratios
     plot_intervals(values, result["columns"], out / COMPARISON_PNG, title, reference)
+    if result.get("ttm"):  # absent from results written before the key existed
+        missing = (float("nan"),) * 3  # a thin horizon, or a row without the column
+        curves = {n: [v.get(ttm_key(d), missing) for d in result["ttm"]] for n, v in values.items()}
+        ttm_title = f"maneuver vs keep lane on {result['videos']} held-out videos"
+        plot_time_to_maneuver(result["ttm"], curves, out / TIME_TO_MANEUVER_PNG, ttm_title)
     return out

@@ -226,6 +226,9 @@ def intervals_figure(
             )  # fmt: skip
         if key in reference:
             ax.axvline(reference[key], color="black", linestyle="--", linewidth=1)
+        if not any(key in rows[name] for name in names):  # e.g. a horizon too thin to probe
+            ax.text(0.5, 0.5, "n/a", transform=ax.transAxes, ha="center", va="center",
+                    backgroundcolor="white")  # fmt: skip
         ax.set_title(textwrap.fill(label, 32), fontsize="small")
         ax.grid(alpha=0.3, axis="x")
         ax.tick_params(labelsize="x-small")
@@ -245,6 +248,49 @@ def plot_intervals(
 ) -> Path:
     """`intervals_figure` written as a PNG at `path`."""
     return _save(intervals_figure(rows, columns, title, reference), path)
+
+
+def time_to_maneuver_figure(
+    horizons: list[float],
+    rows: dict[str, list[tuple[float, float, float]]],
+    title: str,
+    chance: float = 0.5,
+) -> Figure:
+    """Balanced accuracy of maneuver vs keep lane by seconds from the NOW window's end to the
+    maneuver's onset: one line per row (value, low, high per horizon) with its interval shaded,
+    chance dashed. Time runs left to right towards the onset; a nan point leaves a gap."""
+    hx = np.asarray(horizons, dtype=np.float64)
+    if hx.ndim != 1 or len(hx) == 0 or not rows:
+        raise ValueError(f"need horizons and rows, got {len(hx)} horizons and {len(rows)} rows")
+    order = np.argsort(hx)
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for i, (name, points) in enumerate(rows.items()):
+        v = np.asarray(points, dtype=np.float64)
+        if v.shape != (len(hx), 3):
+            raise ValueError(f"row {name!r} has {len(v)} points for {len(hx)} horizons")
+        colour = f"C{i % 10}"  # the row's colour in `intervals_figure` too
+        ax.plot(hx[order], v[order, 0], marker="o", markersize=4, color=colour, label=str(name))
+        ax.fill_between(hx[order], v[order, 1], v[order, 2], color=colour, alpha=0.2, linewidth=0)
+    ax.axhline(chance, color="black", linestyle="--", linewidth=1, label=f"chance {chance:.2f}")
+    ax.set_xticks(hx[order])
+    ax.invert_xaxis()
+    ax.set_xlabel("seconds from the end of NOW to the maneuver's onset")
+    ax.set_ylabel("balanced accuracy")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    return fig
+
+
+def plot_time_to_maneuver(
+    horizons: list[float],
+    rows: dict[str, list[tuple[float, float, float]]],
+    path: str | Path,
+    title: str,
+) -> Path:
+    """`time_to_maneuver_figure` written as a PNG at `path`."""
+    return _save(time_to_maneuver_figure(horizons, rows, title), path)
 
 
 def trailing_mean(values: Any, window: int) -> np.ndarray:
