@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     clips.add_argument("--seed", type=int, default=0)
     clips.add_argument(
+        "--zoom", type=float, default=1.0,
+        help="camera zoom: 1 the default view, 1.5 the road 1.5 times larger (less of it in view)",
+    )  # fmt: skip
+    clips.add_argument(
         "--fps", type=float, default=8.0,
         help="video fps: frames per simulated second in the videos (the ego policy acts once per "
         "frame); the simulation speed, frames made per wall-clock second, is printed as it runs",
@@ -333,7 +337,7 @@ def cmd_make_clips(args: argparse.Namespace) -> int:
         ) from None
     summary = make_clips(
         args.out, args.num, args.scenario, args.seed, args.fps, (height, width), args.seconds,
-        progress=True, workers=args.workers,
+        progress=True, workers=args.workers, zoom=args.zoom,
     )  # fmt: skip
     print(format_summary(summary))
     return 0

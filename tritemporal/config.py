@@ -320,6 +320,9 @@ class HighwayConfig(_Section):
     image_size: list[int] = field(default_factory=lambda: [128, 128])  # rendered [H, W]
     seed: int = 0
     workers: int = 1  # processes simulating at once; the clips do not depend on it
+    # camera zoom: 1 is the default view, 1.5 shows the road 1.5 times larger (less of it): a
+    # camera geometry to test whether a result holds beyond the one trained on
+    zoom: float = 1.0
 
     def validate(self) -> None:
         """data.highway.* rules."""
@@ -331,6 +334,10 @@ class HighwayConfig(_Section):
             "such as highway,merge (equal shares) or highway=0.7,merge=0.3",
         )
         _check(self.seconds > 0, f"data.highway.seconds={self.seconds} must be positive")
+        _check(
+            0.25 <= self.zoom <= 4,
+            f"data.highway.zoom={self.zoom} must lie in [0.25, 4] (1: the default view)",
+        )
         _check(
             len(self.image_size) == 2 and min(self.image_size) >= 16,
             f"data.highway.image_size={self.image_size}: need [height, width], each >= 16",

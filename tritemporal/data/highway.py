@@ -71,7 +71,10 @@ def _whole(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value  # intersection-v0 needs ints
 
 
-def _env_config(scenario: str, fps: float, image_size: tuple[int, int], seconds: float) -> dict:
+def _env_config(
+    scenario: str, fps: float, image_size: tuple[int, int], seconds: float, zoom: float = 1.0
+) -> dict:
+    """highway-env's config for one video; `zoom` > 1 shows the road larger (less of it)."""
     height, width = image_size
     first = max(1, round(16 / fps))  # ~16 Hz physics, whole sub-steps, integer Hz if possible
     sub = [k for k in range(first, first + 8) if float(fps * k).is_integer()] or [first]
@@ -89,6 +92,7 @@ def _env_config(scenario: str, fps: float, image_size: tuple[int, int], seconds:
         "screen_width": width * RENDER_SCALE,
         "screen_height": height * RENDER_SCALE,
         "scaling": RENDER_SCALE
+        * zoom
         * (0.75 * width / VIEW_AHEAD if scenario in STRAIGHT else width / VIEW_SPAN),
         "centering_position": [0.25 if scenario in STRAIGHT else 0.5, 0.5],
         "offscreen_rendering": True,
@@ -507,10 +511,18 @@ def scenario_plan(shares: dict[str, float], num: int) -> list[str]:
 
 
 def _check(
-    scenario: str, num: int, fps: float, image_size: tuple[int, int], seconds: float, workers: int
+    scenario: str,
+    num: int,
+    fps: float,
+    image_size: tuple[int, int],
+    seconds: float,
+    workers: int,
+    zoom: float = 1.0,
 ) -> dict[str, float]:
     """Validate make_clips' arguments; the scenario shares."""
     shares = parse_scenarios(scenario)
+    if not 0.25 <= zoom <= 4:
+        raise ValueError(f"zoom (--zoom) must lie in [0.25, 4] (1: the default view), got {zoom}")
     if not isinstance(num, int) or num < 1:
         raise ValueError(f"num must be an integer >= 1, got {num!r}")
     if not isinstance(workers, int) or workers < 1:
@@ -539,6 +551,7 @@ def _make_video(
     fps: float,
     image_size: tuple[int, int],
     seconds: float,
+    zoom: float = 1.0,
 ) -> dict[str, Any]:
     """Simulate and write video `index` in a fresh env; its record for the summary.
 
@@ -556,7 +569,7 @@ def _make_video(
     idm = {
         k: getattr(IDMVehicle, k) for k in ("DISTANCE_WANTED", "COMFORT_ACC_MAX", "COMFORT_ACC_MIN")
     }
-    config = _env_config(scenario, fps, image_size, seconds)
+    config = _env_config(scenario, fps, image_size, seconds, zoom)
     with warnings.catch_warnings():  # "-v0 is out of date": the v0 ids are the documented API
         warnings.simplefilter("ignore", DeprecationWarning)
         env = gym.make(
@@ -584,7 +597,7 @@ def _make_video(
     _write_video(out / "videos" / f"{name}.mp4", frames, fps)
     source = dict(generator="highway-env", version=highway_env.__version__)
     source.update(scenario=scenario, env_id=SCENARIOS[scenario], seed=env_seed, fps=fps)
-    source.update(crashed=crashed, policy=POLICY)
+    source.update(crashed=crashed, policy=POLICY, zoom=zoom)
     write_annotation(out / "annotations" / f"{name}.json", events, ego, source, scene=scene)
     return dict(
         name=name, scenario=scenario, frames=len(frames), events=events, crashed=crashed,
@@ -619,13 +632,15 @@ def make_clips(
     seconds: float = 20.0,
     progress: bool = False,
     workers: int = 1,
+    zoom: float = 1.0,
 ) -> dict:
     """Simulate `num` videos: out/videos/clip_XXXXX.mp4 + out/annotations/clip_XXXXX.json.
 
     `scenario` is one name or a mix (`highway,merge`, `highway=0.7,merge=0.3`; see
     `scenario_plan`); `image_size` is (height, width) in pixels, the order of `clip.image_size`;
-    `workers` processes simulate at once, and the files are the same for any number of them."""
-    shares = _check(scenario, num, fps, image_size, seconds, workers)
+    `workers` processes simulate at once, and the files are the same for any number of them;
+    `zoom` scales the camera (2: the road twice as large, half as much of it in view)."""
+    shares = _check(scenario, num, fps, image_size, seconds, workers, zoom)
     image_size = (int(image_size[0]), int(image_size[1]))
     out = Path(out)
     for sub in ("videos", "annotations"):
@@ -634,10 +649,13 @@ def make_clips(
     spec = ",".join(f"{name}={share:.4g}" for name, share in shares.items())
     summary: dict[str, Any] = dict(
         scenario=spec if len(shares) > 1 else plan[0], scenarios=shares, seed=seed, fps=fps,
-        image_size=list(image_size), seconds=seconds, workers=workers, **_empty_tally(),
+        image_size=list(image_size), seconds=seconds, workers=workers, zoom=zoom,
+        **_empty_tally(),
         files=[], clip_scenarios=[], by_scenario={name: _empty_tally() for name in shares},
     )  # fmt: skip
-    job = partial(_make_video, out, seed=seed, fps=fps, image_size=image_size, seconds=seconds)
+    job = partial(
+        _make_video, out, seed=seed, fps=fps, image_size=image_size, seconds=seconds, zoom=zoom
+    )
     started = time.perf_counter()
     for record in _records(job, plan, workers):
         _tally(summary, record, fps)

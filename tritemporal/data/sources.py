@@ -85,6 +85,8 @@ def highway_cache_dir(config: TriTemporalConfig) -> Path:
     h = config.data.highway
     width_height = h.image_size[::-1]  # the old data.highway.size order: caches stay valid
     spec = [h.scenario, h.num_videos, h.seconds, width_height, h.seed, config.data.fps, POLICY]
+    if h.zoom != 1.0:  # the default view keeps the keys of caches made before the setting
+        spec.append(h.zoom)
     key = hashlib.blake2b(json.dumps(spec).encode(), digest_size=6).hexdigest()
     base = Path(os.environ.get("TRITEMPORAL_CACHE", Path.home() / ".cache" / "tritemporal"))
     return base / f"highway-{h.scenario}-{key}"
@@ -109,7 +111,7 @@ def ensure_highway_clips(config: TriTemporalConfig) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     summary = make_clips(
         tmp, h.num_videos, h.scenario, h.seed, config.data.fps, tuple(h.image_size), h.seconds,
-        workers=h.workers,
+        workers=h.workers, zoom=h.zoom,
     )  # fmt: skip
     (tmp / HIGHWAY_DONE).write_text(json.dumps(summary, indent=1))
     logger.info("%s", format_summary(summary))
