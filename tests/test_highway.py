@@ -165,6 +165,23 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     assert runs[0]["event_counts"] == runs[1]["event_counts"]
 
 
+@pytest.mark.slow
+def test_zoom_shows_the_road_larger(tmp_path: Path) -> None:
+    kwargs = {"fps": FPS, "image_size": (64, 128), "seconds": 2.0, "seed": 3}
+    for name, zoom in (("default", 1.0), ("zoomed", 2.0)):
+        summary = make_clips(tmp_path / name, 1, zoom=zoom, **kwargs)
+        assert summary["zoom"] == zoom
+    # lane markings (bright rows of the first frame) lie twice as far apart when zoomed
+    spacing = {}
+    for name in ("default", "zoomed"):
+        frame = _decode(tmp_path / name / "videos" / "clip_00000.mp4")[0][0].astype(float)
+        rows = np.flatnonzero(frame.mean(axis=(1, 2)) > frame.mean() + 20)
+        spacing[name] = np.diff(rows[np.r_[True, np.diff(rows) > 2]]).min()
+    assert spacing["zoomed"] == pytest.approx(2 * spacing["default"], abs=2)
+    source = json.loads((tmp_path / "zoomed" / "annotations" / "clip_00000.json").read_text())
+    assert source["source"]["zoom"] == 2.0
+
+
 def test_scenarios_are_the_config_choices() -> None:
     assert tuple(SCENARIOS) == typing.get_args(HighwayScenario)
 
@@ -179,6 +196,7 @@ def test_scenarios_are_the_config_choices() -> None:
         ({"fps": 0.0}, "fps"),
         ({"seconds": 0.1}, "frames"),
         ({"workers": 0}, "--workers"),
+        ({"zoom": 0.1}, "zoom"),
         ({"scenario": "highway=0"}, "share of 'highway' must be a number > 0"),
         ({"scenario": "highway=x,merge=1"}, "share of 'highway'"),
         ({"scenario": "highway,highway"}, "twice"),

@@ -61,6 +61,14 @@ def test_highway_cache_key_is_unchanged_by_the_height_width_order() -> None:
     assert sources.highway_cache_dir(config).name == f"highway-highway-{key}"
 
 
+def test_a_zoomed_camera_has_its_own_cache() -> None:
+    default = load_config(None, ["data.highway.image_size=[64, 128]"])
+    zoomed = load_config(None, ["data.highway.image_size=[64, 128]", "data.highway.zoom=1.4"])
+    assert sources.highway_cache_dir(default) != sources.highway_cache_dir(zoomed)
+    with pytest.raises(ValueError, match=r"data\.highway\.zoom=9"):
+        load_config(None, ["data.highway.zoom=9"])
+
+
 def test_highway_refuses_a_foreign_non_empty_root(tmp_path: Path) -> None:
     (tmp_path / "something.txt").write_text("x")
     with pytest.raises(ValueError, match="holds files but no completed highway clip set"):
