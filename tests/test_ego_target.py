@@ -23,6 +23,7 @@ from tritemporal.data.ego_motion import (
 from tritemporal.data.videos import VideoClips
 from tritemporal.data.windows import WindowSpec
 from tritemporal.eval.report import eval_dataset
+from tritemporal.hub import model_card
 from tritemporal.loader import MaskCollator
 from tritemporal.model import TriTemporalModel
 from tritemporal.train import train
@@ -214,3 +215,11 @@ def test_event_labels_can_come_from_auto_events_only(tmp_path: Path) -> None:
     # evaluation reads every event, whichever the run trained on
     held_out = eval_dataset(_config(tmp_path, "data.label_events=auto"), tmp_path)
     assert held_out._label.tolist() == labels["all"]
+
+
+def test_the_model_card_says_which_target_trained_the_model() -> None:
+    ego = model_card(tiny_config("data.source=videos", "data.root=/nowhere", *EGO), {})
+    assert "EVENTUALLY x0.25 toward `ego`, the ego's own future motion" in ego
+    assert "`heading` or `yaw_rate` series) (outcome head only; SupCon x0.1" in ego
+    default = model_card(tiny_config(), {})
+    assert "- Objectives: V-JEPA spatial x1; SOON x1; EVENTUALLY x0.25 toward `change`" in default

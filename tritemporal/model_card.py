@@ -12,6 +12,34 @@ SAFETY = (
 )
 
 
+EVENT_TARGETS = {
+    "change": "the EMA teacher's change from the last NOW step to the EVENTUALLY window",
+    "window": "the EMA teacher's EVENTUALLY window",
+    "ego": "the ego's own future motion (speed and heading change, lateral and along-track "
+    "displacement; trained on videos with `speed` and `heading` or `yaw_rate` series)",
+}
+
+
+def objectives_line(loss: dict[str, Any]) -> str:
+    """The card's account of what trained the model: each objective's weight and, for
+    EVENTUALLY, its target, how much of it reached the encoder and whether labels were read."""
+    parts = [
+        f"{name} x{loss[key]:g}"
+        for name, key in (("V-JEPA spatial", "lambda_vjepa"), ("SOON", "lambda_soon"))
+        if loss[key] > 0
+    ]
+    if loss["lambda_event"] > 0:
+        grad, target = loss["event_encoder_grad"], loss["event_target"]
+        reach = {1: "end to end", 0: "outcome head only"}.get(grad, f"encoder gradient x{grad:g}")
+        if loss["lambda_supcon"] > 0:
+            reach += f"; SupCon x{loss['lambda_supcon']:g} on maneuver labels where present"
+        weight = loss["lambda_event"]
+        parts.append(f"EVENTUALLY x{weight:g} toward `{target}`, {EVENT_TARGETS[target]} ({reach})")
+    if loss["lambda_ce"] > 0:
+        parts.append(f"cross-entropy x{loss['lambda_ce']:g} on maneuver labels")
+    return "; ".join(parts)
+
+
 def render_model_card(meta: dict[str, Any], extras: dict[str, Any]) -> str:
     """Markdown card: what it is, base model, config, data, evaluation, intended use, safety."""
     config, base = meta["config"], meta["base_model"]
@@ -50,10 +78,11 @@ def render_model_card(meta: dict[str, Any], extras: dict[str, Any]) -> str:
         "A V-JEPA video encoder fine-tuned with three coupled time scales: **NOW** (latent "
         "perception of the present), **SOON** (masked latent forecasting of the next frames) and "
         "**EVENTUALLY** (a compact outcome embedding of where the scene is heading, aligned by "
-        "InfoNCE to an EMA teacher's view of the far future). Trained with tritemporal.",
+        "InfoNCE to a view of the far future). Trained with tritemporal.",
         "",
         f"- Base model: {base_line}",
         f"- Fine-tuned: {tuning}",
+        f"- Objectives: {objectives_line(config['loss'])}",
         f"- Clips: {clip['now_frames']} NOW + {clip['soon_frames']} SOON + "
         f"{clip['eventually_frames']} EVENTUALLY frames at {config['data']['fps']} fps, "
         f"{clip['image_size']} px, tubelets {clip['tubelet_t']}x{clip['patch']}x{clip['patch']}",
