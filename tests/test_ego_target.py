@@ -12,6 +12,7 @@ import torch
 
 from tests.conftest import tiny_config
 from tests.test_videos import annotate, write_video
+from tritemporal.bench import bench_step
 from tritemporal.data.annotations import Annotation, Event
 from tritemporal.data.ego_motion import (
     MOTION_PARTS,
@@ -223,3 +224,9 @@ def test_the_model_card_says_which_target_trained_the_model() -> None:
     assert "`heading` or `yaw_rate` series) (outcome head only; SupCon x0.1" in ego
     default = model_card(tiny_config(), {})
     assert "- Objectives: V-JEPA spatial x1; SOON x1; EVENTUALLY x0.25 toward `change`" in default
+
+
+def test_the_benchmark_times_the_ego_target_step() -> None:
+    config = tiny_config("data.source=videos", "data.root=/nowhere", *EGO, "train.device=cpu")
+    report = bench_step(config, "tri", steps=1, warmup=0, matmul_size=64)
+    assert report["clips_per_s"] > 0

@@ -6,6 +6,7 @@ resolves, and what the commands write lands under an ignored folder."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import importlib
 import json
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import tiny_config
+from tests.conftest import EVAL, tiny_config
 from tritemporal.model import TriTemporalModel
 from tritemporal.train import train
 
@@ -491,14 +492,19 @@ def test_readme_test_command_is_the_one_ci_runs() -> None:
 
 
 def test_curves_command_draws_metrics_the_quickstart_logs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    eval_clips: Path,
 ) -> None:
     from tritemporal.cli import main
     from tritemporal.config import load_config
 
     (command,) = {c.line for c in commands() if c.line.startswith("tritemporal curves ")}
     quickstart = load_config(REPO / "configs" / "quickstart.yaml")
-    tiny = tiny_config("train.run_dir=runs/quickstart", "train.steps=2")
+    losses = [f"loss.{k}={v}" for k, v in dataclasses.asdict(quickstart.loss).items()]
+    data = ["data.source=videos", f"data.root={eval_clips}", *EVAL, "train.batch_size=4"]
+    tiny = tiny_config("train.run_dir=runs/quickstart", "train.steps=2", *data, *losses)
     # the tiny run logs what the quickstart logs: the same objectives, no eval hook
     assert quickstart.loss == tiny.loss and quickstart.eval.every == tiny.eval.every == 0
     monkeypatch.chdir(tmp_path)

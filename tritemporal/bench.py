@@ -43,7 +43,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from tritemporal import step_ranges
 from tritemporal.compile import compile_blocks
 from tritemporal.config import TriTemporalConfig
+from tritemporal.data.ego_motion import motion_size
 from tritemporal.data.sources import build_dataset
+from tritemporal.data.windows import WindowSpec
 from tritemporal.fp8 import apply_fp8
 from tritemporal.loader import MaskCollator, TrainBatch, build_loader
 from tritemporal.model import TriTemporalModel
@@ -107,6 +109,11 @@ def bench_config(config: TriTemporalConfig, mode: str, compile: bool = False) ->
     return dataclasses.replace(config, loss=loss)
 
 
+def trains_ego_target(config: TriTemporalConfig) -> bool:
+    """Whether the step reads the ego's future motion (EVENTUALLY toward `ego`)."""
+    return config.loss.lambda_event > 0 and config.loss.event_target == "ego"
+
+
 def synthetic_batches(
     config: TriTemporalConfig, device: torch.device, count: int = SYNTHETIC_BATCHES
 ) -> list[TrainBatch]:
@@ -122,8 +129,16 @@ def synthetic_batches(
         signals = None  # an action-conditioned predictor's ego signals, standard normal
         if config.predictor.action_conditioning:
             signals = torch.randn(b, c.total_frames, len(config.action.signals), generator=g)
+        motion = None  # the ego EVENTUALLY target's future motion, standard normal
+        if trains_ego_target(config):
+            motion = torch.randn(b, motion_size(WindowSpec.from_config(config)), generator=g)
         batch = TrainBatch(
-            step=step, video=video.to(torch.uint8), labels=labels, masks=masks, signals=signals
+            step=step,
+            video=video.to(torch.uint8),
+            labels=labels,
+            masks=masks,
+            signals=signals,
+            ego_motion=motion,
         )
         batches.append(batch.to(device))
     return batches
@@ -336,6 +351,8 @@ def step_setup(
     model = TriTemporalModel(config).to(device).train()
     if model.action is not None:  # synthetic signals are standard normal: unit statistics
         model.action.fit_statistics(torch.randn(1024, len(model.action.signals)))
+    if trains_ego_target(config):  # so is the synthetic future motion
+        model.eventually.fit_statistics(torch.randn(1024, len(model.eventually.motion_mean)))
     if config.train.fp8 and fp8:
         apply_fp8(model, device)
     return (
