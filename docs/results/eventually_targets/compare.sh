@@ -5,7 +5,7 @@ source /work/main/.venv/bin/activate
 cd /work/exp28/cmp
 data=$1; out=$2; seeds=${3:-"0 1 2"}
 SOURCES="random:vit-tiny-drive vit-tiny-drive ego-status"; NAMES="random_init base ego_status"; GROUPS=""
-for row in ego weak_supcon ev_window ev_change tri_ego vjepa tri_change ceiling; do
+for row in ego weak_supcon weak_ce ev_window ev_change tri_ego vjepa tri_change ceiling; do
   members=""
   for s in $seeds; do
     [ -f ${row}_s$s/done ] || continue
