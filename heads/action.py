@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MIN_STD = 1e-6  # a signal that never varies in training is centred but not scaled
+from tritemporal.layers.standardize import fit_standardization
 
 
 class ActionConditioner(nn.Module):
@@ -53,20 +53,10 @@ class ActionConditioner(nn.Module):
         """Rows of signals one forecast takes: the state, then every SOON frame."""
         return 1 + self.tubelet_t * self.soon_steps
 
-    @torch.no_grad()
     def fit_statistics(self, values: torch.Tensor) -> None:
         """Set the standardisation from ego signals of training windows, (N, F)."""
-        if values.ndim != 2 or values.shape[1] != len(self.signals) or len(values) < 2:
-            raise ValueError(
-                f"action statistics need (N >= 2, {len(self.signals)}) values of "
-                f"{list(self.signals)}, got {tuple(values.shape)}"
-            )
-        values = values.double()
-        if not torch.isfinite(values).all():
-            raise ValueError(f"action statistics: non-finite values in {list(self.signals)}")
-        self.mean.copy_(values.mean(0))
-        self.std.copy_(values.std(0).clamp(min=MIN_STD))
-        self.fitted.fill_(True)
+        signals = str(list(self.signals))
+        fit_standardization(values, self.mean, self.std, self.fitted, "action", signals)
 
     def forward(self, signals: torch.Tensor) -> torch.Tensor:
         """Per-step embedding (B, soon_steps, width) of the state and the SOON actions."""

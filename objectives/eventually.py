@@ -42,10 +42,9 @@ import torch
 from torch import nn
 
 from tritemporal.config import LossConfig
+from tritemporal.layers.standardize import fit_standardization
 from tritemporal.objectives.losses import info_nce, supervised_contrastive
 from tritemporal.runtime import gather_batch
-
-MIN_STD = 1e-6  # an ego-motion entry that never varies in training is centred but not scaled
 
 
 class EventuallyAlignment(nn.Module):
@@ -78,22 +77,12 @@ class EventuallyAlignment(nn.Module):
         """Current clamped temperature."""
         return self.log_temperature.clamp(self.log_t_min, self.log_t_max).exp()
 
-    @torch.no_grad()
     def fit_statistics(self, motion: torch.Tensor) -> None:
         """Set the ego target's standardisation from the training windows' motion (N, 4 K)."""
         if self.kind != "ego":
             raise ValueError(f"loss.event_target={self.kind} has no ego-motion statistics")
-        if motion.ndim != 2 or motion.shape[1] != len(self.motion_mean) or len(motion) < 2:
-            raise ValueError(
-                f"ego-motion statistics need (N >= 2, {len(self.motion_mean)}) values, got "
-                f"{tuple(motion.shape)}"
-            )
-        motion = motion.double()
-        if not torch.isfinite(motion).all():
-            raise ValueError("ego-motion statistics: non-finite values in the ego series")
-        self.motion_mean.copy_(motion.mean(0))
-        self.motion_std.copy_(motion.std(0).clamp(min=MIN_STD))
-        self.motion_fitted.fill_(True)
+        buffers = (self.motion_mean, self.motion_std, self.motion_fitted)
+        fit_standardization(motion, *buffers, "ego-motion", "the ego series")
 
     def target(self, source: torch.Tensor, now_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """The standardised target (B, out_dim) of this process's rows; in training under
