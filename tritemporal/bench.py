@@ -49,7 +49,6 @@ from tritemporal.data.windows import WindowSpec
 from tritemporal.fp8 import apply_fp8
 from tritemporal.loader import MaskCollator, TrainBatch, build_loader
 from tritemporal.model import TriTemporalModel
-from tritemporal.objectives.masks import MaskSet
 from tritemporal.runtime import resolve_device
 from tritemporal.train import (
     DivergenceGuard,
@@ -109,11 +108,6 @@ def bench_config(config: TriTemporalConfig, mode: str, compile: bool = False) ->
     return dataclasses.replace(config, loss=loss)
 
 
-def trains_ego_target(config: TriTemporalConfig) -> bool:
-    """Whether the step reads the ego's future motion (EVENTUALLY toward `ego`)."""
-    return config.loss.lambda_event > 0 and config.loss.event_target == "ego"
-
-
 def synthetic_batches(
     config: TriTemporalConfig, device: torch.device, count: int = SYNTHETIC_BATCHES
 ) -> list[TrainBatch]:
@@ -130,7 +124,7 @@ def synthetic_batches(
         if config.predictor.action_conditioning:
             signals = torch.randn(b, c.total_frames, len(config.action.signals), generator=g)
         motion = None  # the ego EVENTUALLY target's future motion, standard normal
-        if trains_ego_target(config):
+        if config.loss.trains_ego_target:
             motion = torch.randn(b, motion_size(WindowSpec.from_config(config)), generator=g)
         batch = TrainBatch(
             step=step,
@@ -216,14 +210,7 @@ def count_step_flops(
     hardware work, not model work.
     """
     flags = {m: m.activation_checkpointing for m in model.modules() if _has_checkpointing(m)}
-    pair = TrainBatch(
-        step=batch.step,
-        video=batch.video[:2],
-        labels=batch.labels[:2],
-        masks=[MaskSet(context=m.context[:2], target=m.target[:2]) for m in batch.masks],
-        signals=None if batch.signals is None else batch.signals[:2],
-        ego_motion=None if batch.ego_motion is None else batch.ego_motion[:2],
-    )
+    pair = batch.head(2)
     try:
         for m in flags:
             m.activation_checkpointing = False
@@ -303,14 +290,7 @@ def loss_and_grads(
     """The loss and every gradient (flattened, float32) of one forward/backward, weights kept."""
     model.zero_grad(set_to_none=True)
     with autocast:
-        out = model(
-            batch.video,
-            batch.masks,
-            batch.labels,
-            diagnostics=False,
-            signals=batch.signals,
-            ego_motion=batch.ego_motion,
-        )
+        out = model(**batch.inputs(), diagnostics=False)
     out.loss.backward()
     grads = [p.grad.detach().float().flatten() for p in model.parameters() if p.grad is not None]
     model.zero_grad(set_to_none=True)
@@ -351,7 +331,7 @@ def step_setup(
     model = TriTemporalModel(config).to(device).train()
     if model.action is not None:  # synthetic signals are standard normal: unit statistics
         model.action.fit_statistics(torch.randn(1024, len(model.action.signals)))
-    if trains_ego_target(config):  # so is the synthetic future motion
+    if config.loss.trains_ego_target:  # so is the synthetic future motion
         model.eventually.fit_statistics(torch.randn(1024, len(model.eventually.motion_mean)))
     if config.train.fp8 and fp8:
         apply_fp8(model, device)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -43,6 +44,20 @@ class TrainBatch:
     masks: list[MaskSet]
     signals: torch.Tensor | None = None  # (B, T, F)
     ego_motion: torch.Tensor | None = None  # (B, 4 K)
+
+    def inputs(self) -> dict[str, Any]:
+        """The model's step arguments from this batch: `model(**batch.inputs(), ...)`."""
+        return {
+            "video": self.video,
+            "masks": self.masks,
+            "labels": self.labels,
+            "signals": self.signals,
+            "ego_motion": self.ego_motion,
+        }
+
+    def head(self, n: int) -> TrainBatch:
+        """The batch of its first `n` clips (every per-clip tensor, masks included, sliced)."""
+        return self._map(lambda t: t[:n])
 
     def pin_memory(self) -> TrainBatch:
         """Page-lock tensors so host-to-device copies can overlap compute."""

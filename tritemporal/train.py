@@ -201,7 +201,7 @@ def _train(config: TriTemporalConfig, resume: bool | str, device: torch.device) 
     model = TriTemporalModel(config).to(device)
     if model.action is not None and resume_from is None:  # a resumed run loads its own
         fit_action_statistics(model, dataset)
-    if model.eventually.kind == "ego" and resume_from is None:
+    if config.loss.trains_ego_target and resume_from is None:
         fit_motion_statistics(model, dataset)
     if t.fp8:  # before DDP/FSDP and compile: they wrap and fuse the converted layers
         apply_fp8(model, device)
@@ -423,14 +423,7 @@ def train_step(
     scalars = apply_schedules(optimizer, step, config)
     saved = guard.save_buffers()
     with autocast:
-        out: StepOutput = model(
-            batch.video,
-            batch.masks,
-            batch.labels,
-            diagnostics=diagnostics,
-            signals=batch.signals,
-            ego_motion=batch.ego_motion,
-        )
+        out: StepOutput = model(**batch.inputs(), diagnostics=diagnostics)
     scalars.update(optimize(unwrap(model), optimizer, out, step, config, guard))
     guard.restore_buffers(saved)
     return out, scalars
