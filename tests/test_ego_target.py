@@ -230,3 +230,15 @@ def test_the_benchmark_times_the_ego_target_step() -> None:
     config = tiny_config("data.source=videos", "data.root=/nowhere", *EGO, "train.device=cpu")
     report = bench_step(config, "tri", steps=1, warmup=0, matmul_size=64)
     assert report["clips_per_s"] > 0
+
+
+def test_a_run_that_does_not_train_eventually_needs_no_ego_series(
+    motion_root: Path, tmp_path: Path
+) -> None:
+    # event_target=ego but lambda_event=0 (e.g. the ceiling on configs/anticipation.yaml)
+    run = [f"train.run_dir={tmp_path / 'run'}", "train.steps=1"]
+    config = _config(motion_root, *EGO, "loss.lambda_event=0", *run)
+    assert not config.loss.trains_ego_target
+    assert VideoClips(config).summary.videos_used == 3  # v2 has no heading: not needed
+    train(config)  # nor are ego-motion statistics fitted (v2 could not give them)
+    assert not bool(TriTemporalModel.from_pretrained(tmp_path / "run").eventually.motion_fitted)

@@ -526,6 +526,12 @@ class LossConfig(_Section):
     temperature_min: float = 0.01
     temperature_max: float = 1.0
 
+    @property
+    def trains_ego_target(self) -> bool:
+        """Whether EVENTUALLY trains toward the ego's future motion (on, target `ego`): what
+        makes the data carry, and the trainer standardise, that motion."""
+        return self.lambda_event > 0 and self.event_target == "ego"
+
     def validate(self) -> None:
         """loss.* rules."""
         weights = ("lambda_vjepa", "lambda_soon", "lambda_event", "lambda_ce")
@@ -655,9 +661,8 @@ class TriTemporalConfig:
 
 def _check_across(config: TriTemporalConfig) -> None:
     """The rules that span sections."""
-    loss = config.loss
     _check(
-        loss.event_target != "ego" or loss.lambda_event == 0 or config.data.source != "synthetic",
+        not config.loss.trains_ego_target or config.data.source != "synthetic",
         "loss.event_target=ego with data.source=synthetic: the target is the ego's own future "
         "motion, which only annotated videos carry; use data.source=videos or highway",
     )

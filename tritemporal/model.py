@@ -265,8 +265,8 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
             )
         if ce and labels is None:
             raise ValueError("loss.lambda_ce > 0 trains on maneuver labels: pass `labels` (B,)")
-        ego = lam.event_target == "ego"
-        if event and ego and ego_motion is None:
+        ego = lam.trains_ego_target
+        if ego and ego_motion is None:
             raise ValueError(
                 "loss.event_target=ego: pass the ego's future motion `ego_motion` (B, 4 K); the "
                 "loader builds it from annotated videos (data.source=videos or highway)"

@@ -166,8 +166,7 @@ class VideoClips(torch.utils.data.Dataset):
         conditioned = config.predictor.action_conditioning
         self.required_signals = tuple(config.action.signals) if conditioned else ()
         # the ego's future motion is the EVENTUALLY target of training windows (event_target=ego)
-        loss = config.loss
-        self.ego_motion = train and loss.lambda_event > 0 and loss.event_target == "ego"
+        self.ego_motion = train and config.loss.trains_ego_target
         self.label_events = d.label_events
         self.spec = WindowSpec.from_config(config)
         self.transform = ClipTransform.from_config(config, self.label_names)
