@@ -97,11 +97,9 @@ def main(data: str, n_videos: int, out: str) -> None:
             pixels = pixel_candidate(video, clip.now_frames, clip.eventually_frames)
             feats.setdefault("pixels/row_profile_change", []).append(pixels.numpy())
             print(f"{first + len(samples)}/{len(keep)} windows, {time.time() - start:.0f} s")
-    motion = []
-    for video_of, at in zip(dataset.video_ids[keep], dataset.window_starts[keep], strict=True):
-        annotation = dataset._videos[video_of].annotation
-        motion.append(future_motion(annotation, spec, np.array([at]))[0].numpy())
-    feats["ego/future_motion"] = [np.stack(motion)]
+    videos = dataset.video_windows()[:n_videos]  # in window order: the kept windows, in turn
+    motion = [future_motion(v.annotation, spec, v.starts).numpy() for v in videos]
+    feats["ego/future_motion"] = motion
     y, groups, names = np.array(labels), dataset.video_ids[keep], list(dataset.label_names)
     results = {}
     for key, parts in feats.items():
