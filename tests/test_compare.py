@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+import tritemporal.eval.compare as compare_module
+import tritemporal.model as model_module
 from tests.conftest import EVAL, tiny_config
 from tritemporal.cli import main, parse_groups
 from tritemporal.eval.compare import (
@@ -23,6 +25,7 @@ from tritemporal.eval.compare import (
     markdown_table,
     video_resamples,
 )
+from tritemporal.eval.report import frames_in_memory
 from tritemporal.model import TriTemporalModel
 from tritemporal.train import train
 
@@ -198,3 +201,26 @@ def test_leader_bins_put_no_leader_apart_and_split_the_rest_in_tertiles() -> Non
     values = [None, 6.0, 1.0, 2.0, None, 3.0, 4.0, 5.0]
     assert _leader_bins(values).tolist() == [0, 3, 1, 1, 0, 2, 2, 3]
     assert _leader_bins([None, None]).tolist() == [0, 0]
+
+
+def test_compare_decodes_the_held_out_videos_once_and_skips_unasked_forecasts(
+    eval_clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources = [str(_saved(tmp_path / "a")), str(_saved(tmp_path / "b", seed=1))]
+    filled = []
+
+    def spy(dataset: object, config: object) -> None:
+        filled.append(dataset)
+        frames_in_memory(dataset, config)
+
+    def no_forecast(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the predictor ran for parts that show no SOON column")
+
+    monkeypatch.setattr(compare_module, "frames_in_memory", spy)
+    monkeypatch.setattr(model_module, "soon_forecast", no_forecast)
+    parts = ("eventually", "rankme")
+    cached = compare(sources, eval_clips, bootstrap=5, parts=parts)
+    assert len(filled) == 1  # both sources cut 32x32 windows: one decode serves both
+    monkeypatch.setattr(compare_module, "frames_in_memory", lambda dataset, config: None)
+    decoded = compare(sources, eval_clips, bootstrap=5, parts=parts)  # read window by window
+    assert [r["metrics"] for r in cached["rows"]] == [r["metrics"] for r in decoded["rows"]]

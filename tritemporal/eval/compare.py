@@ -61,9 +61,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tritemporal.config import TriTemporalConfig
 from tritemporal.data.annotations import LANE_STATES, SCENE_LEADER, load_annotation
 from tritemporal.data.common import UNLABELLED
-from tritemporal.data.videos import VideoClips, find_videos
+from tritemporal.data.videos import FrameReader, VideoClips, find_videos
 from tritemporal.eval.anticipation import (
     TTM_HORIZONS,
     ego_status_features,
@@ -85,6 +86,7 @@ from tritemporal.eval.report import (
     Features,
     eval_dataset,
     extract,
+    frames_in_memory,
     now_tasks,
     random_init_copy,
     soon_horizons,
@@ -353,11 +355,12 @@ def source_statistics(
         shown = ProbePhase(f"{source} NOW probe {task}", "epochs", epochs, device)
         found = _probe_stats(y, task_names, groups, fit_now, ["balanced_accuracy"], shown)
         stats |= {f"now.{task}.{m}": s for m, s in found.items()}
-    model, copy = features.soon_windows["model_l1"], features.soon_windows["copy_l1"]
-    for step, h in enumerate(horizons if "soon" in parts else []):
-        stats[f"soon.l1_over_copy.+{h:g}s"] = lambda idx, s=step: float(
-            model[idx, s].sum() / max(copy[idx, s].sum(), 1e-12)
-        )
+    if "soon" in parts:
+        model, copy = features.soon_windows["model_l1"], features.soon_windows["copy_l1"]
+        for step, h in enumerate(horizons):
+            stats[f"soon.l1_over_copy.+{h:g}s"] = lambda idx, s=step: float(
+                model[idx, s].sum() / max(copy[idx, s].sum(), 1e-12)
+            )
     ranked = (("now", features.now_mean), ("outcome", features.outcome))
     for feat, x in ranked if "rankme" in parts else ():
         stats[f"rankme.{feat}"] = lambda idx, x=x: float(effective_rank(torch.from_numpy(x[idx])))
@@ -418,6 +421,7 @@ def compare(
         ego = ego_status_features(dataset.video_windows(), dataset.spec, data)
     resamples = video_resamples(dataset.video_ids, bootstrap, seed)
     rows, per_source, chance, n = [], {}, {}, len(dataset)
+    readers: dict[tuple, FrameReader] = {}  # held-out frames in memory, per size they are cut to
     for name, source, where, data_i in zip(names, sources, located, datasets, strict=True):
         row: dict = {"name": name, "source": source}
         if where is None:
@@ -426,6 +430,7 @@ def compare(
             row["series"] = ego[1]
         else:
             assert data_i is not None, "every model source has its dataset"
+            _read_from_memory(data_i, where[1].config, readers)
             logger.info("encoding %d windows with %s", len(data_i), source)
             per_source[name], found = _encode_and_score(
                 source, where, data_i, held_out, seed, batch_size, device, parts
@@ -539,6 +544,18 @@ def _ego_status_statistics(
     return stats, chance
 
 
+def _read_from_memory(
+    dataset: VideoClips, config: TriTemporalConfig, readers: dict[tuple, FrameReader]
+) -> None:
+    """Point a source's held-out dataset at decoded frames in memory, decoded once for every
+    source that cuts them to the same size (the windows are the same: `_check_matched`)."""
+    key = (dataset.transform.out_hw, dataset.backend)
+    if key not in readers:
+        frames_in_memory(dataset, config)
+        readers[key] = dataset.reader
+    dataset.reader = readers[key]
+
+
 def _encode_and_score(
     source: str,
     located: tuple[str, Located],
@@ -553,8 +570,9 @@ def _encode_and_score(
     balanced-accuracy chance of each probe it ran."""
     model = load_source(source, seed, located).to(device)
     device = model.pixel_mean.device
+    forecast = "soon" in parts  # the predictor and teacher passes only feed the SOON columns
     with phase(f"{source} extract features", len(dataset), "windows", device) as advance:
-        features = extract(model, dataset, batch_size, progress=advance)
+        features = extract(model, dataset, batch_size, progress=advance, forecast=forecast)
     labels = np.where(features.labels == UNLABELLED, -1, features.labels)
     assert np.array_equal(labels, held_out.labels), "the rows' windows are matched one by one"
     tasks = {}

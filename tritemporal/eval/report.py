@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from tritemporal.config import TriTemporalConfig
 from tritemporal.data.common import UNLABELLED
+from tritemporal.data.frame_cache import attach_frame_cache
 from tritemporal.data.videos import VideoClips
 from tritemporal.eval.metrics import feature_stats
 from tritemporal.eval.plots import plot_bars, plot_confusion, plot_horizon, plot_projection
@@ -100,15 +101,26 @@ def eval_dataset(config: TriTemporalConfig, data: str | Path) -> VideoClips:
     return VideoClips(dataclasses.replace(config, data=data_config), train=False)
 
 
+def frames_in_memory(dataset: VideoClips, config: TriTemporalConfig) -> None:
+    """Decode the held-out videos once into memory as `data.cache` allows (frame_cache.py):
+    overlapping windows then slice frames instead of seeking and decoding each (10x faster
+    reading of the 64x128 simulator clips on 2 cores); the frames read are the same."""
+    # on_cpu=True: extract reads in a thread, never in loader worker processes
+    decision = attach_frame_cache(dataset, config, on_cpu=True)
+    logger.info("held-out frames: %s", decision.summary)
+
+
 def extract(
     model: TriTemporalModel,
     dataset,
     batch_size: int = 16,
     max_samples: int = 0,
     progress: Progress | None = None,
+    forecast: bool = True,
 ) -> Features:
-    """Run the frozen model over the dataset once, keeping features and SOON errors."""
-    return extract_many([model], dataset, batch_size, max_samples, progress=progress)[0]
+    """Run the frozen model over the dataset once, keeping features and (with `forecast`)
+    SOON errors."""
+    return extract_many([model], dataset, batch_size, max_samples, [forecast], progress)[0]
 
 
 @torch.no_grad()
@@ -334,7 +346,11 @@ def evaluate(
     """The whole report (written with its PNG plots and fitted EVENTUALLY probe when `out_dir`
     is given); `full=False` skips the random-init baseline and the NOW attentive probes (the
     fast training-time hook)."""
-    dataset = eval_dataset(model.config, data) if isinstance(data, str | Path) else data
+    if isinstance(data, str | Path):
+        dataset = eval_dataset(model.config, data)
+        frames_in_memory(dataset, model.config)
+    else:  # the caller's dataset, read as the caller set it up
+        dataset = data
     names = list(dataset.label_names)
     if full:  # the random-init reference's features in the same pass (no SOON: not reported)
         device = model.pixel_mean.device
