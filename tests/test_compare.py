@@ -23,6 +23,7 @@ from tritemporal.eval.compare import (
     compare,
     default_name,
     markdown_table,
+    plotted_rows,
     video_resamples,
 )
 from tritemporal.eval.report import frames_in_memory
@@ -224,3 +225,9 @@ def test_compare_decodes_the_held_out_videos_once_and_skips_unasked_forecasts(
     monkeypatch.setattr(compare_module, "frames_in_memory", lambda dataset, config: None)
     decoded = compare(sources, eval_clips, bootstrap=5, parts=parts)  # read window by window
     assert [r["metrics"] for r in cached["rows"]] == [r["metrics"] for r in decoded["rows"]]
+
+
+def test_plots_draw_a_group_in_place_of_its_members() -> None:
+    rows = [{"name": n} for n in ("random", "a_s0", "a_s1", "b_s0")]
+    rows.append({"name": "a", "members": ["a_s0", "a_s1"]})
+    assert [r["name"] for r in plotted_rows(rows)] == ["random", "b_s0", "a"]

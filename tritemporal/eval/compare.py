@@ -642,16 +642,23 @@ def markdown_table(result: dict) -> str:
     return "\n".join([*lines, "", note])
 
 
+def plotted_rows(rows: list[dict]) -> list[dict]:
+    """The rows the plots draw: a group stands for its members (their seeds stay in the
+    table and the JSON), so a 3-seed comparison of ten rows draws ten lines, not forty."""
+    grouped = {member for row in rows for member in row.get("members", [])}
+    return [row for row in rows if row["name"] not in grouped]
+
+
 def write_comparison(result: dict, out: str | Path) -> Path:
     """comparison.json, comparison.md, comparison.png and, with time-to-maneuver horizons,
-    time_to_maneuver.png in `out`; returns the folder."""
+    time_to_maneuver.png (both plots: `plotted_rows`) in `out`; returns the folder."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / COMPARISON_JSON).write_text(json.dumps(result, indent=1))
     (out / COMPARISON_MD).write_text(markdown_table(result) + "\n")
     values = {
         row["name"]: {k: (m["value"], m["low"], m["high"]) for k, m in row["metrics"].items()}
-        for row in result["rows"]
+        for row in plotted_rows(result["rows"])
     }
     title = f"{result['videos']} held-out videos, 95% bootstrap intervals over videos"
     ratios = {k: 1.0 for k in result["columns"] if k.startswith("soon.")}  # = copy-last
