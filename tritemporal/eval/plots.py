@@ -265,13 +265,15 @@ def time_to_maneuver_figure(
     order = np.argsort(hx)
     fig = Figure(figsize=(7.5, 4.5), layout="constrained")
     ax = fig.subplots()
+    shade = 0.2 if len(rows) <= 5 else 0.07  # many overlapping bands would hide the lines
     for i, (name, points) in enumerate(rows.items()):
         v = np.asarray(points, dtype=np.float64)
         if v.shape != (len(hx), 3):
             raise ValueError(f"row {name!r} has {len(v)} points for {len(hx)} horizons")
         colour = f"C{i % 10}"  # the row's colour in `intervals_figure` too
-        ax.plot(hx[order], v[order, 0], marker="o", markersize=4, color=colour, label=str(name))
-        ax.fill_between(hx[order], v[order, 1], v[order, 2], color=colour, alpha=0.2, linewidth=0)
+        style = {"marker": "osD^"[i // 10 % 4], "linestyle": ("-", "--", ":", "-.")[i // 10 % 4]}
+        ax.plot(hx[order], v[order, 0], markersize=4, color=colour, label=str(name), **style)
+        ax.fill_between(hx[order], v[order, 1], v[order, 2], color=colour, alpha=shade, linewidth=0)
     ax.axhline(chance, color="black", linestyle="--", linewidth=1, label=f"chance {chance:.2f}")
     ax.set_xticks(hx[order])
     ax.invert_xaxis()
