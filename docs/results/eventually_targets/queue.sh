@@ -1,26 +1,10 @@
 #!/bin/bash
 # The issue-28 comparison's training runs: one lane of rows, seeds 0, 1, 2 round by round.
 # usage: queue.sh A|B   (two lanes run side by side on the 2 cores)
-source /work/main/.venv/bin/activate
-cd /work/exp28/cmp
-BASE="--config /work/main/configs/anticipation.yaml --set data.source=videos --set data.root=/work/exp28/train300"
-declare -A ROW
-ROW[ego]=""
-ROW[weak_supcon]="--set data.root=/work/exp28/train300_auto --set data.label_events=auto --set loss.lambda_supcon=1.0"
-ROW[ceiling]="--set loss.lambda_event=0 --set loss.lambda_ce=1 --set loss.ce_encoder_grad=1"
-ROW[ev_window]="--set loss.event_target=window"
-ROW[ev_change]="--set loss.event_target=change"
-ROW[tri_ego]="--set loss.lambda_vjepa=1 --set loss.lambda_soon=1"
-ROW[vjepa]="--set loss.lambda_vjepa=1 --set loss.lambda_event=0"
-ROW[tri_change]="--set loss.lambda_vjepa=1 --set loss.lambda_soon=1 --set loss.lambda_event=0.25 --set loss.lambda_supcon=0.1 --set loss.event_target=change --set loss.event_encoder_grad=0"
+source "$(dirname "$0")/rows.sh"
 if [ "$1" = A ]; then ROWS="ego weak_supcon ceiling ev_window ev_change"; else ROWS="tri_ego vjepa tri_change"; fi
 for s in 0 1 2; do
   for row in $ROWS; do
-    run=${row}_s$s
-    [ -f $run/done ] && continue
-    resume=""; [ -d $run/checkpoints ] && resume="--resume"
-    echo "$(date +%T) start $run" >> lane$1.log
-    tritemporal train $BASE ${ROW[$row]} --set train.seed=$s --set train.run_dir=/work/exp28/cmp/$run $resume > $run.log 2>&1 \
-      && touch $run/done && echo "$(date +%T) done $run" >> lane$1.log || echo "$(date +%T) FAILED $run" >> lane$1.log
+    train_run $1 ${row}_s$s $BASE ${ROW[$row]}
   done
 done
