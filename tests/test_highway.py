@@ -277,7 +277,7 @@ def test_scene_facts_follow_the_gap_thresholds() -> None:
     def facts(*others: tuple[int, float, float], visible: float = math.inf) -> tuple:
         cars = [Vehicle.make_on_lane(road, ("0", "1", j), 100.0 + dx, v) for j, dx, v in others]
         road.vehicles = [ego, *cars]
-        return scene_facts(ego, road, lambda pos: pos[0] - ego.position[0] < visible)
+        return scene_facts(ego, road, lambda pos: pos[0] - ego.position[0] < visible)[:4]
 
     assert facts() == ("free", "free", None, None)
     assert facts((0, GAP_AHEAD - 1, 20.0), (2, -GAP_BEHIND - 1, 30.0)) == (

@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import get_args
 
-from tritemporal.config import HighwayScenario, load_config
+from tritemporal.config import FrontCameraConfig, HighwayScenario, load_config
 
 logger = logging.getLogger("tritemporal")
 # eval.compare.PARTS and eval.anticipation.TTM_HORIZONS (a test keeps them equal): the parser
@@ -88,11 +88,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-size", default="128x128",
         help="HEIGHTxWIDTH in pixels, e.g. 64x128 for a wide view (the order of clip.image_size)",
     )  # fmt: skip
+    clips.add_argument(
+        "--camera", choices=["top", "front"], default="top",
+        help="top: the map view; front: the ego's windshield camera, its geometry and look drawn "
+        "per video from dash-cam ranges unless --fixed-camera",
+    )  # fmt: skip
+    clips.add_argument(
+        "--fixed-camera", action="store_true",
+        help="front: every video with the geometry below and the default look",
+    )  # fmt: skip
+    for flag, key, unit in (
+        ("--camera-height", "height_m", "m above the road"),
+        ("--camera-pitch", "pitch_deg", "degrees, > 0 looks down"),
+        ("--camera-yaw", "yaw_deg", "degrees, > 0 looks right"),
+        ("--hfov", "hfov_deg", "degrees of horizontal field of view"),
+    ):
+        default = getattr(FrontCameraConfig(), key)
+        clips.add_argument(flag, type=float, default=default, help=f"front: {unit} ({default:g})")
     clips.add_argument("--size", help=argparse.SUPPRESS)  # the old WIDTHxHEIGHT flag: refused
     clips.add_argument("--seconds", type=float, default=20.0, help="length of each video")
 
     bench = sub.add_parser("bench", help="time the training step or the loader (JSON)")
     bench.add_argument("--data", action="store_true", help="time the data loader alone")
+    bench.add_argument(
+        "--render", choices=["top", "front"],
+        help="time a clip camera's renderer on one core (frames/s), apart from the simulator",
+    )  # fmt: skip
+    bench.add_argument(
+        "--image-size", default="128x256", help="with --render: HEIGHTxWIDTH of the frames"
+    )
+    bench.add_argument("--frames", type=int, default=300, help="with --render: frames timed")
     bench.add_argument(
         "--parts", action="store_true",
         help="profile the real step and split its time by pass (teacher, student, predictor, "
@@ -320,37 +345,53 @@ def cmd_convert_meta(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image_size(text: str) -> tuple[int, int]:
+    """--image-size HEIGHTxWIDTH as (height, width)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--image-size {text!r} must look like 64x128 (HEIGHTxWIDTH)") from None
+    return height, width
+
+
 def cmd_make_clips(args: argparse.Namespace) -> int:
     """`tritemporal make-clips`: highway-env videos + annotations, with class balance."""
+    from tritemporal.data.front_camera import CameraGeometry
     from tritemporal.data.highway import format_summary, make_clips
+    from tritemporal.data.highway_front import FrontSettings
 
     if args.size is not None:
         raise ValueError(
             f"--size {args.size} was WIDTHxHEIGHT; it is now --image-size HEIGHTxWIDTH, the order "
             "of clip.image_size: write --image-size " + "x".join(reversed(args.size.split("x")))
         )
-    try:
-        height, width = (int(v) for v in args.image_size.lower().split("x"))
-    except ValueError:
-        raise ValueError(
-            f"--image-size {args.image_size!r} must look like 64x128 (HEIGHTxWIDTH)"
-        ) from None
+    height, width = _image_size(args.image_size)
+    geometry = CameraGeometry(
+        height_m=args.camera_height, pitch_deg=args.camera_pitch, yaw_deg=args.camera_yaw,
+        hfov_deg=args.hfov,
+    )  # fmt: skip
     summary = make_clips(
         args.out, args.num, args.scenario, args.seed, args.fps, (height, width), args.seconds,
-        progress=True, workers=args.workers, zoom=args.zoom,
+        progress=True, workers=args.workers, zoom=args.zoom, camera=args.camera,
+        front=FrontSettings(geometry, vary=not args.fixed_camera),
     )  # fmt: skip
     print(format_summary(summary))
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """`tritemporal bench`: the training step's speed (or `--data`: the loader's), as JSON."""
+    """`tritemporal bench`: the training step's speed (or `--data`: the loader's; `--render`: a
+    clip camera's renderer), as JSON."""
     import json
 
     from tritemporal.bench import bench_data, bench_parts, bench_step
 
-    config = load_config(args.config, args.overrides)
-    if args.data:
+    config = None if args.render else load_config(args.config, args.overrides)
+    if args.render:
+        from tritemporal.data.render_bench import bench_render
+
+        report = bench_render(args.render, _image_size(args.image_size), args.frames)
+    elif args.data:
         report = bench_data(config, args.workers, args.batches, args.gpu_clips_per_s)
     elif args.parts:
         report = bench_parts(config, args.mode, args.steps, args.warmup, args.compile)

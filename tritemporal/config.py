@@ -311,6 +311,29 @@ class MaskConfig(_Section):
 
 
 @dataclass
+class FrontCameraConfig(_Section):
+    """The windshield camera of `data.highway.camera: front` (defaults: the published front
+    cameras of comma2k19, nuScenes and KITTI; see `data/front_camera.py`)."""
+
+    height_m: float = 1.4
+    pitch_deg: float = 0.0  # > 0 tilts it down
+    yaw_deg: float = 0.0  # > 0 turns it right
+    hfov_deg: float = 65.0  # horizontal field of view
+    forward_m: float = 0.5  # ahead of the car's centre
+    lateral_m: float = 0.0  # right of the car's centre line
+    # True: each video draws height, pitch, yaw, field of view and its look (colours, light,
+    # noise) from dash-cam ranges, ignoring the four values above; False: every video uses them
+    vary: bool = True
+
+    def validate(self) -> None:
+        """data.highway.front.* rules."""
+        from tritemporal.data.front_camera import CameraGeometry
+
+        geometry = {k: v for k, v in dataclasses.asdict(self).items() if k != "vary"}
+        CameraGeometry(**geometry).validate("data.highway.front")
+
+
+@dataclass
 class HighwayConfig(_Section):
     """The highway-env driving clips `data.source: highway` generates once and caches."""
 
@@ -323,9 +346,16 @@ class HighwayConfig(_Section):
     # camera zoom: 1 is the default view, 1.5 shows the road 1.5 times larger (less of it): a
     # camera geometry to test whether a result holds beyond the one trained on
     zoom: float = 1.0
+    camera: str = "top"  # top: the map view; front: the ego's windshield (data.highway.front)
+    front: FrontCameraConfig = field(default_factory=FrontCameraConfig)
 
     def validate(self) -> None:
         """data.highway.* rules."""
+        _check(
+            self.camera in ("top", "front"),
+            f"data.highway.camera={self.camera!r} must be top (map view) or front (windshield)",
+        )
+        self.front.validate()
         _at_least("data.highway", self, 1, "num_videos", "workers")
         known = typing.get_args(HighwayScenario)
         _check(

@@ -19,8 +19,10 @@ cannot have `scene`, and version 2 files, whose events cannot have `source`, sti
         "left_lane": ["free", "occupied", "no_lane"],   # per ego.time frame; lanes are "free",
         "right_lane": ["no_lane", "no_lane", "free"],   # "occupied" or "no_lane" (none there)
         "leader_gap": [18.5, 17.9, null],           # m bumper to bumper to the leader in the
-        "leader_closing": [1.2, 1.1, null]          # ego lane; m/s, > 0 nears it; null: none
-      },
+        "leader_closing": [1.2, 1.1, null],         # ego lane; m/s, > 0 nears it; null: none
+        "leader_box": [[0.4, 0.5, 0.6, 0.7], [0.4, 0.5, 0.6, 0.7], null]  # optional: the leader's
+      },                                            # image box [left, top, right, bottom] as
+                                                    # fractions of width and height
       "source": {"generator": "highway-env", "seed": 0}   # optional, free-form provenance
     }
 
@@ -51,6 +53,7 @@ DEFAULT_MANEUVER = "keep_lane"
 LANE_STATES = ("free", "occupied", "no_lane")  # scene.left_lane / scene.right_lane values
 SCENE_LANES = ("left_lane", "right_lane")
 SCENE_LEADER = ("leader_gap", "leader_closing")  # numbers, or null where there is no leader
+SCENE_BOX = "leader_box"  # optional (front-camera clips): [l, t, r, b] fractions, or null
 
 
 class AnnotationError(ValueError):
@@ -164,10 +167,14 @@ def parse_annotation(data: Any, path: Path, vocabulary: tuple[str, ...] = MANEUV
 
 
 def _parse_scene(scene: Any, frames: int, path: Path) -> dict[str, tuple[Any, ...]]:
-    """Validate the `scene` object: the four fact series, one entry per ego.time frame."""
+    """Validate the `scene` object: the four fact series (and optionally the leader's image box),
+    one entry per ego.time frame."""
     keys = (*SCENE_LANES, *SCENE_LEADER)
-    if not isinstance(scene, dict) or (scene and set(scene) != set(keys)):
-        _fail(path, f"scene must be an object with exactly {', '.join(keys)}")
+    if not isinstance(scene, dict) or (scene and set(scene) - {SCENE_BOX} != set(keys)):
+        _fail(
+            path,
+            f"scene must be an object with exactly {', '.join(keys)} (and optionally {SCENE_BOX})",
+        )
     for name, values in scene.items():
         if not isinstance(values, list) or len(values) != frames:
             _fail(path, f"scene.{name} must be a list with one entry per ego.time ({frames})")
@@ -181,6 +188,20 @@ def _parse_scene(scene: Any, frames: int, path: Path) -> dict[str, tuple[Any, ..
         v is None for v in scene["leader_closing"]
     ]:
         _fail(path, "scene.leader_gap and scene.leader_closing must be null on the same frames")
+    for i, box in enumerate(scene.get(SCENE_BOX, ())):
+        if box is None:
+            continue
+        if scene["leader_gap"][i] is None:
+            _fail(path, f"scene.{SCENE_BOX}[{i}] is a box on a frame without a leader (gap null)")
+        if not (isinstance(box, list) and len(box) == 4 and all(finite_number(v) for v in box)):
+            _fail(path, f"scene.{SCENE_BOX}[{i}] must be [left, top, right, bottom] or null")
+        left, top, right, bottom = box
+        if not (0 <= left < right <= 1 and 0 <= top < bottom <= 1):
+            _fail(
+                path,
+                f"scene.{SCENE_BOX}[{i}]={box}: need 0 <= left < right <= 1 and "
+                "0 <= top < bottom <= 1 (fractions of the image width and height)",
+            )
     return {name: tuple(values) for name, values in scene.items()}
 
 

@@ -33,6 +33,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
@@ -41,7 +42,16 @@ from typing import Any, get_args
 import numpy as np
 
 from tritemporal.config import HighwayScenario
-from tritemporal.data.annotations import SCENE_LANES, SCENE_LEADER, Event, write_annotation
+from tritemporal.data.annotations import (
+    SCENE_BOX,
+    SCENE_LANES,
+    SCENE_LEADER,
+    Event,
+    write_annotation,
+)
+from tritemporal.data.front_camera import CameraGeometry
+from tritemporal.data.front_render import Style
+from tritemporal.data.highway_front import FrontSettings, FrontView
 from tritemporal.files import atomic_path
 from tritemporal.runtime import workers_ignore_ctrl_c
 
@@ -57,6 +67,8 @@ BRAKE_DROP, STOP_SPEED = 2.5, 1.0  # m/s
 MIN_SECONDS, RETRY_STRIDE, MAX_ATTEMPTS = 5.0, 100_000, 5
 RENDER_SCALE = 2  # render at 2x and box-downsample: anti-aliased small frames
 POLICY = "visible-rules-v3-signal-3s"  # recorded per clip; part of the clip cache key
+POLICY_FRONT = "front-rules-v1-pass-left"  # the front camera's (see `highway_front`)
+CAMERAS = ("top", "front")
 # s the ego indicates before a lane change (3-5 s in driving handbooks). It covers the quickstart's
 # SOON + gap + EVENTUALLY (1 + 1 + 1 s), so a lane change that overlaps an EVENTUALLY window was
 # already announced in its NOW window: the label has a visible cause.
@@ -103,7 +115,13 @@ def _env_config(
 
 
 class _Camera:
-    """The world rectangle the rendered frame shows (mirrors highway-env's WorldSurface)."""
+    """The world rectangle the rendered frame shows (mirrors highway-env's WorldSurface).
+
+    The front camera (`highway_front.FrontView`) has the same interface: `visible` (what the frame
+    shows), `sees` (what the ego's rules react to), `lane_in_view`, `counts` (what the lane-state
+    facts count) and `render`."""
+
+    prefer_left = False  # the side of a lane change is drawn at random and shown by the indicator
 
     def __init__(self, env: Any, scenario: str, image_size: tuple[int, int]) -> None:
         self.env, (self.height, self.width) = env, image_size
@@ -122,6 +140,16 @@ class _Camera:
         span_x, half_y = self.width / self.scaling, self.height / self.scaling / 2
         ahead = (1 - self.cx) * span_x - margin_x
         return -self.cx * span_x + margin_x <= dx <= ahead and abs(dy) <= half_y - margin_y
+
+    def sees(self, pos: np.ndarray) -> bool:
+        """What the ego's rules may react to: exactly what the frame shows."""
+        return self.visible(pos)
+
+    def lane_in_view(self, lane: Any, s: float) -> bool:
+        """Whether `lane`'s centre at station `s` (beside the ego) is in the frame."""
+        return self.visible(lane.position(s, 0.0), 0.0, 2.0)
+
+    counts = None  # lane-state facts count every vehicle: the frame shows the ego's surroundings
 
     def render(self, signal: int = 0) -> np.ndarray:
         """The frame; `signal` -1 / +1 draws the ego's left / right indicator."""
@@ -163,7 +191,7 @@ class _Camera:
 class _Policy:
     """Rules over visible traffic: pass slower leaders where a lane is clear, else follow."""
 
-    def __init__(self, env: Any, scenario: str, camera: _Camera, rng: np.random.Generator):
+    def __init__(self, env: Any, scenario: str, camera: Any, rng: np.random.Generator):
         self.env, self.scenario, self.camera, self.rng = env, scenario, camera, rng
         self.cruise = CRUISE.get(scenario) or float(rng.choice([24.0, 26.0, 28.0]))
         self.busy_until = 0.0  # no lane command before this time (commands stack)
@@ -174,7 +202,7 @@ class _Policy:
         """(meta action, reason) for the current state."""
         ego, road = self.env.vehicle, self.env.road
         others = [v for v in road.vehicles if v is not ego] + list(road.objects)
-        seen = [v for v in others if self.camera.visible(v.position)]
+        seen = [v for v in others if self.camera.sees(v.position)]
         if self.scenario in STRAIGHT:
             return self._straight(seen, now, changing)
         return self._generic(seen)
@@ -191,7 +219,7 @@ class _Policy:
         centres = {  # lanes we may drive whose centre is in the frame
             j: float(lane.position(s, 0.0)[1])
             for j, lane in enumerate(lanes)
-            if not lane.forbidden and self.camera.visible(lane.position(s, 0.0), 0.0, 2.0)
+            if not lane.forbidden and self.camera.lane_in_view(lane, s)
         }
 
         def in_lane(j: int) -> list[tuple[float, float]]:
@@ -222,6 +250,8 @@ class _Policy:
             if self.signal and lane_id + self.signal in centres:  # wait for a gap on that side
                 wanted = self.signal
                 options = [lane_id + wanted] if lane_id + wanted in options else []
+            elif options and self.camera.prefer_left:  # overtake on the left where it is free
+                wanted = options[0] - lane_id
             elif options:
                 wanted = options[int(self.rng.integers(len(options)))] - lane_id
             if self._indicated(wanted, now) and options:
@@ -312,16 +342,21 @@ def _off_road(env: Any) -> bool:
 
 
 def scene_facts(
-    ego: Any, road: Any, visible: Callable[[np.ndarray], bool]
-) -> tuple[str, str, float | None, float | None]:
-    """(left lane, right lane, leader gap m, closing speed m/s) of the present state.
+    ego: Any,
+    road: Any,
+    visible: Callable[[np.ndarray], bool],
+    counts: Callable[[np.ndarray], bool] | None = None,
+) -> tuple[str, str, float | None, float | None, Any]:
+    """(left lane, right lane, leader gap m, closing speed m/s, leader vehicle) of the present
+    state.
 
     A neighbour lane (same road edge, lane id -1 / +1) is "occupied" when a vehicle's centre is
-    within LANE_HALF of it laterally and -GAP_BEHIND..GAP_AHEAD m along it from the ego, "free"
-    otherwise, "no_lane" when there is none. The leader is the nearest vehicle ahead in the ego's
-    lane for which `visible(position)` holds: gap bumper to bumper along the lane (< 0 only when
-    the boxes overlap, just before a crash), closing speed > 0 when the ego nears it; both None
-    without one. Distances are in the current lane's coordinates, so on curved roads (roundabout,
+    within LANE_HALF of it laterally and -GAP_BEHIND..GAP_AHEAD m along it from the ego (and
+    `counts(position)` holds, when given), "free" otherwise, "no_lane" when there is none. The
+    leader is the nearest vehicle ahead in the ego's lane for which `visible(position)` holds:
+    gap bumper to bumper along the lane (< 0 only when the boxes overlap, just before a crash),
+    closing speed > 0 when the ego nears it; gap, speed and vehicle are None without one.
+    Distances are in the current lane's coordinates, so on curved roads (roundabout,
     intersection) they approximate the path length."""
     lanes = road.network.graph[ego.lane_index[0]][ego.lane_index[1]]
     own = ego.lane_index[2]
@@ -335,12 +370,15 @@ def scene_facts(
     def state(j: int) -> str:
         if not 0 <= j < len(lanes):
             return "no_lane"
-        near = any(-GAP_BEHIND < ds < GAP_AHEAD for ds, _ in along(lanes[j]))
+        near = any(
+            -GAP_BEHIND < ds < GAP_AHEAD and (counts is None or counts(v.position))
+            for ds, v in along(lanes[j])
+        )
         return "occupied" if near else "free"
 
     ahead = [(ds, v) for ds, v in along(lanes[own]) if ds > 0 and visible(v.position)]
     if not ahead:
-        return state(own - 1), state(own + 1), None, None
+        return state(own - 1), state(own + 1), None, None, None
     ds, leader = min(ahead, key=lambda item: item[0])
     lane = lanes[own]
     heading = lane.heading_at(lane.local_coordinates(ego.position)[0])
@@ -348,7 +386,7 @@ def scene_facts(
     turned = leader.heading - heading  # a crossing vehicle's extent along our lane is its width
     extent = abs(math.cos(turned)) * leader.LENGTH + abs(math.sin(turned)) * leader.WIDTH
     gap = ds - (ego.LENGTH + extent) / 2
-    return state(own - 1), state(own + 1), round(gap, 3), round(float(closing), 3)
+    return state(own - 1), state(own + 1), round(gap, 3), round(float(closing), 3), leader
 
 
 def _runs(index: np.ndarray, gap: int) -> list[np.ndarray]:
@@ -376,10 +414,16 @@ def _turn_kind(lane: Any) -> str | None:
 
 
 def _simulate(
-    env: Any, scenario: str, image_size: tuple[int, int], steps: int, fps: float, seed: int
+    env: Any,
+    scenario: str,
+    image_size: tuple[int, int],
+    steps: int,
+    fps: float,
+    seed: int,
+    front: tuple[CameraGeometry, Style] | None = None,
 ):
     """One episode: frames, events, ego series and scene facts from simulator truth, and whether
-    it crashed."""
+    it crashed; seen from above, or from the windshield with `front` (geometry, appearance)."""
     rng = np.random.default_rng(seed)
     exit_ = {"config": {"destination": f"o{seed % 3 + 1}"}}  # intersection: left/straight/right
     env.reset(seed=seed, options=exit_ if scenario == "intersection" else None)
@@ -387,9 +431,13 @@ def _simulate(
     if scenario == "highway":  # spread traffic speeds: slower cars to pass, faster ones to follow
         for vehicle in u.road.vehicles[1:]:
             vehicle.target_speed = float(rng.uniform(*TRAFFIC_SPEEDS))
-    camera = _Camera(u, scenario, image_size)
+    if front is None:
+        camera: Any = _Camera(u, scenario, image_size)
+    else:
+        camera = FrontView(u, image_size, *front, seed=seed)
     policy, actions = _Policy(u, scenario, camera, rng), u.action_type.actions_indexes
     frames, speed, steer, heading, lane, reasons, events, facts = [], [], [], [], [], [], [], []
+    boxes: list[list[float] | None] = []  # the leader's image box (front camera)
     pending, turn, crashed, last = None, None, False, False
     for k in range(steps):
         ego, now = u.vehicle, k / fps
@@ -398,7 +446,10 @@ def _simulate(
         steer.append(float(ego.action["steering"]))
         heading.append(float(ego.heading))  # rad; y points down, so it grows turning right
         lane.append(float(ego.lane_index[2]))
-        facts.append(scene_facts(ego, u.road, camera.visible))
+        *fact, leader = scene_facts(ego, u.road, camera.visible, camera.counts)
+        facts.append(fact)
+        if front is not None:
+            boxes.append(None if leader is None else camera.box(leader))
         if pending is not None:  # lane change: from the command until settled in the target lane
             start, src, dst = pending
             offset = abs(ego.lane.local_coordinates(ego.position)[1])
@@ -443,6 +494,8 @@ def _simulate(
     ego_series = {key: [round(float(v), 4) for v in val] for key, val in series.items()}
     columns = zip(*facts, strict=True)  # per-frame tuples -> one series per fact
     scene = {name: list(v) for name, v in zip((*SCENE_LANES, *SCENE_LEADER), columns, strict=True)}
+    if front is not None:
+        scene[SCENE_BOX] = boxes
     return frames, events, ego_series, scene, crashed
 
 
@@ -518,9 +571,15 @@ def _check(
     seconds: float,
     workers: int,
     zoom: float = 1.0,
+    camera: str = "top",
+    front: FrontSettings | None = None,
 ) -> dict[str, float]:
     """Validate make_clips' arguments; the scenario shares."""
     shares = parse_scenarios(scenario)
+    if camera not in CAMERAS:
+        raise ValueError(f"camera (--camera) must be one of {', '.join(CAMERAS)}, got {camera!r}")
+    if front is not None:
+        front.geometry.validate("data.highway.front")
     if not 0.25 <= zoom <= 4:
         raise ValueError(f"zoom (--zoom) must lie in [0.25, 4] (1: the default view), got {zoom}")
     if not isinstance(num, int) or num < 1:
@@ -543,6 +602,35 @@ def _check(
     return shares
 
 
+@contextmanager
+def highway_gym(
+    scenario: str, fps: float, image_size: tuple[int, int], seconds: float, zoom: float = 1.0
+) -> Iterator[Any]:
+    """A highway-env gymnasium env for one video's settings, closed (and the IDM class attributes
+    intersection-v0 edits restored) on exit."""
+    if os.environ.get("SDL_VIDEODRIVER", "dummy") == "dummy":  # "dummy" renders black frames
+        os.environ["SDL_VIDEODRIVER"] = "offscreen"
+    # highway-env (gymnasium, pygame) is heavy and needed only when generating clips
+    import gymnasium as gym
+    import highway_env  # noqa: F401  (registers the env ids)
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    kept = ("DISTANCE_WANTED", "COMFORT_ACC_MAX", "COMFORT_ACC_MIN")
+    idm = {k: getattr(IDMVehicle, k) for k in kept}
+    config = _env_config(scenario, fps, image_size, seconds, zoom)
+    with warnings.catch_warnings():  # "-v0 is out of date": the v0 ids are the documented API
+        warnings.simplefilter("ignore", DeprecationWarning)
+        env = gym.make(
+            SCENARIOS[scenario], render_mode="rgb_array", config=config, disable_env_checker=True
+        )
+    try:
+        yield env
+    finally:
+        env.close()
+        for key, value in idm.items():
+            setattr(IDMVehicle, key, value)
+
+
 def _make_video(
     out: Path,
     index: int,
@@ -552,34 +640,23 @@ def _make_video(
     image_size: tuple[int, int],
     seconds: float,
     zoom: float = 1.0,
+    front: FrontSettings | None = None,
 ) -> dict[str, Any]:
-    """Simulate and write video `index` in a fresh env; its record for the summary.
+    """Simulate and write video `index` in a fresh env (seen from the windshield with `front`);
+    its record for the summary.
 
     Its env seed, and those of its retries, depend on (`seed`, `index`) alone, so a video is the
     same whichever process makes it and whatever it made before."""
-    if os.environ.get("SDL_VIDEODRIVER", "dummy") == "dummy":  # "dummy" renders black frames
-        os.environ["SDL_VIDEODRIVER"] = "offscreen"
-    # highway-env (gymnasium, pygame) is heavy and needed only when generating clips
-    import gymnasium as gym
     import highway_env
-    from highway_env.vehicle.behavior import IDMVehicle
 
     steps = max(2, round(seconds * fps))
     min_frames = min(steps, round(MIN_SECONDS * fps))
-    idm = {
-        k: getattr(IDMVehicle, k) for k in ("DISTANCE_WANTED", "COMFORT_ACC_MAX", "COMFORT_ACC_MIN")
-    }
-    config = _env_config(scenario, fps, image_size, seconds, zoom)
-    with warnings.catch_warnings():  # "-v0 is out of date": the v0 ids are the documented API
-        warnings.simplefilter("ignore", DeprecationWarning)
-        env = gym.make(
-            SCENARIOS[scenario], render_mode="rgb_array", config=config, disable_env_checker=True
-        )
-    try:
+    with highway_gym(scenario, fps, image_size, seconds, zoom) as env:
         for attempt in range(MAX_ATTEMPTS):
             env_seed = seed + index + attempt * RETRY_STRIDE
+            view = None if front is None else front.for_video(env_seed, zoom)
             frames, events, ego, scene, crashed = _simulate(
-                env, scenario, image_size, steps, fps, env_seed
+                env, scenario, image_size, steps, fps, env_seed, view
             )
             if len(frames) >= min_frames:
                 break
@@ -587,17 +664,15 @@ def _make_video(
             raise RuntimeError(
                 f"clip {index} ({scenario}): every attempt ended before {min_frames} frames"
             )
-    finally:
-        env.close()
-        for key, value in idm.items():  # intersection-v0 edits these class attributes globally
-            setattr(IDMVehicle, key, value)
     if not frames[0].any():
         raise RuntimeError("highway-env rendered black frames (SDL_VIDEODRIVER=dummy?)")
     name = f"clip_{index:05d}"
     _write_video(out / "videos" / f"{name}.mp4", frames, fps)
     source = dict(generator="highway-env", version=highway_env.__version__)
     source.update(scenario=scenario, env_id=SCENARIOS[scenario], seed=env_seed, fps=fps)
-    source.update(crashed=crashed, policy=POLICY, zoom=zoom)
+    source.update(crashed=crashed, policy=POLICY if view is None else POLICY_FRONT, zoom=zoom)
+    if view is not None:
+        source.update(camera="front", geometry=view[0].as_dict(), style=view[1].as_dict())
     write_annotation(out / "annotations" / f"{name}.json", events, ego, source, scene=scene)
     return dict(
         name=name, scenario=scenario, frames=len(frames), events=events, crashed=crashed,
@@ -633,14 +708,21 @@ def make_clips(
     progress: bool = False,
     workers: int = 1,
     zoom: float = 1.0,
+    camera: str = "top",
+    front: FrontSettings | None = None,
 ) -> dict:
     """Simulate `num` videos: out/videos/clip_XXXXX.mp4 + out/annotations/clip_XXXXX.json.
 
     `scenario` is one name or a mix (`highway,merge`, `highway=0.7,merge=0.3`; see
     `scenario_plan`); `image_size` is (height, width) in pixels, the order of `clip.image_size`;
     `workers` processes simulate at once, and the files are the same for any number of them;
-    `zoom` scales the camera (2: the road twice as large, half as much of it in view)."""
-    shares = _check(scenario, num, fps, image_size, seconds, workers, zoom)
+    `zoom` scales the camera (2: the road twice as large, half as much of it in view); `camera`
+    "front" films from the ego's windshield (`highway_front`) with the settings `front` (default:
+    `FrontSettings()`, a geometry and appearance drawn per video)."""
+    if camera == "front" and front is None:
+        front = FrontSettings()
+    front = front if camera == "front" else None
+    shares = _check(scenario, num, fps, image_size, seconds, workers, zoom, camera, front)
     image_size = (int(image_size[0]), int(image_size[1]))
     out = Path(out)
     for sub in ("videos", "annotations"):
@@ -649,13 +731,14 @@ def make_clips(
     spec = ",".join(f"{name}={share:.4g}" for name, share in shares.items())
     summary: dict[str, Any] = dict(
         scenario=spec if len(shares) > 1 else plan[0], scenarios=shares, seed=seed, fps=fps,
-        image_size=list(image_size), seconds=seconds, workers=workers, zoom=zoom,
+        image_size=list(image_size), seconds=seconds, workers=workers, zoom=zoom, camera=camera,
         **_empty_tally(),
         files=[], clip_scenarios=[], by_scenario={name: _empty_tally() for name in shares},
     )  # fmt: skip
     job = partial(
-        _make_video, out, seed=seed, fps=fps, image_size=image_size, seconds=seconds, zoom=zoom
-    )
+        _make_video, out, seed=seed, fps=fps, image_size=image_size, seconds=seconds, zoom=zoom,
+        front=front,
+    )  # fmt: skip
     started = time.perf_counter()
     for record in _records(job, plan, workers):
         _tally(summary, record, fps)

@@ -7,6 +7,7 @@ back to another source or to random tensors.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,7 +20,9 @@ from typing import get_args
 from torch.utils.data import Dataset
 
 from tritemporal.config import DataSource, TriTemporalConfig
-from tritemporal.data.highway import POLICY, format_summary, make_clips
+from tritemporal.data.front_camera import CameraGeometry
+from tritemporal.data.highway import POLICY, POLICY_FRONT, format_summary, make_clips
+from tritemporal.data.highway_front import FrontSettings
 from tritemporal.data.synthetic import SyntheticDrivingShapes
 from tritemporal.data.videos import VideoClips
 
@@ -87,9 +90,18 @@ def highway_cache_dir(config: TriTemporalConfig) -> Path:
     spec = [h.scenario, h.num_videos, h.seconds, width_height, h.seed, config.data.fps, POLICY]
     if h.zoom != 1.0:  # the default view keeps the keys of caches made before the setting
         spec.append(h.zoom)
+    if h.camera != "top":
+        spec.append({"camera": h.camera, "policy": POLICY_FRONT, **dataclasses.asdict(h.front)})
     key = hashlib.blake2b(json.dumps(spec).encode(), digest_size=6).hexdigest()
     base = Path(os.environ.get("TRITEMPORAL_CACHE", Path.home() / ".cache" / "tritemporal"))
     return base / f"highway-{h.scenario}-{key}"
+
+
+def front_settings(config: TriTemporalConfig) -> FrontSettings:
+    """`data.highway.front` as the settings `make_clips` takes."""
+    front = dataclasses.asdict(config.data.highway.front)
+    vary = front.pop("vary")
+    return FrontSettings(CameraGeometry(**front), vary=vary)
 
 
 def ensure_highway_clips(config: TriTemporalConfig) -> Path:
@@ -111,7 +123,7 @@ def ensure_highway_clips(config: TriTemporalConfig) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     summary = make_clips(
         tmp, h.num_videos, h.scenario, h.seed, config.data.fps, tuple(h.image_size), h.seconds,
-        workers=h.workers, zoom=h.zoom,
+        workers=h.workers, zoom=h.zoom, camera=h.camera, front=front_settings(config),
     )  # fmt: skip
     (tmp / HIGHWAY_DONE).write_text(json.dumps(summary, indent=1))
     logger.info("%s", format_summary(summary))
