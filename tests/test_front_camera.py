@@ -285,3 +285,18 @@ def test_cli_make_clips_front_and_render_bench(
     assert main(["bench", "--render", "front", "--image-size", "64x128", "--frames", "5"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["camera"] == "front" and report["render_fps"] > 0 and report["frames"] == 5
+
+
+def test_the_default_geometry_matches_real_cameras_after_the_centre_crop() -> None:
+    """comma2k19's and nuScenes' front frames, resized and centre-cropped to 1:2 as the clips
+    are, keep the simulator's default field of view within a degree."""
+    from tritemporal.data.front_camera import REAL_CAMERAS, kept_fov
+
+    camera = PinholeCamera(CameraGeometry(), SIZE)
+    simulated = (65.0, 2 * math.degrees(math.atan(SIZE[0] / 2 / camera.focal)))
+    for name in ("comma2k19", "nuscenes_cam_front"):
+        width, height, focal, _ = REAL_CAMERAS[name]
+        np.testing.assert_allclose(kept_fov(width, height, focal, SIZE), simulated, atol=1.0)
+    width, height, focal, _ = REAL_CAMERAS["kitti_cam2"]
+    hfov, vfov = kept_fov(width, height, focal, SIZE)  # wider than 1:2: the crop narrows it
+    assert hfov == pytest.approx(2 * math.degrees(math.atan(height / focal))) and vfov < 30

@@ -24,6 +24,14 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 NEAR = 0.3  # m: polygons are clipped to depth >= NEAR before projection
+# The front cameras of the datasets the importers read: (width px, height px, focal px, mount
+# height m), from their devkits and papers (docs/data.md#front-camera-geometry cites each). BDD100K
+# publishes no calibration (phones, mounted anyhow); its field of view is estimated at 55-60 deg.
+REAL_CAMERAS = {
+    "comma2k19": (1164, 874, 910.0, 1.22),  # openpilot's EON road camera; height: its model's
+    "nuscenes_cam_front": (1600, 900, 1266.4, 1.51),  # calibrated_sensor, ground-referenced
+    "kitti_cam2": (1242, 375, 721.5, 1.65),  # rectified P_rect_02 (2011_09_26); setup figure
+}
 # per-video variation (uniform): real dash-cam geometries, from comma2k19 to KITTI
 DASHCAM_RANGES = {
     "height_m": (1.2, 1.7),
@@ -124,6 +132,18 @@ class PinholeCamera:
         u, v = self.project(camera_point)
         m = margin_px
         return -m <= u <= self.width + m and -m <= v <= self.height + m
+
+
+def kept_fov(width: int, height: int, focal: float, out_hw: tuple[int, int]) -> tuple[float, float]:
+    """(horizontal, vertical) field of view in degrees that a camera's frames keep after the
+    clips' resize-to-cover and centre crop to `out_hw` (`data.transforms.center_box`): the
+    geometry a model trained on simulated frames of that size meets in real ones."""
+    scale = max(out_hw[0] / height, out_hw[1] / width)
+    kept_w, kept_h = min(width, out_hw[1] / scale), min(height, out_hw[0] / scale)
+    return (
+        2 * math.degrees(math.atan(kept_w / 2 / focal)),
+        2 * math.degrees(math.atan(kept_h / 2 / focal)),
+    )
 
 
 def clip_near(polygon: np.ndarray, near: float = NEAR) -> np.ndarray:
