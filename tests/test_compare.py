@@ -231,3 +231,27 @@ def test_plots_draw_a_group_in_place_of_its_members() -> None:
     rows = [{"name": n} for n in ("random", "a_s0", "a_s1", "b_s0")]
     rows.append({"name": "a", "members": ["a_s0", "a_s1"]})
     assert [r["name"] for r in plotted_rows(rows)] == ["random", "b_s0", "a"]
+
+
+def test_front_clips_add_the_leader_box_probe(eval_clips: Path, tmp_path: Path) -> None:
+    """Annotations with `scene.leader_box` (front-camera clips) add the detection cell, with
+    the constant box's IoU as its reference."""
+    data = tmp_path / "front"
+    shutil.copytree(eval_clips, data)
+    for path in (data / "annotations").glob("*.json"):
+        raw = json.loads(path.read_text())
+        scene = raw["scene"]  # a leader on every frame: the 3 videos then all have boxes
+        gaps = [30.0 if g is None else g for g in scene["leader_gap"]]
+        scene["leader_gap"] = gaps
+        scene["leader_closing"] = [0.0 if c is None else c for c in scene["leader_closing"]]
+        scene["leader_box"] = [[0.45, 0.5 - 2 / (g + 8), 0.55, 0.5 + 2 / (g + 8)] for g in gaps]
+        path.write_text(json.dumps(raw))
+    source = str(_saved(tmp_path / "m"))
+    out = tmp_path / "cmp"
+    assert main(["compare", source, "--data", str(data), "--out", str(out), "--parts", "now",
+                 "--bootstrap", "20", "--device", "cpu"]) == 0  # fmt: skip
+    result = json.loads((out / COMPARISON_JSON).read_text())
+    cell = result["rows"][0]["metrics"]["now.leader_box.iou"]
+    assert 0.0 < cell["value"] <= 1.0 and cell["low"] <= cell["value"] <= cell["high"]
+    assert 0.0 < result["chance"]["now.leader_box.iou"] < 1.0
+    assert "NOW leader_box iou" in (out / COMPARISON_MD).read_text()

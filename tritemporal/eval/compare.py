@@ -24,6 +24,9 @@ videos out, and their out-of-fold predictions are kept per window):
   and, when the annotations carry `scene` (schema v2), left / right lane state and leader gap
   (no leader, or tertile of the gap) and leader closing speed (no leader, or tertile; a fact of
   motion, which one frame's pixels do not show);
+- `now.leader_box.iou` (front-camera clips, whose scene facts carry `leader_box`): the mean IoU
+  of the leader's image box regressed linearly from the last NOW step's tokens (`box_probe`);
+  its reference in `chance` is the IoU a constant box (the training folds' mean) reaches;
 - `soon.l1_over_copy.+<h>s`: SOON forecast L1 over copying the last NOW step, per horizon (< 1:
   better than copying; the copy comes from the teacher's pass over the NOW frames alone);
 - `rankme.{now,outcome}`: RankMe (`objectives.losses.effective_rank`) of the features;
@@ -71,6 +74,7 @@ from tritemporal.eval.anticipation import (
     probed_targets,
     ttm_key,
 )
+from tritemporal.eval.box_probe import box_predictions, leader_boxes, mean_iou_statistic
 from tritemporal.eval.metrics import classification_metrics
 from tritemporal.eval.plots import plot_intervals, plot_time_to_maneuver
 from tritemporal.eval.probes import (
@@ -109,6 +113,7 @@ FEATURES = ("outcome", "now_mean")  # EVENTUALLY probes run on these `Features` 
 PARTS = ("eventually", "now", "soon", "rankme", "ttm")  # column families; `parts` picks some
 EVENTUALLY_METRICS = ["balanced_accuracy", "macro_f1"]
 TTM_CLASSES = ["keep_lane", "maneuver"]  # the time-to-maneuver probe's classes (targets 0, 1)
+LEADER_BOX_IOU = "now.leader_box.iou"  # front-camera clips: the detection probe (box_probe.py)
 
 Statistic = Callable[[np.ndarray], float]  # window indices (with repeats) -> metric
 CPU = torch.device("cpu")
@@ -280,10 +285,10 @@ def ttm_statistics(
     return stats
 
 
-def scene_tasks(
+def scene_at_windows(
     dataset: VideoClips, features: Features, config_manifest: str | None
-) -> dict[str, tuple[np.ndarray, list[str]]]:
-    """Scene facts at each window's last NOW frame as classes (none when a video lacks them)."""
+) -> dict[str, list]:
+    """Every scene fact at each window's last NOW frame (empty when a video lacks them)."""
     found = {key: ann for key, _, ann in find_videos(dataset.root, config_manifest)}
     assert features.paths is not None and features.times is not None, "extract keeps both"
     spec = dataset.spec
@@ -299,6 +304,13 @@ def scene_tasks(
             facts.setdefault(name, [None] * len(at))
             for i, v in zip(rows, values, strict=True):
                 facts[name][i] = v
+    return facts
+
+
+def scene_tasks(facts: dict[str, list]) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """The lane and leader facts of `scene_at_windows` as classes (none without facts)."""
+    if not facts:
+        return {}
     tasks = {}
     for name in ("left_lane", "right_lane"):
         ids = {state: i for i, state in enumerate(LANE_STATES)}
@@ -575,17 +587,26 @@ def _encode_and_score(
         features = extract(model, dataset, batch_size, progress=advance, forecast=forecast)
     labels = np.where(features.labels == UNLABELLED, -1, features.labels)
     assert np.array_equal(labels, held_out.labels), "the rows' windows are matched one by one"
-    tasks = {}
+    tasks, boxes = {}, None
     if "now" in parts:
-        tasks = now_tasks(features) | scene_tasks(dataset, features, model.config.data.manifest)
+        facts = scene_at_windows(dataset, features, model.config.data.manifest)
+        tasks = now_tasks(features) | scene_tasks(facts)
+        boxes = leader_boxes(facts)
     horizons = soon_horizons(model.config)
     names = list(dataset.label_names)
     stats = source_statistics(features, tasks, names, horizons, seed, source, device, parts)
+    chance = {}
+    if boxes is not None:  # front-camera clips: where the leader is in the image
+        with phase(f"{source} NOW probe leader_box", 1, "fits", device) as advance:
+            predicted, constant = box_predictions(features.now_tokens, boxes, features.groups)
+            advance(1)
+        stats[LEADER_BOX_IOU] = mean_iou_statistic(predicted, boxes)
+        chance[LEADER_BOX_IOU] = mean_iou_statistic(constant, boxes)(np.arange(len(boxes)))
     assert features.groups is not None, "video datasets group windows by video"
     stats |= ttm_statistics(
         features.outcome, held_out.targets, features.groups, seed, source, device
     )
-    chance = {f"now.{task}.balanced_accuracy": _chance(y) for task, (y, _) in tasks.items()}
+    chance |= {f"now.{task}.balanced_accuracy": _chance(y) for task, (y, _) in tasks.items()}
     if "eventually" in parts:
         chance |= {f"eventually.{f}.balanced_accuracy": _chance(features.labels) for f in FEATURES}
     return stats, chance
