@@ -300,3 +300,17 @@ def test_the_default_geometry_matches_real_cameras_after_the_centre_crop() -> No
     width, height, focal, _ = REAL_CAMERAS["kitti_cam2"]
     hfov, vfov = kept_fov(width, height, focal, SIZE)  # wider than 1:2: the crop narrows it
     assert hfov == pytest.approx(2 * math.degrees(math.atan(height / focal))) and vfov < 30
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["merge", "roundabout", "intersection"])
+def test_curved_and_crossing_roads_render(tmp_path: Path, scenario: str) -> None:
+    """Sine, circular and crossing lanes are sampled into quads (straight ones are one quad)."""
+    from tritemporal.data.highway import make_clips
+
+    summary = make_clips(
+        tmp_path, 1, scenario, seed=5, fps=4.0, image_size=(64, 128), seconds=3.0, camera="front"
+    )
+    with av.open(str(tmp_path / summary["files"][0])) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+    assert frame[-8:].std() > 3  # road, markings and ground below the horizon, not one colour

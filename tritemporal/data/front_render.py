@@ -157,7 +157,7 @@ def _rgb(colour: np.ndarray) -> tuple[int, int, int]:
     return r, g, b
 
 
-# a box's corners: (length sign, width sign, up 0/1); faces index them counter-clockwise
+# a box's corners: (length sign, width sign, up 0/1); each face lists its corners in order round it
 _CORNERS = np.array([(a, b, c) for c in (0, 1) for a in (-1, 1) for b in (-1, 1)], dtype=float)
 _FACES = {  # name -> (corner ids, outward normal in the vehicle frame, shade)
     "rear": ((0, 1, 5, 4), (-1, 0, 0), 0.72),
