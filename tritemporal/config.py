@@ -327,10 +327,27 @@ class FrontCameraConfig(_Section):
 
     def validate(self) -> None:
         """data.highway.front.* rules."""
-        from tritemporal.data.front_camera import CameraGeometry
+        check_camera_geometry(dataclasses.asdict(self), "data.highway.front")
 
-        geometry = {k: v for k, v in dataclasses.asdict(self).items() if k != "vary"}
-        CameraGeometry(**geometry).validate("data.highway.front")
+
+# what a car can carry: setting -> (low, high, unit); data/front_camera.py checks the same
+CAMERA_LIMITS = {
+    "height_m": (0.5, 4.0, "m"),
+    "pitch_deg": (-30.0, 30.0, "degrees"),
+    "yaw_deg": (-30.0, 30.0, "degrees"),
+    "hfov_deg": (20.0, 150.0, "degrees"),
+    "forward_m": (-3.0, 3.0, "m"),
+    "lateral_m": (-1.0, 1.0, "m"),
+}
+
+
+def check_camera_geometry(values: dict[str, Any], where: str) -> None:
+    """Raise ValueError naming `where`.KEY when a camera setting is outside `CAMERA_LIMITS`."""
+    for name, (low, high, unit) in CAMERA_LIMITS.items():
+        value = values[name]
+        _check(
+            low <= value <= high, f"{where}.{name}={value} must lie in [{low:g}, {high:g}] {unit}"
+        )
 
 
 @dataclass

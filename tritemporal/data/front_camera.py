@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from tritemporal.config import check_camera_geometry
+
 NEAR = 0.3  # m: polygons are clipped to depth >= NEAR before projection
 # The front cameras of the datasets the importers read: (width px, height px, focal px, mount
 # height m), from their devkits and papers (docs/data.md#front-camera-geometry cites each). BDD100K
@@ -54,17 +56,7 @@ class CameraGeometry:
 
     def validate(self, where: str = "camera") -> None:
         """Raise ValueError naming the setting when a value is outside what a car can carry."""
-        rules = (
-            ("height_m", 0.5 <= self.height_m <= 4.0, "[0.5, 4] m"),
-            ("pitch_deg", -30.0 <= self.pitch_deg <= 30.0, "[-30, 30] degrees"),
-            ("yaw_deg", -30.0 <= self.yaw_deg <= 30.0, "[-30, 30] degrees"),
-            ("hfov_deg", 20.0 <= self.hfov_deg <= 150.0, "[20, 150] degrees"),
-            ("forward_m", -3.0 <= self.forward_m <= 3.0, "[-3, 3] m"),
-            ("lateral_m", -1.0 <= self.lateral_m <= 1.0, "[-1, 1] m"),
-        )
-        for name, ok, allowed in rules:
-            if not ok:
-                raise ValueError(f"{where}.{name}={getattr(self, name)} must lie in {allowed}")
+        check_camera_geometry(asdict(self), where)
 
     def varied(self, rng: np.random.Generator) -> CameraGeometry:
         """A copy with height, pitch, yaw and field of view drawn from `DASHCAM_RANGES`."""
