@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import get_args
 
-from tritemporal.config import FrontCameraConfig, HighwayScenario, load_config
+from tritemporal.config import FrontCameraConfig, HighwayCamera, HighwayScenario, load_config
 
 logger = logging.getLogger("tritemporal")
 # eval.compare.PARTS and eval.anticipation.TTM_HORIZONS (a test keeps them equal): the parser
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="HEIGHTxWIDTH in pixels, e.g. 64x128 for a wide view (the order of clip.image_size)",
     )  # fmt: skip
     clips.add_argument(
-        "--camera", choices=["top", "front"], default="top",
+        "--camera", choices=get_args(HighwayCamera), default="top",
         help="top: the map view; front: the ego's windshield camera, its geometry and look drawn "
         "per video from dash-cam ranges unless --fixed-camera",
     )  # fmt: skip
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="time the training step or the loader (JSON)")
     bench.add_argument("--data", action="store_true", help="time the data loader alone")
     bench.add_argument(
-        "--render", choices=["top", "front"],
+        "--render", choices=get_args(HighwayCamera),
         help="time a clip camera's renderer on one core (frames/s), apart from the simulator",
     )  # fmt: skip
     bench.add_argument(

@@ -40,6 +40,7 @@ DataSource = Literal["synthetic", "videos", "highway"]
 VideoBackend = Literal["auto", "decord", "pyav"]
 OnError = Literal["skip", "raise"]
 TrainCrop = Literal["random_resized", "center"]
+HighwayCamera = Literal["top", "front"]  # data.highway.camera, make-clips --camera
 # decoded-frame cache (data/frame_cache.py): "auto" when the decoded corpus fits data.cache_max_gb
 CacheMode = Literal["auto", "on", "off"]
 HighwayScenario = Literal["highway", "merge", "roundabout", "intersection"]
@@ -363,15 +364,11 @@ class HighwayConfig(_Section):
     # camera zoom: 1 is the default view, 1.5 shows the road 1.5 times larger (less of it): a
     # camera geometry to test whether a result holds beyond the one trained on
     zoom: float = 1.0
-    camera: str = "top"  # top: the map view; front: the ego's windshield (data.highway.front)
+    camera: HighwayCamera = "top"  # top: the map view; front: the windshield (data.highway.front)
     front: FrontCameraConfig = field(default_factory=FrontCameraConfig)
 
     def validate(self) -> None:
         """data.highway.* rules."""
-        _check(
-            self.camera in ("top", "front"),
-            f"data.highway.camera={self.camera!r} must be top (map view) or front (windshield)",
-        )
         self.front.validate()
         _at_least("data.highway", self, 1, "num_videos", "workers")
         known = typing.get_args(HighwayScenario)

@@ -102,10 +102,12 @@ def _lane_points(lane: Any, s: np.ndarray, r: float) -> np.ndarray:
     return np.array([lane.position(float(v), r) for v in s])
 
 
-def _strip(lane: Any, s: np.ndarray, r0: float, r1: float) -> np.ndarray:
-    """Ground quads [len(s) - 1, 4, 3] between lateral offsets r0 and r1 along the stations s."""
-    a, b = _lane_points(lane, s, r0), _lane_points(lane, s, r1)
-    quads = np.stack([a[:-1], b[:-1], b[1:], a[1:]], axis=1)
+def _strip(lane: Any, s: np.ndarray, r0: float, r1: float, ends: np.ndarray | None = None):
+    """Ground quads [N, 4, 3] between lateral offsets r0 and r1: from each station s[i] to
+    ends[i] (N = len(s)), or without `ends` from s[i] to s[i + 1] (N = len(s) - 1)."""
+    starts, ends = (s[:-1], s[1:]) if ends is None else (s, ends)
+    corners = [(starts, r0), (starts, r1), (ends, r1), (ends, r0)]
+    quads = np.stack([_lane_points(lane, at, r) for at, r in corners], axis=1)
     return np.concatenate([quads, np.zeros((*quads.shape[:2], 1))], axis=2)
 
 
@@ -136,12 +138,9 @@ def road_mesh(road: Any, style: Style, palette: Any) -> _Mesh:
                 parts.append((quads, palette(style.marking), DRAW_RANGE))
             elif line == LineType.STRIPED:
                 starts = np.arange(0.0, max(lane.length - DASH, 0.0), DASH_PERIOD)
-                a0 = _lane_points(lane, starts, edge - MARK_WIDTH / 2)
-                a1 = _lane_points(lane, starts, edge + MARK_WIDTH / 2)
-                b0 = _lane_points(lane, starts + DASH, edge - MARK_WIDTH / 2)
-                b1 = _lane_points(lane, starts + DASH, edge + MARK_WIDTH / 2)
-                quads = np.stack([a0, a1, b1, b0], axis=1)
-                quads = np.concatenate([quads, np.zeros((*quads.shape[:2], 1))], axis=2)
+                quads = _strip(
+                    lane, starts, edge - MARK_WIDTH / 2, edge + MARK_WIDTH / 2, starts + DASH
+                )
                 parts.append((quads, palette(style.marking), MARK_RANGE))
     quads = np.concatenate([q for q, _, _ in parts])
     colours = [_rgb(c) for q, c, _ in parts for _ in range(len(q))]

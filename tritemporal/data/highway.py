@@ -41,7 +41,7 @@ from typing import Any, get_args
 
 import numpy as np
 
-from tritemporal.config import HighwayScenario
+from tritemporal.config import HighwayCamera, HighwayScenario
 from tritemporal.data.annotations import (
     SCENE_BOX,
     SCENE_LANES,
@@ -68,7 +68,7 @@ MIN_SECONDS, RETRY_STRIDE, MAX_ATTEMPTS = 5.0, 100_000, 5
 RENDER_SCALE = 2  # render at 2x and box-downsample: anti-aliased small frames
 POLICY = "visible-rules-v3-signal-3s"  # recorded per clip; part of the clip cache key
 POLICY_FRONT = "front-rules-v1-pass-left"  # the front camera's (see `highway_front`)
-CAMERAS = ("top", "front")
+CAMERAS = get_args(HighwayCamera)
 # s the ego indicates before a lane change (3-5 s in driving handbooks). It covers the quickstart's
 # SOON + gap + EVENTUALLY (1 + 1 + 1 s), so a lane change that overlaps an EVENTUALLY window was
 # already announced in its NOW window: the label has a visible cause.
