@@ -69,9 +69,15 @@ def test_geometry_validation_and_variation() -> None:
         assert low <= getattr(drawn, key) <= high
     settings = FrontSettings()
     assert settings.for_video(7) == settings.for_video(7) != settings.for_video(8)
-    fixed = FrontSettings(vary=False).for_video(7)
-    assert fixed == (CameraGeometry(), Style())
-    narrow, _ = FrontSettings(vary=False).for_video(7, zoom=2.0)
+    geometry, look = settings.for_video(7)
+    assert FrontSettings(vary_geometry=False, vary_look=False).for_video(7) == (
+        CameraGeometry(),
+        Style(),
+    )
+    # one factor fixed, the other keeps the draw the fully varied corpus gives the same video
+    assert FrontSettings(vary_geometry=False).for_video(7) == (CameraGeometry(), look)
+    assert FrontSettings(vary_look=False).for_video(7) == (geometry, Style())
+    narrow, _ = FrontSettings(vary_geometry=False).for_video(7, zoom=2.0)
     half = math.atan(math.tan(math.radians(65.0) / 2) / 2)
     assert narrow.hfov_deg == pytest.approx(2 * math.degrees(half))
 
@@ -273,14 +279,11 @@ def test_cli_make_clips_front_and_render_bench(
 
     out = tmp_path / "clips"
     args = ["make-clips", "--out", str(out), "--num", "1", "--fps", "4", "--seconds", "3"]
-    assert (
-        main(
-            [*args, "--camera", "front", "--fixed-camera", "--hfov", "80", "--image-size", "64x128"]
-        )
-        == 0
-    )
+    args += ["--camera", "front", "--fixed-camera", "--fixed-look", "--hfov", "80"]
+    assert main([*args, "--image-size", "64x128"]) == 0
     raw = json.loads((out / "annotations" / "clip_00000.json").read_text())
     assert raw["source"]["geometry"]["hfov_deg"] == 80.0
+    assert raw["source"]["style"] == Style().as_dict()
     capsys.readouterr()
     assert main(["bench", "--render", "front", "--image-size", "64x128", "--frames", "5"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -91,11 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     clips.add_argument(
         "--camera", choices=get_args(HighwayCamera), default="top",
         help="top: the map view; front: the ego's windshield camera, its geometry and look drawn "
-        "per video from dash-cam ranges unless --fixed-camera",
+        "per video from dash-cam ranges unless --fixed-camera / --fixed-look",
     )  # fmt: skip
     clips.add_argument(
         "--fixed-camera", action="store_true",
-        help="front: every video with the geometry below and the default look",
+        help="front: every video with the geometry below (height, pitch, yaw, field of view)",
+    )  # fmt: skip
+    clips.add_argument(
+        "--fixed-look", action="store_true",
+        help="front: every video with the default look (its colours, noon light, mild noise)",
     )  # fmt: skip
     for flag, key, unit in (
         ("--camera-height", "height_m", "m above the road"),
@@ -373,7 +377,7 @@ def cmd_make_clips(args: argparse.Namespace) -> int:
     summary = make_clips(
         args.out, args.num, args.scenario, args.seed, args.fps, (height, width), args.seconds,
         progress=True, workers=args.workers, zoom=args.zoom, camera=args.camera,
-        front=FrontSettings(geometry, vary=not args.fixed_camera),
+        front=FrontSettings(geometry, not args.fixed_camera, not args.fixed_look),
     )  # fmt: skip
     print(format_summary(summary))
     return 0

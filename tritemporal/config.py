@@ -322,9 +322,10 @@ class FrontCameraConfig(_Section):
     hfov_deg: float = 65.0  # horizontal field of view
     forward_m: float = 0.5  # ahead of the car's centre
     lateral_m: float = 0.0  # right of the car's centre line
-    # True: each video draws height, pitch, yaw, field of view and its look (colours, light,
-    # noise) from dash-cam ranges, ignoring the four values above; False: every video uses them
-    vary: bool = True
+    # each video draws height, pitch, yaw and field of view from dash-cam ranges, ignoring the
+    # four values above (false: every video uses them), and its look (colours, light, noise)
+    vary_geometry: bool = True
+    vary_look: bool = True
 
     def validate(self) -> None:
         """data.highway.front.* rules."""

@@ -34,16 +34,20 @@ EYE_HEIGHT = 0.75  # m: a vehicle's point tested for visibility (its box's middl
 
 @dataclass(frozen=True)
 class FrontSettings:
-    """The front camera of a corpus: a fixed geometry, or one drawn per video (`vary`)."""
+    """The front camera of a corpus: a fixed geometry and look, or either drawn per video."""
 
     geometry: CameraGeometry = field(default_factory=CameraGeometry)
-    vary: bool = True  # draw height, pitch, yaw, field of view and appearance per video
+    vary_geometry: bool = True  # draw height, pitch, yaw and field of view per video
+    vary_look: bool = True  # draw colours, brightness, time of day and sensor noise per video
 
     def for_video(self, seed: int, zoom: float = 1.0) -> tuple[CameraGeometry, Style]:
         """The geometry and appearance of the video simulated with env seed `seed`."""
         rng = np.random.default_rng([seed, 29])
-        geometry = self.geometry.varied(rng) if self.vary else self.geometry
-        style = Style.varied(rng) if self.vary else Style()
+        # both are always drawn, in this order, so a video's look does not depend on whether
+        # its geometry varies: corpora that vary one factor share the other's draws
+        geometry, style = self.geometry.varied(rng), Style.varied(rng)
+        geometry = geometry if self.vary_geometry else self.geometry
+        style = style if self.vary_look else Style()
         if zoom != 1.0:  # a longer focal length: the field of view narrows
             half = math.atan(math.tan(math.radians(geometry.hfov_deg) / 2) / zoom)
             geometry = CameraGeometry(**{**geometry.as_dict(), "hfov_deg": 2 * math.degrees(half)})

@@ -100,8 +100,8 @@ def highway_cache_dir(config: TriTemporalConfig) -> Path:
 def front_settings(config: TriTemporalConfig) -> FrontSettings:
     """`data.highway.front` as the settings `make_clips` takes."""
     front = dataclasses.asdict(config.data.highway.front)
-    vary = front.pop("vary")
-    return FrontSettings(CameraGeometry(**front), vary=vary)
+    vary = {key: front.pop(key) for key in ("vary_geometry", "vary_look")}
+    return FrontSettings(CameraGeometry(**front), **vary)
 
 
 def ensure_highway_clips(config: TriTemporalConfig) -> Path:
