@@ -130,6 +130,21 @@ def test_the_shipped_base_is_small_and_loads_both_ways() -> None:
     assert base.encode(video)["now"].shape == (2, 4 * 4 * 8, 192)
 
 
+def test_the_front_base_is_small_and_loads_both_ways() -> None:
+    """vit-tiny-front: in the package, <= 25 MB, its card names its recipe, and it encodes
+    128x256 front-camera clips as a saved folder and as a fine-tune's backbone."""
+    folder = shipped.shipped_models()["vit-tiny-front"]
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 25 * 2**20
+    assert "configs/pretrain_front.yaml" in (folder / MODEL_CARD).read_text()
+    base = TriTemporalModel.from_pretrained("vit-tiny-front")
+    recipe = str(Path(__file__).parents[1] / "configs" / "pretrain_front.yaml")
+    tuned = TriTemporalModel(load_config(recipe, ["backbone.name=vit-tiny-front"]))
+    for name, tensor in base.backbone.state_dict().items():
+        assert torch.equal(tensor, tuned.backbone.state_dict()[name]), name
+    video = torch.randint(0, 256, (2, 3, 16, 128, 256), dtype=torch.uint8)
+    assert base.encode(video)["now"].shape == (2, 4 * 4 * 8, 192)
+
+
 def test_a_fine_tune_of_a_shipped_base_names_it_in_its_card(
     shipped_folder: Path, tmp_path: Path
 ) -> None:
