@@ -40,6 +40,7 @@ DataSource = Literal["synthetic", "videos", "highway"]
 VideoBackend = Literal["auto", "decord", "pyav"]
 OnError = Literal["skip", "raise"]
 TrainCrop = Literal["random_resized", "center"]
+SoonBase = Literal["none", "copy_last"]  # predictor.soon_base
 HighwayCamera = Literal["top", "front"]  # data.highway.camera, make-clips --camera
 # decoded-frame cache (data/frame_cache.py): "auto" when the decoded corpus fits data.cache_max_gb
 CacheMode = Literal["auto", "on", "off"]
@@ -163,6 +164,10 @@ class PredictorConfig(_Section):
     # SOON forecasts take the ego's actions (action.signals) during the SOON window and its
     # state at the last NOW frame (heads/action.py); off: forecasts from pixels alone
     action_conditioning: bool = False
+    # where the SOON forecast starts: none, the predictor's output as is (V-JEPA's); copy_last,
+    # the last NOW step copied forward plus a zero-initialised gate toward the predictor, so an
+    # untrained model forecasts "nothing moves" and training learns the change (heads/soon_floor.py)
+    soon_base: SoonBase = "none"
 
     def validate(self) -> None:
         """predictor.* rules."""

@@ -41,6 +41,7 @@ from tritemporal.data.windows import WindowSpec
 from tritemporal.ema import ema_update
 from tritemporal.heads.action import ActionConditioner
 from tritemporal.heads.outcome import OutcomeAbstractor
+from tritemporal.heads.soon_floor import CopyLastFloor
 from tritemporal.hub import (
     check_push_target,
     locate,
@@ -112,6 +113,10 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
             c = config.clip
             width, soon_steps = self.backbone.predictor.embed_dim, c.slices[1]
             self.action = ActionConditioner(config.action.signals, width, c.tubelet_t, soon_steps)
+        self.soon_floor = None  # the SOON forecast's copy-last start (predictor.soon_base)
+        if config.predictor.soon_base == "copy_last":
+            grid = config.clip.grid
+            self.soon_floor = CopyLastFloor(dim, config.clip.slices[1], grid[1] * grid[2])
         self.outcome = OutcomeAbstractor(dim, config.outcome)
         motion = motion_size(WindowSpec.from_config(config))  # the ego target's input size
         self.eventually = EventuallyAlignment(dim, config.outcome.out_dim, config.loss, motion)
@@ -141,11 +146,12 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         lam = self.config.loss
         unused = {
             self.backbone.predictor: lam.lambda_vjepa == 0 and lam.lambda_soon == 0,
+            self.soon_floor: lam.lambda_soon == 0,
             self.outcome: lam.lambda_event == 0 and lam.lambda_ce == 0,
             self.eventually: lam.lambda_event == 0,
         }
         for part, frozen in unused.items():
-            if frozen:
+            if frozen and part is not None:
                 part.requires_grad_(False)
 
     def parameter_counts(self) -> dict[str, int]:
@@ -295,7 +301,14 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
             with record_function(step_ranges.PREDICTOR_SOON):
                 cond = None if self.action is None else self._action_cond(signals, window=True)
                 losses["loss_soon"] = soon_loss(
-                    self.backbone, now_context, self.now_idx, self.soon_idx, grid, targets, cond
+                    self.backbone,
+                    now_context,
+                    self.now_idx,
+                    self.soon_idx,
+                    grid,
+                    targets,
+                    cond,
+                    self.soon_floor,
                 )
         if event:
             with record_function(step_ranges.EVENTUALLY):
@@ -358,7 +371,6 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
             windows = VideoWindows.open(self.config, video, stride_s)
             return self._encode_windows(windows, batch_size, forecast)
         video = self.normalize(video)
-        grid = self.config.clip.grid
         b = video.shape[0]
         now = self.backbone.encoder(video, keep=self.now_idx.expand(b, -1))
         if not forecast:
@@ -366,7 +378,7 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         cond = None
         if self.action is not None:  # the training-mean action, unless the caller's are given
             cond = self._action_cond(self._mean_actions(b) if actions is None else actions)
-        soon = soon_forecast(self.backbone, now, self.now_idx, self.soon_idx, grid, cond)
+        soon = self._soon(now, cond)
         return {"now": now, "soon": soon, "eventually": self.outcome(now)}
 
     @torch.no_grad()
@@ -394,9 +406,13 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
             raise ValueError("forecast_from_now needs an action-conditioned model")
         if now.shape[0] != actions.shape[0]:
             now = now.expand(actions.shape[0], -1, -1)  # one clip, many action sequences
-        cond = self._action_cond(actions.to(now.device))
+        return self._soon(now, self._action_cond(actions.to(now.device)))
+
+    def _soon(self, now: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """The SOON forecast (B, M_soon, D) from encoded NOW tokens, as training makes it."""
+        grid = self.config.clip.grid
         return soon_forecast(
-            self.backbone, now, self.now_idx, self.soon_idx, self.config.clip.grid, cond
+            self.backbone, now, self.now_idx, self.soon_idx, grid, cond, self.soon_floor
         )
 
     def _action_cond(self, signals: torch.Tensor | None, window: bool = False) -> torch.Tensor:

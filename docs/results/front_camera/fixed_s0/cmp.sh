@@ -3,21 +3,25 @@
 # videos made the same way (env seeds 100000-100099, --fixed-camera --fixed-look). Rows: random init
 # (pretrain_front's architecture), the ego-status guard, per seed the front base (the run's EMA
 # teacher), its student with the predictor (the tri-temporal forecast) and the 600-step
-# supervised ceiling. Usage: cmp.sh HELD_OUT_FOLDER OUT SEEDS...
+# supervised ceiling; then any extra rows given as NAME=SOURCE (e.g. tri_floor_s0=floor_s0).
+# Usage: cmp.sh HELD_OUT_FOLDER OUT SEEDS... [NAME=SOURCE...]
 source /work/main/.venv/bin/activate
 cd /work/exp29/fixed
 held=$1; out=$2; shift 2
+SEEDS=(); EXTRA=()
+for arg in "$@"; do [[ $arg == *=* ]] && EXTRA+=($arg) || SEEDS+=($arg); done
 SRC=(); NAMES=(); declare -A G
-for s in "$@"; do
+for s in "${SEEDS[@]}"; do
   for pair in base:teacher:pretrain_s$s tri:pretrain_s$s ceiling:ceiling_s$s; do
     row=${pair%%:*}; src=${pair#*:}
     [ -d ${src#teacher:} ] || continue
     SRC+=($src); NAMES+=(${row}_s$s); G[$row]+="${row}_s$s,"
   done
 done
+for row in "${EXTRA[@]}"; do NAMES+=(${row%%=*}); SRC+=(${row#*=}); done
 GROUP_ARGS=()
-if [ $# -gt 1 ]; then
+if [ ${#SEEDS[@]} -gt 1 ]; then
   for row in "${!G[@]}"; do GROUP_ARGS+=(--group $row=${G[$row]%,}); done
 fi
-tritemporal compare random:pretrain_s$1 ego-status "${SRC[@]}" --names random_init ego_status "${NAMES[@]}" \
+tritemporal compare random:pretrain_s${SEEDS[0]} ego-status "${SRC[@]}" --names random_init ego_status "${NAMES[@]}" \
   "${GROUP_ARGS[@]}" --data $held --bootstrap 1000 --out $out > $out.log 2>&1

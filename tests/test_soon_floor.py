@@ -1,0 +1,130 @@
+"""The copy-last floor of SOON (`predictor.soon_base=copy_last`): an untrained model forecasts
+the fair copy-last exactly, the present gets no gradient from it, and training learns the change
+below copying."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import tiny_config, vjepa2_overrides
+from tritemporal.model import TriTemporalModel
+
+FLOOR = ["predictor.soon_base=copy_last", "clip.soon_frames=4"]  # two SOON steps
+SOON_ONLY = ["loss.lambda_vjepa=0", "loss.lambda_event=0"]
+
+
+def _clips(model: TriTemporalModel, b: int = 2, seed: int = 1) -> torch.Tensor:
+    c = model.config.clip
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, 3, c.total_frames, *c.hw), generator=g, dtype=torch.uint8)
+
+
+def _fair_copy_last(model: TriTemporalModel, video: torch.Tensor) -> torch.Tensor:
+    """What the evaluation scores as copy-last: the teacher over the NOW frames alone, its last
+    step repeated at every SOON step (B, M_soon, D)."""
+    c = model.config.clip
+    now_steps, soon_steps, _ = c.slices
+    hw = c.grid[1] * c.grid[2]
+    present = model.present_targets(model.normalize(video))
+    last = present.view(video.shape[0], now_steps, hw, -1)[:, -1:]
+    return last.expand(-1, soon_steps, -1, -1).flatten(1, 2)
+
+
+@pytest.mark.parametrize("backbone", ["vit", "vit-sincos", "vjepa2", "vit-lora", "actions"])
+def test_an_untrained_model_forecasts_the_fair_copy_last_exactly(
+    backbone: str, vjepa2_dir: Path
+) -> None:
+    extra = {
+        "vit": [],
+        "vit-sincos": ["backbone.pos_embed=sincos"],
+        "vjepa2": vjepa2_overrides(vjepa2_dir),
+        "vit-lora": ["backbone.lora.r=4"],
+        "actions": ["predictor.action_conditioning=true"],
+    }[backbone]
+    torch.manual_seed(0)
+    model = TriTemporalModel(tiny_config(*FLOOR, *extra)).eval()
+    if model.action is not None:  # forecasts under the training-mean action
+        model.action.fit_statistics(torch.randn(64, 3, generator=torch.Generator().manual_seed(0)))
+    video = _clips(model)
+    with torch.no_grad():
+        forecast = model.encode(video)["soon"]
+        expected = _fair_copy_last(model, video)
+    torch.testing.assert_close(forecast, expected, rtol=0, atol=1e-6)
+    # the test has teeth: without the floor the same weights forecast something else
+    torch.manual_seed(0)
+    plain = TriTemporalModel(tiny_config(*FLOOR[1:], *extra)).eval()
+    if plain.action is not None:
+        plain.action.load_state_dict(model.action.state_dict())
+    with torch.no_grad():
+        assert (plain.encode(video)["soon"] - expected).abs().mean() > 0.1
+
+
+def test_the_present_gets_no_gradient_from_the_floor() -> None:
+    """With the gate closed the SOON loss reaches the gate only: the encoder's present is not
+    pulled toward the future, and the predictor waits until the gate opens."""
+    torch.manual_seed(0)
+    model = TriTemporalModel(tiny_config(*FLOOR, *SOON_ONLY)).train()
+    out = model(_clips(model, 4), [])
+    out.loss.backward()
+    assert model.soon_floor.gate.grad.abs().sum() > 0
+    for part in (model.backbone.encoder, model.backbone.predictor):
+        grads = [p.grad for p in part.parameters() if p.requires_grad]
+        assert all(g is None or g.abs().sum() == 0 for g in grads)
+    with torch.no_grad():
+        model.soon_floor.gate.fill_(0.5)
+    model.zero_grad()
+    model(_clips(model, 4), []).loss.backward()
+    head = model.backbone.predictor.proj.weight.grad
+    assert head is not None and head.abs().sum() > 0
+
+
+def test_training_learns_the_change_below_copying() -> None:
+    """Planted: the SOON frames are the NOW frames shifted, so the future is predictable and
+    unlike the present; a few steps on a fixed batch take the forecast below copy-last."""
+    torch.manual_seed(0)
+    config = tiny_config(*FLOOR, *SOON_ONLY, "optim.ema_start=1.0", "optim.ema_end=1.0")
+    model = TriTemporalModel(config).train()
+    video = _clips(model, 4, seed=2)
+    c = config.clip
+    video[:, :, c.now_frames :] = video[:, :, : c.now_frames].roll(8, dims=-1)[:, :, -1:]
+    with torch.no_grad():
+        copy_l1 = (_fair_copy_last(model, video) - _soon_targets(model, video)).abs().mean()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(40):
+        out = model(video, [])
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        l1 = (model.encode(video)["soon"] - _soon_targets(model, video)).abs().mean()
+    assert model.soon_floor.gate.abs().mean() > 0.05
+    assert l1 < 0.8 * copy_l1
+
+
+def _soon_targets(model: TriTemporalModel, video: torch.Tensor) -> torch.Tensor:
+    return model.teacher_targets(model.normalize(video))[:, model.soon_idx[0]]
+
+
+def test_the_gate_survives_save_and_load_and_is_counted(tmp_path: Path) -> None:
+    model = TriTemporalModel(tiny_config(*FLOOR)).eval()
+    with torch.no_grad():
+        model.soon_floor.gate.normal_()
+    model.save_pretrained(tmp_path / "saved")
+    loaded = TriTemporalModel.from_pretrained(tmp_path / "saved")
+    assert torch.equal(loaded.soon_floor.gate, model.soon_floor.gate)
+    video = _clips(model)
+    assert torch.equal(loaded.encode(video)["soon"], model.encode(video)["soon"])
+    plain = TriTemporalModel(tiny_config(*FLOOR[1:]))
+    gate = model.soon_floor.gate.numel()
+    assert model.parameter_counts()["heads"] == plain.parameter_counts()["heads"] + gate
+
+
+def test_the_floor_is_frozen_without_soon_and_a_bad_value_is_refused() -> None:
+    model = TriTemporalModel(tiny_config(*FLOOR, "loss.lambda_soon=0"))
+    assert not model.soon_floor.gate.requires_grad
+    with pytest.raises(ValueError, match="soon_base"):
+        tiny_config("predictor.soon_base=copy")
