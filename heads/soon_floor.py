@@ -34,13 +34,26 @@ class CopyLastFloor(nn.Module):
         """SOON forecast (B, M_soon, D) float32 from the predictor's (B, M_soon, D) and the
         encoded NOW tokens (B, N_now, D), both in time-major token order."""
         b, m, d = predicted.shape
-        hw = self.tokens_per_step
-        if m != self.soon_steps * hw or now.shape[1] % hw:
+        if m != self.soon_steps * self.tokens_per_step:
             raise ValueError(
-                f"the copy-last floor expects {self.soon_steps} SOON steps of {hw} tokens and "
-                f"whole NOW steps; got {m} SOON tokens and {now.shape[1]} NOW tokens"
+                f"the copy-last floor expects {self.soon_steps} SOON steps of "
+                f"{self.tokens_per_step} tokens; got {m} SOON tokens"
             )
+        step = predicted.view(b, self.soon_steps, self.tokens_per_step, d)
+        return self.blend(step, self.present(now)[:, None], 0).view(b, m, d)
+
+    def present(self, now: torch.Tensor) -> torch.Tensor:
+        """The last NOW step (B, hw, D), layer-normed float32, gradient stopped: the base."""
+        hw = self.tokens_per_step
+        if now.shape[1] % hw:
+            raise ValueError(f"{now.shape[1]} NOW tokens are not whole steps of {hw} tokens")
         last = now[:, -hw:].detach().float()
-        base = F.layer_norm(last, (d,))[:, None]  # (B, 1, hw, D), repeated over SOON steps
-        step = predicted.float().view(b, self.soon_steps, hw, d)
-        return (base + self.gate * (step - base)).view(b, m, d)
+        return F.layer_norm(last, (last.shape[-1],))
+
+    def blend(self, predicted: torch.Tensor, base: torch.Tensor, first: int) -> torch.Tensor:
+        """`base` + gate * (`predicted` - `base`) for SOON steps `first`, `first` + 1, ...:
+        `predicted` (B, S, hw, D) or one step (B, hw, D); float32."""
+        steps = predicted.shape[1] if predicted.dim() == 4 else 1
+        gate = self.gate[first : first + steps]
+        gate = gate if predicted.dim() == 4 else gate[0]
+        return base + gate * (predicted.float() - base)

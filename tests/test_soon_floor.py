@@ -1,11 +1,13 @@
 """The copy-last floor of SOON (`predictor.soon_base=copy_last`): an untrained model forecasts
 the fair copy-last exactly, the present gets no gradient from it, and training learns the change
-below copying."""
+below copying; and autoregressive SOON (`predictor.soon_mode=autoregressive`): causal teacher
+forcing, a rollout on its own outputs, the same floor."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from tritemporal.model import TriTemporalModel
 
 FLOOR = ["predictor.soon_base=copy_last", "clip.soon_frames=4"]  # two SOON steps
 SOON_ONLY = ["loss.lambda_vjepa=0", "loss.lambda_event=0"]
+AR = ["predictor.soon_mode=autoregressive"]
 
 
 def _clips(model: TriTemporalModel, b: int = 2, seed: int = 1) -> torch.Tensor:
@@ -33,7 +36,9 @@ def _fair_copy_last(model: TriTemporalModel, video: torch.Tensor) -> torch.Tenso
     return last.expand(-1, soon_steps, -1, -1).flatten(1, 2)
 
 
-@pytest.mark.parametrize("backbone", ["vit", "vit-sincos", "vjepa2", "vit-lora", "actions"])
+@pytest.mark.parametrize(
+    "backbone", ["vit", "vit-sincos", "vjepa2", "vit-lora", "actions", "rollout", "vjepa2-rollout"]
+)
 def test_an_untrained_model_forecasts_the_fair_copy_last_exactly(
     backbone: str, vjepa2_dir: Path
 ) -> None:
@@ -43,6 +48,8 @@ def test_an_untrained_model_forecasts_the_fair_copy_last_exactly(
         "vjepa2": vjepa2_overrides(vjepa2_dir),
         "vit-lora": ["backbone.lora.r=4"],
         "actions": ["predictor.action_conditioning=true"],
+        "rollout": [*AR, "predictor.action_conditioning=true"],
+        "vjepa2-rollout": vjepa2_overrides(vjepa2_dir, *AR),
     }[backbone]
     torch.manual_seed(0)
     model = TriTemporalModel(tiny_config(*FLOOR, *extra)).eval()
@@ -81,11 +88,13 @@ def test_the_present_gets_no_gradient_from_the_floor() -> None:
     assert head is not None and head.abs().sum() > 0
 
 
-def test_training_learns_the_change_below_copying() -> None:
+@pytest.mark.parametrize("mode", ["joint", "autoregressive"])
+def test_training_learns_the_change_below_copying(mode: str) -> None:
     """Planted: the SOON frames are the NOW frames shifted, so the future is predictable and
     unlike the present; a few steps on a fixed batch take the forecast below copy-last."""
     torch.manual_seed(0)
-    config = tiny_config(*FLOOR, *SOON_ONLY, "optim.ema_start=1.0", "optim.ema_end=1.0")
+    frozen_teacher = ["optim.ema_start=1.0", "optim.ema_end=1.0"]
+    config = tiny_config(*FLOOR, *SOON_ONLY, *frozen_teacher, f"predictor.soon_mode={mode}")
     model = TriTemporalModel(config).train()
     video = _clips(model, 4, seed=2)
     c = config.clip
@@ -128,3 +137,85 @@ def test_the_floor_is_frozen_without_soon_and_a_bad_value_is_refused() -> None:
     assert not model.soon_floor.gate.requires_grad
     with pytest.raises(ValueError, match="soon_base"):
         tiny_config("predictor.soon_base=copy")
+
+
+def test_teacher_forcing_inputs_see_no_later_frame() -> None:
+    """Changing the frames of SOON step 1 leaves step 0's teacher-forcing input as it was,
+    while the whole-clip targets of step 0 change (attention mixes the future in)."""
+    model = TriTemporalModel(tiny_config(*AR, "clip.soon_frames=6")).eval()
+    c = model.config.clip
+    hw = c.grid[1] * c.grid[2]
+    video = _clips(model)
+    later = video.clone()
+    step1 = slice(c.now_frames + c.tubelet_t, c.now_frames + 2 * c.tubelet_t)
+    later[:, :, step1] = 255 - later[:, :, step1]
+    a, b = (model.causal_soon_inputs(model.normalize(v)) for v in (video, later))
+    assert a.shape == (2, 2 * hw, model.backbone.embed_dim)  # steps 0 and 1 of 3
+    torch.testing.assert_close(a[:, :hw], b[:, :hw], rtol=0, atol=1e-6)
+    assert (a[:, hw:] - b[:, hw:]).abs().mean() > 0.1
+    whole = [
+        model.teacher_targets(model.normalize(v))[:, model.soon_idx[0]] for v in (video, later)
+    ]
+    assert (whole[0][:, :hw] - whole[1][:, :hw]).abs().mean() > 1e-3
+
+
+def test_rollout_feeds_its_own_outputs_and_teacher_forcing_the_given_ones() -> None:
+    from tritemporal.objectives.soon import soon_rollout
+
+    torch.manual_seed(0)
+    model = TriTemporalModel(tiny_config(*AR, "clip.soon_frames=4")).eval()
+    c = model.config.clip
+    hw = c.grid[1] * c.grid[2]
+    video = model.normalize(_clips(model))
+    with torch.no_grad():
+        now = model.backbone.encoder(video, keep=model.now_idx.expand(2, -1))
+        args = (model.backbone, now, model.now_idx, model.soon_idx, c.grid, 2)
+        rolled = soon_rollout(*args)
+        forced = soon_rollout(*args, given=model.causal_soon_inputs(video))
+        again = soon_rollout(*args, given=rolled)
+    torch.testing.assert_close(rolled[:, :hw], forced[:, :hw])  # step 0: from NOW alone
+    assert (rolled[:, hw:] - forced[:, hw:]).abs().mean() > 1e-3
+    torch.testing.assert_close(again, rolled)  # rollout = teacher forcing on its own outputs
+    torch.testing.assert_close(model.encode(_clips(model))["soon"], rolled)
+
+
+def test_autoregressive_training_reaches_every_part_and_logs_both_losses() -> None:
+    from tritemporal.loader import MaskCollator
+
+    torch.manual_seed(0)
+    config = tiny_config(*AR, *FLOOR)
+    model = TriTemporalModel(config).train()
+    with torch.no_grad():
+        model.soon_floor.gate.fill_(0.5)
+    video = _clips(model, 4)
+    batch = MaskCollator(config)(
+        [{"video": v, "label": i % 2, "step": 0} for i, v in enumerate(video)]
+    )
+    out = model(batch.video, batch.masks, batch.labels)
+    out.loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+    m = out.metrics
+    torch.testing.assert_close(m["loss_soon"], (m["loss_soon_forced"] + m["loss_soon_rollout"]) / 2)
+
+
+def test_the_rollout_is_at_most_the_soon_window_and_at_least_one_step() -> None:
+    with pytest.raises(ValueError, match="soon_rollout_steps=0"):
+        tiny_config(*AR, "loss.soon_rollout_steps=0")
+    model = TriTemporalModel(tiny_config(*AR, *SOON_ONLY, "loss.soon_rollout_steps=5"))
+    out = model(_clips(model, 4), [])  # 1 SOON step
+    assert torch.isfinite(out.metrics["loss_soon_rollout"])
+
+
+@pytest.mark.parametrize("mode", ["joint", "autoregressive"])
+def test_the_report_of_an_untrained_floored_model_is_copy_last_at_every_step(
+    mode: str, eval_clips: Path
+) -> None:
+    from tests.conftest import EVAL
+    from tritemporal.eval.report import evaluate
+
+    torch.manual_seed(0)
+    model = TriTemporalModel(tiny_config(*EVAL, *FLOOR, f"predictor.soon_mode={mode}")).eval()
+    soon = evaluate(model, eval_clips, full=False)["soon"]
+    assert soon["horizon_s"] == [0.25, 0.75]  # two SOON tubelet steps of 2 frames at 4 fps
+    np.testing.assert_allclose(soon["model"]["l1"], soon["copy"]["l1"], rtol=1e-5)

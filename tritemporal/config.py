@@ -41,6 +41,7 @@ VideoBackend = Literal["auto", "decord", "pyav"]
 OnError = Literal["skip", "raise"]
 TrainCrop = Literal["random_resized", "center"]
 SoonBase = Literal["none", "copy_last"]  # predictor.soon_base
+SoonMode = Literal["joint", "autoregressive"]  # predictor.soon_mode
 HighwayCamera = Literal["top", "front"]  # data.highway.camera, make-clips --camera
 # decoded-frame cache (data/frame_cache.py): "auto" when the decoded corpus fits data.cache_max_gb
 CacheMode = Literal["auto", "on", "off"]
@@ -168,6 +169,11 @@ class PredictorConfig(_Section):
     # the last NOW step copied forward plus a zero-initialised gate toward the predictor, so an
     # untrained model forecasts "nothing moves" and training learns the change (heads/soon_floor.py)
     soon_base: SoonBase = "none"
+    # how the SOON steps are forecast: joint, every step at once from NOW (one predictor call);
+    # autoregressive, one tubelet step at a time from NOW and the steps before it, trained as
+    # V-JEPA 2-AC is (teacher forcing plus a rollout on its own outputs, loss.soon_rollout_steps)
+    # and rolled out on its own outputs at inference (objectives/soon.py)
+    soon_mode: SoonMode = "joint"
 
     def validate(self) -> None:
         """predictor.* rules."""
@@ -551,6 +557,10 @@ class LossConfig(_Section):
 
     lambda_vjepa: float = 1.0
     lambda_soon: float = 1.0
+    # predictor.soon_mode=autoregressive: the rollout loss unrolls the first this-many SOON steps
+    # (all of them if the window has fewer) on the predictor's own outputs (V-JEPA 2-AC rolls
+    # out 2); teacher forcing covers every step
+    soon_rollout_steps: int = 2
     lambda_event: float = 0.25
     lambda_supcon: float = 0.1  # supervised contrastive on outcome labels, when a batch has them
     # class-balanced cross-entropy of a linear classifier on the outcome embedding, from the
@@ -592,6 +602,7 @@ class LossConfig(_Section):
             "loss.lambda_vjepa, loss.lambda_soon, loss.lambda_event and loss.lambda_ce are all "
             "0: nothing to train",
         )
+        _at_least("loss", self, 1, "soon_rollout_steps")
         for key in ("event_encoder_grad", "ce_encoder_grad"):
             value = getattr(self, key)
             _check(0 <= value <= 1, f"loss.{key}={value} must be in [0, 1]")

@@ -9,6 +9,8 @@ pass over NOW shared by SOON and EVENTUALLY):
       -> spatial:    student(visible tokens) -> predictor(mask tokens 0/1) -> L1 on masked tokens
       -> NOW pass:   student(NOW tokens)
            -> SOON:       predictor(mask token 2 at SOON positions) -> L1 vs teacher SOON tokens
+                          (predictor.soon_base=copy_last: starts at copying the last NOW step;
+                          soon_mode=autoregressive: step by step, teacher-forced + rolled out)
            -> EVENTUALLY: OutcomeAbstractor (on NOW, gradient stopped by default) -> InfoNCE
                           (+ SupCon) vs the teacher's change from NOW to EVENTUALLY, or vs the
                           ego's own future motion (loss.event_target=ego: no teacher needed)
@@ -54,7 +56,7 @@ from tritemporal.layers.blocks import use_sdpa_kernel
 from tritemporal.objectives.eventually import EventuallyAlignment
 from tritemporal.objectives.losses import effective_rank
 from tritemporal.objectives.masks import MaskSet, window_indices
-from tritemporal.objectives.soon import soon_forecast, soon_loss
+from tritemporal.objectives.soon import soon_forecast, soon_loss, soon_rollout, soon_rollout_loss
 from tritemporal.objectives.spatial import spatial_masked_loss
 from tritemporal.objectives.supervised import OutcomeClassifier
 from tritemporal.objectives.variance import variance_covariance
@@ -230,6 +232,19 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         return self.teacher_targets(video[:, :, : self.config.clip.now_frames])
 
     @torch.no_grad()
+    def causal_soon_inputs(self, video: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing's inputs (B, (S - 1) * hw, D): each SOON step but the last, encoded
+        by the teacher over the frames up to that step's end and layer-normed, so no encoding
+        has seen a later frame (one teacher pass per step). `video` is normalized."""
+        c = self.config.clip
+        hw = c.grid[1] * c.grid[2]
+        ends = range(c.now_frames + c.tubelet_t, c.now_frames + c.soon_frames, c.tubelet_t)
+        steps = [self.teacher_targets(video[:, :, :end])[:, -hw:] for end in ends]
+        if not steps:
+            return video.new_zeros(video.shape[0], 0, self.backbone.embed_dim)
+        return torch.cat(steps, dim=1)
+
+    @torch.no_grad()
     def update_teacher(self, momentum: float, skip: torch.Tensor | None = None) -> None:
         """EMA step toward the student encoder (a frozen teacher keeps its initial weights);
         none where `skip`, a 0-dim bool tensor, is true (decided on the device)."""
@@ -288,6 +303,7 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         b = video.shape[0]
         losses: dict[str, torch.Tensor] = {}
         contexts: list[torch.Tensor] = []  # every student pass's tokens, for the regulariser
+        parts_soon: dict[str, torch.Tensor] = {}  # autoregressive SOON's two L1s, logged
         if lam.lambda_vjepa > 0:
             losses["loss_vjepa"], contexts = spatial_masked_loss(
                 self.backbone, tokens, grid, targets, masks
@@ -300,16 +316,16 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         if lam.lambda_soon > 0:
             with record_function(step_ranges.PREDICTOR_SOON):
                 cond = None if self.action is None else self._action_cond(signals, window=True)
-                losses["loss_soon"] = soon_loss(
-                    self.backbone,
-                    now_context,
-                    self.now_idx,
-                    self.soon_idx,
-                    grid,
-                    targets,
-                    cond,
-                    self.soon_floor,
-                )
+                args = (self.backbone, now_context, self.now_idx, self.soon_idx, grid, targets)
+                if self.config.predictor.soon_mode == "joint":
+                    losses["loss_soon"] = soon_loss(*args, cond, self.soon_floor)
+                else:
+                    with record_function(step_ranges.TEACHER_CAUSAL):
+                        given = self.causal_soon_inputs(video)
+                    rollout = min(lam.soon_rollout_steps, self.config.clip.slices[1])
+                    forced, rolled = soon_rollout_loss(*args, given, rollout, cond, self.soon_floor)
+                    losses["loss_soon"] = (forced + rolled) / 2
+                    parts_soon = {"loss_soon_forced": forced, "loss_soon_rollout": rolled}
         if event:
             with record_function(step_ranges.EVENTUALLY):
                 outcome = self.outcome(scale_grad(now_context, lam.event_encoder_grad))  # (B, E)
@@ -334,6 +350,7 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
 
         with torch.no_grad():
             metrics = {"loss": loss.detach(), **{k: v.detach() for k, v in losses.items()}}
+            metrics.update({k: v.detach() for k, v in parts_soon.items()})
             if event:
                 metrics["loss_nce"] = parts["loss_nce"]
                 if "loss_supcon" in parts:
@@ -410,10 +427,10 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
 
     def _soon(self, now: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         """The SOON forecast (B, M_soon, D) from encoded NOW tokens, as training makes it."""
-        grid = self.config.clip.grid
-        return soon_forecast(
-            self.backbone, now, self.now_idx, self.soon_idx, grid, cond, self.soon_floor
-        )
+        args = (self.backbone, now, self.now_idx, self.soon_idx, self.config.clip.grid)
+        if self.config.predictor.soon_mode == "joint":
+            return soon_forecast(*args, cond, self.soon_floor)
+        return soon_rollout(*args, self.config.clip.slices[1], cond, self.soon_floor)
 
     def _action_cond(self, signals: torch.Tensor | None, window: bool = False) -> torch.Tensor:
         """The action embedding of every SOON target token (B, M_soon, P) from the actions
