@@ -55,6 +55,9 @@ def test_an_untrained_model_forecasts_the_fair_copy_last_exactly(
     model = TriTemporalModel(tiny_config(*FLOOR, *extra)).eval()
     if model.action is not None:  # forecasts under the training-mean action
         model.action.fit_statistics(torch.randn(64, 3, generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():  # a student that trained away from its teacher: the start stays
+        for p in model.backbone.encoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
     video = _clips(model)
     with torch.no_grad():
         forecast = model.encode(video)["soon"]
@@ -69,23 +72,23 @@ def test_an_untrained_model_forecasts_the_fair_copy_last_exactly(
         assert (plain.encode(video)["soon"] - expected).abs().mean() > 0.1
 
 
-def test_the_present_gets_no_gradient_from_the_floor() -> None:
-    """With the gate closed the SOON loss reaches the gate only: the encoder's present is not
-    pulled toward the future, and the predictor waits until the gate opens."""
+def test_the_closed_floor_teaches_its_change_map_first() -> None:
+    """At zero the SOON loss reaches the change map only (the predictor's output is multiplied
+    by it); once it opens, the predictor and the encoder learn from SOON too."""
     torch.manual_seed(0)
     model = TriTemporalModel(tiny_config(*FLOOR, *SOON_ONLY)).train()
     out = model(_clips(model, 4), [])
     out.loss.backward()
-    assert model.soon_floor.gate.grad.abs().sum() > 0
+    assert model.soon_floor.change.weight.grad.abs().sum() > 0
     for part in (model.backbone.encoder, model.backbone.predictor):
         grads = [p.grad for p in part.parameters() if p.requires_grad]
         assert all(g is None or g.abs().sum() == 0 for g in grads)
     with torch.no_grad():
-        model.soon_floor.gate.fill_(0.5)
+        model.soon_floor.change.weight.normal_(std=0.1)
     model.zero_grad()
     model(_clips(model, 4), []).loss.backward()
-    head = model.backbone.predictor.proj.weight.grad
-    assert head is not None and head.abs().sum() > 0
+    for part in (model.backbone.encoder, model.backbone.predictor):
+        assert sum(p.grad.abs().sum() for p in part.parameters() if p.grad is not None) > 0
 
 
 @pytest.mark.parametrize("mode", ["joint", "autoregressive"])
@@ -110,7 +113,7 @@ def test_training_learns_the_change_below_copying(mode: str) -> None:
     model.eval()
     with torch.no_grad():
         l1 = (model.encode(video)["soon"] - _soon_targets(model, video)).abs().mean()
-    assert model.soon_floor.gate.abs().mean() > 0.05
+    assert model.soon_floor.change.weight.abs().mean() > 1e-3
     assert l1 < 0.8 * copy_l1
 
 
@@ -121,20 +124,20 @@ def _soon_targets(model: TriTemporalModel, video: torch.Tensor) -> torch.Tensor:
 def test_the_gate_survives_save_and_load_and_is_counted(tmp_path: Path) -> None:
     model = TriTemporalModel(tiny_config(*FLOOR)).eval()
     with torch.no_grad():
-        model.soon_floor.gate.normal_()
+        model.soon_floor.change.weight.normal_()
     model.save_pretrained(tmp_path / "saved")
     loaded = TriTemporalModel.from_pretrained(tmp_path / "saved")
-    assert torch.equal(loaded.soon_floor.gate, model.soon_floor.gate)
+    assert torch.equal(loaded.soon_floor.change.weight, model.soon_floor.change.weight)
     video = _clips(model)
     assert torch.equal(loaded.encode(video)["soon"], model.encode(video)["soon"])
     plain = TriTemporalModel(tiny_config(*FLOOR[1:]))
-    gate = model.soon_floor.gate.numel()
-    assert model.parameter_counts()["heads"] == plain.parameter_counts()["heads"] + gate
+    d = model.backbone.embed_dim
+    assert model.parameter_counts()["heads"] == plain.parameter_counts()["heads"] + d * d + d
 
 
 def test_the_floor_is_frozen_without_soon_and_a_bad_value_is_refused() -> None:
     model = TriTemporalModel(tiny_config(*FLOOR, "loss.lambda_soon=0"))
-    assert not model.soon_floor.gate.requires_grad
+    assert not any(p.requires_grad for p in model.soon_floor.parameters())
     with pytest.raises(ValueError, match="soon_base"):
         tiny_config("predictor.soon_base=copy")
 
@@ -186,7 +189,7 @@ def test_autoregressive_training_reaches_every_part_and_logs_both_losses() -> No
     config = tiny_config(*AR, *FLOOR)
     model = TriTemporalModel(config).train()
     with torch.no_grad():
-        model.soon_floor.gate.fill_(0.5)
+        model.soon_floor.change.weight.normal_(std=0.1)
     video = _clips(model, 4)
     batch = MaskCollator(config)(
         [{"video": v, "label": i % 2, "step": 0} for i, v in enumerate(video)]
@@ -219,3 +222,19 @@ def test_the_report_of_an_untrained_floored_model_is_copy_last_at_every_step(
     soon = evaluate(model, eval_clips, full=False)["soon"]
     assert soon["horizon_s"] == [0.25, 0.75]  # two SOON tubelet steps of 2 frames at 4 fps
     np.testing.assert_allclose(soon["model"]["l1"], soon["copy"]["l1"], rtol=1e-5)
+
+
+def test_a_floored_forecast_from_now_tokens_needs_its_start() -> None:
+    model = TriTemporalModel(tiny_config(*FLOOR, "predictor.action_conditioning=true")).eval()
+    model.action.fit_statistics(torch.randn(64, 3, generator=torch.Generator().manual_seed(0)))
+    video = _clips(model)
+    clips = model.normalize(video)
+    now = model.backbone.encoder(clips, keep=model.now_idx.expand(2, -1))
+    actions = model.action.mean.float().expand(2, model.action.frames, 3)
+    with pytest.raises(ValueError, match="soon_present"):
+        model.forecast_from_now(now, actions)
+    start = model.soon_present(clips)
+    torch.testing.assert_close(
+        model.forecast_from_now(now, actions, start), model.forecast(video, actions)
+    )
+    assert TriTemporalModel(tiny_config()).soon_present(clips) is None

@@ -117,8 +117,7 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
             self.action = ActionConditioner(config.action.signals, width, c.tubelet_t, soon_steps)
         self.soon_floor = None  # the SOON forecast's copy-last start (predictor.soon_base)
         if config.predictor.soon_base == "copy_last":
-            grid = config.clip.grid
-            self.soon_floor = CopyLastFloor(dim, config.clip.slices[1], grid[1] * grid[2])
+            self.soon_floor = CopyLastFloor(dim)
         self.outcome = OutcomeAbstractor(dim, config.outcome)
         motion = motion_size(WindowSpec.from_config(config))  # the ego target's input size
         self.eventually = EventuallyAlignment(dim, config.outcome.out_dim, config.loss, motion)
@@ -314,16 +313,22 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
                 now_context = self.backbone.encoder.encode(tokens, grid, keep=now_idx)
             contexts.append(now_context)
         if lam.lambda_soon > 0:
+            joint = self.config.predictor.soon_mode == "joint"
+            present = given = None
+            if self.soon_floor is not None or not joint:  # the floor's start, teacher forcing
+                with record_function(step_ranges.TEACHER_PRESENT):
+                    present = self.soon_present(video)  # None without the floor
+                    given = None if joint else self.causal_soon_inputs(video)
             with record_function(step_ranges.PREDICTOR_SOON):
                 cond = None if self.action is None else self._action_cond(signals, window=True)
                 args = (self.backbone, now_context, self.now_idx, self.soon_idx, grid, targets)
-                if self.config.predictor.soon_mode == "joint":
-                    losses["loss_soon"] = soon_loss(*args, cond, self.soon_floor)
+                if joint:
+                    losses["loss_soon"] = soon_loss(*args, cond, self.soon_floor, present)
                 else:
-                    with record_function(step_ranges.TEACHER_CAUSAL):
-                        given = self.causal_soon_inputs(video)
                     rollout = min(lam.soon_rollout_steps, self.config.clip.slices[1])
-                    forced, rolled = soon_rollout_loss(*args, given, rollout, cond, self.soon_floor)
+                    forced, rolled = soon_rollout_loss(
+                        *args, given, rollout, cond, self.soon_floor, present
+                    )
                     losses["loss_soon"] = (forced + rolled) / 2
                     parts_soon = {"loss_soon_forced": forced, "loss_soon_rollout": rolled}
         if event:
@@ -395,7 +400,7 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         cond = None
         if self.action is not None:  # the training-mean action, unless the caller's are given
             cond = self._action_cond(self._mean_actions(b) if actions is None else actions)
-        soon = self._soon(now, cond)
+        soon = self._soon(now, cond, self.soon_present(video))
         return {"now": now, "soon": soon, "eventually": self.outcome(now)}
 
     @torch.no_grad()
@@ -413,24 +418,46 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         self._check_clip(video, frames=(c.now_frames, c.total_frames))
         video = self.normalize(video[:, :, : c.now_frames], frames=c.now_frames)
         now = self.backbone.encoder(video)  # every token of the NOW frames: the NOW context
-        return self.forecast_from_now(now, actions)
+        return self.forecast_from_now(now, actions, self.soon_present(video))
 
     @torch.no_grad()
-    def forecast_from_now(self, now: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def forecast_from_now(
+        self, now: torch.Tensor, actions: torch.Tensor, present: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """`forecast` from encoded NOW tokens (B, N_now, D): one encoder pass serves many
-        action sequences (evaluation, planning)."""
+        action sequences (evaluation, planning). A floored model (`predictor.soon_base`) also
+        needs the `present` it starts from, `soon_present` of the same clips."""
         if self.action is None:
             raise ValueError("forecast_from_now needs an action-conditioned model")
-        if now.shape[0] != actions.shape[0]:
-            now = now.expand(actions.shape[0], -1, -1)  # one clip, many action sequences
-        return self._soon(now, self._action_cond(actions.to(now.device)))
+        if now.shape[0] != actions.shape[0]:  # one clip, many action sequences
+            now = now.expand(actions.shape[0], -1, -1)
+            present = None if present is None else present.expand(actions.shape[0], -1, -1)
+        return self._soon(now, self._action_cond(actions.to(now.device)), present)
 
-    def _soon(self, now: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    @torch.no_grad()
+    def soon_present(self, video: torch.Tensor) -> torch.Tensor | None:
+        """Where a floored SOON forecast starts (B, hw, D): the teacher's last NOW step over the
+        NOW frames alone, layer-normed, the copy-last the evaluation scores; None without the
+        floor. `video` is normalized, whole clips or the NOW frames."""
+        if self.soon_floor is None:
+            return None
+        grid = self.config.clip.grid
+        return self.present_targets(video)[:, -grid[1] * grid[2] :]
+
+    def _soon(
+        self, now: torch.Tensor, cond: torch.Tensor | None, present: torch.Tensor | None
+    ) -> torch.Tensor:
         """The SOON forecast (B, M_soon, D) from encoded NOW tokens, as training makes it."""
+        if self.soon_floor is not None and present is None:
+            raise ValueError(
+                "a model with predictor.soon_base=copy_last forecasts from the teacher's present: "
+                "pass present=model.soon_present(clips) with the NOW tokens"
+            )
         args = (self.backbone, now, self.now_idx, self.soon_idx, self.config.clip.grid)
         if self.config.predictor.soon_mode == "joint":
-            return soon_forecast(*args, cond, self.soon_floor)
-        return soon_rollout(*args, self.config.clip.slices[1], cond, self.soon_floor)
+            return soon_forecast(*args, cond, self.soon_floor, present)
+        steps = self.config.clip.slices[1]
+        return soon_rollout(*args, steps, cond, self.soon_floor, present)
 
     def _action_cond(self, signals: torch.Tensor | None, window: bool = False) -> torch.Tensor:
         """The action embedding of every SOON target token (B, M_soon, P) from the actions

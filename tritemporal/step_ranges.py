@@ -14,7 +14,7 @@ STUDENT_MASK = "student, mask {}"
 PREDICTOR_MASK = "predictor, mask {}"
 STUDENT_NOW = "student, NOW"
 PREDICTOR_SOON = "predictor, SOON"
-TEACHER_CAUSAL = "teacher forward, SOON prefixes (teacher forcing)"
+TEACHER_PRESENT = "teacher forward, the present (SOON floor, teacher forcing)"
 EVENTUALLY = "EVENTUALLY head and loss"
 SUPERVISED = "outcome classifier and cross-entropy"
 
@@ -25,7 +25,7 @@ RANGES = (
     PREDICTOR_MASK,
     STUDENT_NOW,
     PREDICTOR_SOON,
-    TEACHER_CAUSAL,
+    TEACHER_PRESENT,
     EVENTUALLY,
     SUPERVISED,
 )

@@ -149,16 +149,18 @@ def plan(
     truth: torch.Tensor,
     spec: CemSpec,
     generator: torch.Generator,
+    present: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The cross-entropy method's actions (steps, F), standardised, for one window: NOW tokens
-    (1, N_now, D), state row (1, F), teacher SOON tokens (1, M, D)."""
+    (1, N_now, D), state row (1, F), teacher SOON tokens (1, M, D); a floored model's start
+    `present` (1, hw, D)."""
     a = model.action
     steps, n = a.soon_steps, len(a.signals)
     mu, sigma = torch.zeros(steps, n), torch.ones(steps, n)
     for _ in range(spec.iterations):
         noise = torch.randn(spec.population, steps, n, generator=generator)
         z = mu + sigma * noise
-        pred = model.forecast_from_now(now, _raw(model, state, z).to(now.device))
+        pred = model.forecast_from_now(now, _raw(model, state, z).to(now.device), present)
         cost = (pred - truth).abs().mean(dim=(1, 2)).cpu()
         elite = z[cost.argsort()[: spec.elites]]
         mu, sigma = elite.mean(0), elite.std(0).clamp(min=0.05)
@@ -374,13 +376,20 @@ def _score_batch(
     targets = model.teacher_targets(clips)
     truth = targets[:, model.soon_idx[0]]
     now = model.backbone.encoder(clips, keep=model.now_idx.expand(len(idx), -1))
+    present = model.soon_present(clips)  # where a floored forecast starts (None: no floor)
+
+    def forecast(rows: slice | np.ndarray, actions: torch.Tensor) -> torch.Tensor:
+        start = None if present is None else present[rows]
+        return model.forecast_from_now(now[rows], actions, start)
+
+    every = slice(None)
     own = w.actions[idx].to(device)
-    true_pred = model.forecast_from_now(now, own)
+    true_pred = forecast(every, own)
     shuffled = _with_actions(own, w.actions[plan_.shuffled[idx]].to(device))
     forecasts = {
         "true": true_pred,
-        "shuffled": model.forecast_from_now(now, shuffled),
-        "mean": model.forecast_from_now(now, _with_actions(own, a.mean.float().expand_as(own))),
+        "shuffled": forecast(every, shuffled),
+        "mean": forecast(every, _with_actions(own, a.mean.float().expand_as(own))),
         "copy": _copy_last(model, clips, steps),
     }
     for key, pred in forecasts.items():
@@ -396,7 +405,7 @@ def _score_batch(
         for m, matched in plan_.donors.items():
             ok = matched[at] >= 0
             acts = _with_actions(own[rows[ok]], w.actions[matched[at][ok]].to(device))
-            pooled = _pool_bank(model.forecast_from_now(now[rows[ok]], acts), steps, (gh, gw))
+            pooled = _pool_bank(forecast(rows[ok], acts), steps, (gh, gw))
             tally.injected[m].append((idx[rows[ok]], pooled.half().cpu()))
     if plan_.shift:
         batch = [(int(q), true_pred[i], truth[i]) for i, q in enumerate(idx)]
@@ -408,7 +417,8 @@ def _score_batch(
         tally.previous = batch[-1]
     for i, q in enumerate(idx):
         if int(q) in plan_.planned:
-            mu = plan(model, now[i : i + 1], own[i : i + 1, 0], truth[i : i + 1], cem, gen)
+            start = None if present is None else present[i : i + 1]
+            mu = plan(model, now[i : i + 1], own[i : i + 1, 0], truth[i : i + 1], cem, gen, start)
             tally.planned_windows.append(int(q))
             tally.plans.append(mu.mean(0).numpy())
             tally.randoms.append(torch.randn(steps, len(a.signals), generator=gen).mean(0).numpy())
