@@ -77,6 +77,8 @@ SIGNAL_COLOR = (255, 176, 0)  # amber, drawn at the ego's front corner on the si
 TRAFFIC_SPEEDS = (18.0, 26.0)  # m/s, highway traffic target speeds
 CRUISE = {"roundabout": 10.0, "intersection": 9.0}  # m/s; highway/merge draw 24, 26 or 28
 _LANE_CHANGE = {True: "lane_change_left", False: "lane_change_right"}  # keyed by "lane id fell"
+# frame index -> the ego's (steering rad, acceleration m/s^2) for that frame, or None (`_simulate`)
+Control = Callable[[int], tuple[float, float] | None]
 
 
 def _whole(value: float) -> float | int:
@@ -413,6 +415,25 @@ def _turn_kind(lane: Any) -> str | None:
     return "turn_right" if bend > 0.5 else "turn_left" if bend < -0.5 else None  # y points down
 
 
+def _drive(env: Any, steering: float, acceleration: float) -> bool:
+    """One policy period (`env.step`) with the ego taking `steering` (rad, > 0 turns right: y
+    points down) and `acceleration` (m/s^2) on every simulation sub-step, bypassing its lane and
+    speed controllers, while every other vehicle acts as usual; whether the episode was truncated.
+
+    `env.step` keeps its bookkeeping (time, steps, spawned traffic, truncation); the ego's `act`
+    is shadowed for the step, and the meta-action is None, so the ego gets none."""
+    from highway_env.vehicle.kinematics import Vehicle
+
+    ego = env.unwrapped.vehicle
+    ego.act = lambda action=None: Vehicle.act(  # a fresh dict: `step` clips it in place
+        ego, {"steering": float(steering), "acceleration": float(acceleration)}
+    )
+    try:
+        return env.step(None)[3]
+    finally:
+        del ego.act  # the class's act again
+
+
 def _simulate(
     env: Any,
     scenario: str,
@@ -421,9 +442,17 @@ def _simulate(
     fps: float,
     seed: int,
     front: tuple[CameraGeometry, Style] | None = None,
+    control: Control | None = None,
+    render: bool = True,
 ):
     """One episode: frames, events, ego series and scene facts from simulator truth, and whether
-    it crashed; seen from above, or from the windshield with `front` (geometry, appearance)."""
+    it crashed; seen from above, or from the windshield with `front` (geometry, appearance).
+
+    `control(k)` may take the ego over at frame k: where it gives (steering rad, acceleration
+    m/s^2), the ego drives with them for that policy period instead of following the policy (see
+    `_drive`); once it gives None again, a lane keeper drives (IDLE toward the lane the ego is in
+    then, at its speed then), never the policy. Without `render` no frames are drawn (`frames` is
+    empty): the ego's rules read the simulator, not the pixels."""
     rng = np.random.default_rng(seed)
     exit_ = {"config": {"destination": f"o{seed % 3 + 1}"}}  # intersection: left/straight/right
     env.reset(seed=seed, options=exit_ if scenario == "intersection" else None)
@@ -439,9 +468,11 @@ def _simulate(
     frames, speed, steer, heading, lane, reasons, events, facts = [], [], [], [], [], [], [], []
     boxes: list[list[float] | None] = []  # the leader's image box (front camera)
     pending, turn, crashed, last = None, None, False, False
+    driver = "policy"  # then "control" while `control` gives controls, "keeper" after them
     for k in range(steps):
         ego, now = u.vehicle, k / fps
-        frames.append(camera.render(policy.signal))
+        if render:
+            frames.append(camera.render(policy.signal))
         speed.append(float(ego.speed))
         steer.append(float(ego.action["steering"]))
         heading.append(float(ego.heading))  # rad; y points down, so it grows turning right
@@ -466,24 +497,36 @@ def _simulate(
             turn = (None, None)  # one pass through the intersection
         if last or k == steps - 1:
             break
-        name, why = policy.act(now, pending is not None)
-        reasons.append(why)
-        before = ego.target_lane_index
-        truncated = env.step(actions.get(name, actions["IDLE"]))[3]
-        if name.startswith("LANE") and ego.target_lane_index != before:
-            pending = (now, int(lane[-1]), int(ego.target_lane_index[2]))
+        given = None if control is None else control(k)
+        if given is not None:
+            driver, policy.signal = "control", 0  # the policy no longer indicates
+            reasons.append("control")
+            truncated = _drive(env, *given)
+        elif driver != "policy":
+            if driver == "control":  # controls ended: keep the lane it is in, at its speed
+                ego.target_lane_index, ego.target_speed = ego.lane_index, float(ego.speed)
+            driver = "keeper"
+            reasons.append("keeper")
+            truncated = env.step(actions["IDLE"])[3]
+        else:
+            name, why = policy.act(now, pending is not None)
+            reasons.append(why)
+            before = ego.target_lane_index
+            truncated = env.step(actions.get(name, actions["IDLE"]))[3]
+            if name.startswith("LANE") and ego.target_lane_index != before:
+                pending = (now, int(lane[-1]), int(ego.target_lane_index[2]))
         if ego.crashed:  # drop the crash frame itself
             crashed = True
             break
         last = truncated or _off_road(u)  # past any goal the ego drives on to the road's end
-    times = np.arange(len(frames)) / fps
+    times = np.arange(len(speed)) / fps
     end = float(times[-1])
     if pending is not None and lane[-1] == pending[2] and pending[0] < end:
         events.append(Event(_LANE_CHANGE[pending[2] < pending[1]], pending[0], end))
     if turn and turn[0] is not None and turn[1] is not None and turn[0] < end:
         events.append(Event(turn[1], turn[0], end))
     speeds = np.array(speed)
-    events += _speed_events(speeds, [*reasons, "cruise"][: len(frames)], times)
+    events += _speed_events(speeds, [*reasons, "cruise"][: len(speed)], times)
     events = sorted(
         (Event(e.maneuver, round(e.start, 4), round(e.end, 4)) for e in events),
         key=lambda e: (e.start, e.maneuver),
