@@ -163,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--plan-windows", type=int, default=64,
         help="windows the action report plans for (cross-entropy method; 0 skips planning)",
     )  # fmt: skip
+    ev.add_argument(
+        "--toward-windows", type=int, default=32,
+        help="keep-lane windows the action report plans a lane change for, each side, replayed "
+        "in the simulator for highway-env clips (0 skips it)",
+    )  # fmt: skip
 
     cmp = sub.add_parser(
         "compare", help="several models side by side on held-out clips, with bootstrap intervals"
@@ -250,6 +255,33 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     predict.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=8)
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+
+    plan = sub.add_parser(
+        "plan", help="plan steering and acceleration toward a maneuver (action-conditioned SOON)"
+    )
+    plan.add_argument(
+        "video", metavar="VIDEO",
+        help="video file (its annotation, if any, gives the recorded state and actions)",
+    )  # fmt: skip
+    plan.add_argument("--checkpoint", required=True, metavar="SOURCE", help=SOURCE_HELP)
+    plan.add_argument(
+        "--toward", required=True, metavar="MANEUVER",
+        help="the maneuver to plan toward, e.g. lane_change_left (one the scorer knows)",
+    )  # fmt: skip
+    plan.add_argument(
+        "--at", type=float, metavar="SECONDS", help="start of the window (default: the first)"
+    )
+    plan.add_argument(
+        "--scorer-data", metavar="DATA",
+        help="annotated training videos the maneuver scorer is fitted on (not needed once --out "
+        "holds a scorer fitted for this checkpoint)",
+    )  # fmt: skip
+    plan.add_argument(
+        "--out", help="folder for plan.json, plan.png and the scorer (default: ./VIDEO_NAME.plan)"
+    )
+    plan.add_argument("--seed", type=int, default=0, help="the planner's random draws")
+    plan.add_argument("--batch-size", type=int, default=16, help="windows per scorer batch")
+    plan.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
 
     convert = sub.add_parser(
         "convert-meta",
@@ -482,8 +514,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.unconditioned:
             baseline = TriTemporalModel.from_pretrained(args.unconditioned).to(device)
         actions = action_report(
-            model, args.data, baseline, args.batch_size, args.seed, plan_windows=args.plan_windows
-        )
+            model, args.data, baseline, args.batch_size, args.seed,
+            plan_windows=args.plan_windows, toward_windows=args.toward_windows,
+        )  # fmt: skip
         write_action_report(actions, out)
         print("\n" + "\n".join(action_lines(actions)))
     elif args.unconditioned:
@@ -620,6 +653,43 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """`tritemporal plan`: CEM toward a maneuver from one window of a video; prints the planned
+    controls, writes plan.json and plan.png."""
+    from pathlib import Path
+
+    from tritemporal.data.videos import label_vocabulary
+    from tritemporal.eval.maneuver_scorer import load_or_fit_scorer
+    from tritemporal.eval.planning import open_window, plan_lines, plan_video, write_plan
+    from tritemporal.model import TriTemporalModel
+    from tritemporal.runtime import resolve_device
+
+    device = resolve_device(args.device)
+    model = TriTemporalModel.from_pretrained(args.checkpoint).to(device).eval()
+    if model.action is None:
+        raise ValueError(
+            f"--checkpoint {args.checkpoint} is not action-conditioned: planning needs a model "
+            "trained with predictor.action_conditioning=true"
+        )
+    known = label_vocabulary(model.config.data.extra_maneuvers)
+    if args.toward not in known:
+        raise ValueError(f"--toward {args.toward!r}: unknown maneuver; one of {', '.join(known)}")
+    windows = open_window(model, args.video, args.at)  # a bad VIDEO or --at fails before fitting
+    out = Path(args.out or f"{Path(args.video).stem}.plan")
+    scorer, fitted = load_or_fit_scorer(model, out, args.scorer_data, args.seed, args.batch_size)
+    logger.info("maneuver scorer %s %s", "fitted and saved in" if fitted else "loaded from", out)
+    if args.toward not in scorer.label_names:
+        raise ValueError(
+            f"--toward {args.toward}: the maneuver scorer in {out} knows only "
+            f"{', '.join(scorer.label_names)} (the maneuvers its windows show in their SOON part)"
+        )
+    result = plan_video(model, windows, scorer, args.toward, args.seed)
+    print("\n".join(plan_lines(result)))
+    for path in write_plan(result, out):
+        print(f"wrote {path}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "make-clips": cmd_make_clips,
@@ -632,6 +702,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "merge": cmd_merge,
     "predict": cmd_predict,
+    "plan": cmd_plan,
     "import": cmd_import,
     "label": cmd_label,
 }

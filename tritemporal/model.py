@@ -185,15 +185,20 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
 
     def outcome_fingerprint(self) -> str:
         """16 hex digits of SHA-256 over the weights that make the EVENTUALLY embedding: every
-        tensor of the student encoder and the outcome head (name, dtype, shape and bytes).
+        tensor of the student encoder and the outcome head (`weights_fingerprint`).
 
         A probe fitted on one model's embeddings records it, and `predict` refuses a probe
-        whose fingerprint is another model's. All bytes are hashed, not a sample, so any change
-        of weight counts; that costs about 0.6 s per GB on one CPU core (ViT-L: under a second).
-        """
+        whose fingerprint is another model's."""
+        return self.weights_fingerprint(OUTCOME_PARTS)
+
+    def weights_fingerprint(self, prefixes: tuple[str, ...]) -> str:
+        """16 hex digits of SHA-256 over every tensor whose state-dict name starts with one of
+        `prefixes` (name, dtype, shape and bytes): what something fitted on this model's
+        outputs depends on. All bytes are hashed, not a sample, so any change of weight
+        counts; that costs about 0.6 s per GB on one CPU core (ViT-L: under a second)."""
         digest = hashlib.sha256()
         for name, tensor in sorted(self.state_dict().items()):
-            if name.startswith(OUTCOME_PARTS):
+            if name.startswith(prefixes):
                 flat = tensor.detach().to("cpu").contiguous().reshape(-1)
                 digest.update(f"{name} {flat.dtype} {tuple(tensor.shape)}\n".encode())
                 digest.update(flat.view(torch.uint8).numpy())

@@ -28,6 +28,9 @@ actions of the SOON frames (the intervention) are swapped:
   real SOON tokens. The report gives how often the plan's steering sign and accelerate-or-brake
   agree with the truth where the true value is clearly non-zero (|z| > `clear_z`), and the
   correlation of planned and true values, against random actions drawn from the same prior.
+- **Planning toward a lane change** (`toward`, eval/toward.py): the cross-entropy method asked
+  for a lane change to either side, scored by the steering's sign and, for highway-env clips,
+  by replaying the plan in the simulator; against random actions.
 """
 
 from __future__ import annotations
@@ -38,52 +41,30 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from tritemporal.data.annotations import DEFAULT_MANEUVER
 from tritemporal.data.videos import VideoClips
-from tritemporal.eval.compare import bootstrap_interval, video_resamples
+from tritemporal.eval.compare import (
+    bootstrap_interval,
+    brackets,
+    rate_interval,
+    video_resamples,
+)
+from tritemporal.eval.maneuver_scorer import pool_steps, teacher_present
+from tritemporal.eval.planning import (
+    ActionWindows,
+    CemSpec,
+    ControlBounds,
+    action_windows,
+    now_tokens,
+)
 from tritemporal.eval.plots import plot_horizon
 from tritemporal.eval.progress import phase
 from tritemporal.eval.report import eval_dataset, extract, soon_horizons
+from tritemporal.eval.toward import TowardSpec, toward_lines, toward_report
 from tritemporal.model import TriTemporalModel
 
 COUNTERFACTUALS = ("lane_change_left", "lane_change_right", "brake")
-BANK_GRID = 4  # the retrieval bank pools each SOON step's tokens to at most 4 x 4 cells
-
-
-@dataclass(frozen=True)
-class CemSpec:
-    """Cross-entropy method over standardised actions (one vector per SOON step)."""
-
-    population: int = 64
-    elites: int = 8
-    iterations: int = 5
-
-
-@dataclass
-class ActionWindows:
-    """What the evaluation needs of every held-out window, read from annotations alone."""
-
-    actions: torch.Tensor  # (N, 1 + soon_frames, F): state row, then the SOON frames
-    soon_maneuver: np.ndarray  # (N,) maneuver id during the SOON part (UNLABELLED: none)
-    videos: np.ndarray  # (N,)
-    starts: np.ndarray  # (N,) seconds
-
-
-def action_windows(model: TriTemporalModel, dataset: VideoClips) -> ActionWindows:
-    """Actions, SOON maneuvers, videos and start times of every window (no video decoding)."""
-    assert model.action is not None
-    c = model.config.clip
-    frames = model.action.frames
-    values = dataset.signal_values(model.action.signals, c.action_rows)
-    soon_s = c.soon_frames / dataset.spec.fps
-    return ActionWindows(
-        actions=values.view(len(dataset), frames, -1).float(),
-        soon_maneuver=dataset.window_maneuvers(c.now_frames / dataset.spec.fps, soon_s),
-        videos=np.asarray(dataset.video_ids),
-        starts=dataset.window_starts,
-    )
 
 
 def speed_matched(
@@ -112,15 +93,6 @@ def _speed_column(model: TriTemporalModel) -> int:
 def _with_actions(own: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
     """The window's own state row with the donor's SOON actions."""
     return torch.cat([own[:, :1], donor[:, 1:]], dim=1)
-
-
-def _pool_bank(tokens: torch.Tensor, steps: int, grid: tuple[int, int]) -> torch.Tensor:
-    """SOON tokens (B, steps * h * w, D) -> (B, steps * cells * D) on a coarse grid."""
-    b, _, d = tokens.shape
-    h, w = grid
-    x = tokens.view(b * steps, h, w, d).permute(0, 3, 1, 2)
-    x = F.adaptive_avg_pool2d(x, (min(h, BANK_GRID), min(w, BANK_GRID)))
-    return x.reshape(b, -1)
 
 
 def _l1_steps(pred: torch.Tensor, truth: torch.Tensor, steps: int) -> torch.Tensor:
@@ -167,12 +139,6 @@ def plan(
     return mu
 
 
-def _rate_interval(hits: np.ndarray, videos: np.ndarray, bootstrap: int, seed: int) -> list:
-    """95% interval of a hit rate over resamples of the videos its windows come from."""
-    rate = lambda idx: float(np.mean(hits[idx])) if len(idx) else float("nan")  # noqa: E731
-    return list(bootstrap_interval(rate, video_resamples(videos, bootstrap, seed)))
-
-
 def _agreement(
     planned: np.ndarray, true: np.ndarray, videos: np.ndarray, clear_z: float, bootstrap: int
 ) -> dict:
@@ -183,7 +149,7 @@ def _agreement(
     if clear.any():
         hits = np.sign(planned[clear]) == np.sign(true[clear])
         agree = float(np.mean(hits))
-        interval = _rate_interval(hits, videos[clear], bootstrap, 0)
+        interval = rate_interval(hits, videos[clear], bootstrap, 0)
     corr = None
     if len(true) > 2 and np.std(planned) > 0 and np.std(true) > 0:
         corr = float(np.corrcoef(planned, true)[0, 1])
@@ -243,6 +209,7 @@ class _Tally:
     sums: dict[str, torch.Tensor]  # variant -> (steps,) summed L1
     per_window: dict[str, list] = field(default_factory=dict)  # true / shuffled -> (B, steps)
     bank: list[torch.Tensor] = field(default_factory=list)  # pooled real SOON futures
+    present: list[torch.Tensor] = field(default_factory=list)  # pooled teacher presents
     own: list[torch.Tensor] = field(default_factory=list)  # queries under their own actions
     injected: dict[str, list] = field(default_factory=dict)  # maneuver -> (windows, pooled)
     between: list[torch.Tensor] = field(default_factory=list)  # consistency, per pair
@@ -300,9 +267,12 @@ def action_report(
     cem: CemSpec | None = None,
     clear_z: float = 0.5,
     bootstrap: int = 1000,
+    toward_windows: int = 32,
+    bounds: ControlBounds | None = None,
 ) -> dict:
     """The action-conditioning report (module docstring) of a conditioned model on `data`; the
-    action gain carries a 95% interval from `bootstrap` resamples of held-out videos."""
+    action gain carries a 95% interval from `bootstrap` resamples of held-out videos. Planning
+    toward a lane change uses up to `toward_windows` windows (0: no `toward` part)."""
     if model.action is None:
         raise ValueError("the action report needs an action-conditioned model")
     dataset = eval_dataset(model.config, data) if isinstance(data, str) else data
@@ -338,6 +308,16 @@ def action_report(
         "consistency": _consistency(tally, horizons[plan_.shift :] if plan_.shift else []),
         "planning": _planning_report(tally, w.videos, list(a.signals), clear_z, bootstrap),
     }  # fmt: skip
+    if toward_windows > 0:
+        toward = TowardSpec(
+            cem or CemSpec(), bounds or ControlBounds(), seed, bootstrap, batch_size
+        )
+        with phase("action report: planning toward a lane change", 1, "parts", device) as advance:
+            bank, present = torch.cat(tally.bank), torch.cat(tally.present)
+            report["toward"] = toward_report(
+                model, dataset, w, bank, present, toward_windows, toward
+            )
+            advance(1)
     if baseline is not None:
         held_out = eval_dataset(baseline.config, dataset.root)
         with phase("action report: unconditioned", len(held_out), "windows", device) as advance:
@@ -348,13 +328,6 @@ def action_report(
             "l1_over_copy": (soon["model_l1"] / soon["copy_l1"]).tolist(),
         }
     return report
-
-
-def _copy_last(model: TriTemporalModel, clips: torch.Tensor, steps: int) -> torch.Tensor:
-    """The last NOW step of the teacher's pass over the NOW frames alone, repeated over the
-    SOON steps (B, steps * H*W, D): the forecast that knows only the present."""
-    hw = model.config.clip.grid[1] * model.config.clip.grid[2]
-    return model.present_targets(clips)[:, -hw:].repeat(1, steps, 1)
 
 
 def _score_batch(
@@ -375,8 +348,10 @@ def _score_batch(
     clips = model.normalize(torch.stack([dataset[int(i)]["video"] for i in idx]).to(device))
     targets = model.teacher_targets(clips)
     truth = targets[:, model.soon_idx[0]]
-    now = model.backbone.encoder(clips, keep=model.now_idx.expand(len(idx), -1))
-    present = model.soon_present(clips)  # where a floored forecast starts (None: no floor)
+    now = now_tokens(model, clips)
+    # the teacher's present: copy-last, the scorer's "now", and where a floored forecast starts
+    teacher_now = teacher_present(model, clips)
+    present = teacher_now if model.soon_floor is not None else None
 
     def forecast(rows: slice | np.ndarray, actions: torch.Tensor) -> torch.Tensor:
         start = None if present is None else present[rows]
@@ -390,22 +365,23 @@ def _score_batch(
         "true": true_pred,
         "shuffled": forecast(every, shuffled),
         "mean": forecast(every, _with_actions(own, a.mean.float().expand_as(own))),
-        "copy": _copy_last(model, clips, steps),
+        "copy": teacher_now.repeat(1, steps, 1),  # the forecast that knows only the present
     }
     for key, pred in forecasts.items():
         l1 = _l1_steps(pred, truth, steps).double().cpu()
         tally.sums[key] += l1.sum(0)
         if key in ("true", "shuffled"):
             tally.per_window.setdefault(key, []).append(l1)
-    tally.bank.append(_pool_bank(truth, steps, (gh, gw)).half().cpu())
+    tally.bank.append(pool_steps(truth, steps, (gh, gw)).half().cpu())
+    tally.present.append(pool_steps(teacher_now, 1, (gh, gw)).half().cpu())
     rows = np.flatnonzero(np.isin(idx, plan_.queries))
     if len(rows):
-        tally.own.append(_pool_bank(true_pred[rows], steps, (gh, gw)).half().cpu())
+        tally.own.append(pool_steps(true_pred[rows], steps, (gh, gw)).half().cpu())
         at = np.searchsorted(plan_.queries, idx[rows])
         for m, matched in plan_.donors.items():
             ok = matched[at] >= 0
             acts = _with_actions(own[rows[ok]], w.actions[matched[at][ok]].to(device))
-            pooled = _pool_bank(forecast(rows[ok], acts), steps, (gh, gw))
+            pooled = pool_steps(forecast(rows[ok], acts), steps, (gh, gw))
             tally.injected[m].append((idx[rows[ok]], pooled.half().cpu()))
     if plan_.shift:
         batch = [(int(q), true_pred[i], truth[i]) for i, q in enumerate(idx)]
@@ -487,9 +463,9 @@ def _retrieval(
         out["maneuvers"][m] = {
             "queries": len(windows),
             "injected": injected,
-            "injected_interval": _rate_interval(hits == target, where, bootstrap, 0),
+            "injected_interval": rate_interval(hits == target, where, bootstrap, 0),
             "own_actions": own_rate,
-            "own_actions_interval": _rate_interval(own, where, bootstrap, 0),
+            "own_actions_interval": rate_interval(own, where, bootstrap, 0),
             "ratio": injected / own_rate if own_rate > 0 else None,
             "bank_share": float(np.mean(soon_maneuver == target)),
         }
@@ -549,8 +525,8 @@ def action_lines(report: dict) -> list[str]:
         lines.append(f"  unconditioned / copy-last {fmt(report['unconditioned']['l1_over_copy'])}")
     for m, r in report["counterfactual"]["maneuvers"].items():
         lines.append(
-            f"  retrieval {m}: injected {r['injected']:.3f} {_span(r['injected_interval'])} vs "
-            f"own actions {r['own_actions']:.3f} {_span(r['own_actions_interval'])}"
+            f"  retrieval {m}: injected {r['injected']:.3f} {brackets(r['injected_interval'])} vs "
+            f"own actions {r['own_actions']:.3f} {brackets(r['own_actions_interval'])}"
             f" ({r['queries']} keep-lane windows)"
         )
     cons = report["consistency"]
@@ -565,17 +541,14 @@ def action_lines(report: dict) -> list[str]:
             continue
         lines.append(
             f"  planning {name}: sign agreement {p['sign_agreement']:.3f} "
-            f"{_span(p['sign_agreement_interval'])} (random {q['sign_agreement']:.3f} "
-            f"{_span(q['sign_agreement_interval'])}) on {p['clear_windows']} windows; correlation "
-            f"{_num(p['correlation'])} (random {_num(q['correlation'])})"
+            f"{brackets(p['sign_agreement_interval'])} (random {q['sign_agreement']:.3f} "
+            f"{brackets(q['sign_agreement_interval'])}) on {p['clear_windows']} windows; "
+            f"correlation {_num(p['correlation'])} (random {_num(q['correlation'])})"
         )
+    if "toward" in report:
+        lines += toward_lines(report["toward"])
     return lines
 
 
 def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
-
-
-def _span(interval: list[float]) -> str:
-    """A 95% interval as printed: [low, high]."""
-    return f"[{interval[0]:.3f}, {interval[1]:.3f}]"

@@ -140,6 +140,17 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
+def rate_interval(hits: np.ndarray, videos: np.ndarray, bootstrap: int, seed: int) -> list:
+    """95% interval of a hit rate over resamples of the videos its windows come from."""
+    rate = lambda idx: float(np.mean(hits[idx])) if len(idx) else float("nan")  # noqa: E731
+    return list(bootstrap_interval(rate, video_resamples(videos, bootstrap, seed)))
+
+
+def brackets(interval: list[float]) -> str:
+    """A 95% interval as printed: [low, high]."""
+    return f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
 def _split_prefix(source: str) -> tuple[str, str]:
     """A source's prefix ("", `random:` or `teacher:`) and the source it applies to."""
     prefix = next((p for p in (RANDOM_PREFIX, TEACHER_PREFIX) if source.startswith(p)), "")

@@ -22,7 +22,7 @@ DPI = 110
 logger = logging.getLogger(__name__)
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write `fig` as a PNG at `path` (parents created) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +68,7 @@ def confusion_figure(confusion: Any, label_names: list[str], title: str) -> Figu
 
 def plot_confusion(confusion: Any, label_names: list[str], path: str | Path, title: str) -> Path:
     """`confusion_figure` written as a PNG at `path`."""
-    return _save(confusion_figure(confusion, label_names, title), path)
+    return save_figure(confusion_figure(confusion, label_names, title), path)
 
 
 def projection_figure(x: Any, y: Any, label_names: list[str], title: str) -> Figure:
@@ -113,7 +113,7 @@ def projection_figure(x: Any, y: Any, label_names: list[str], title: str) -> Fig
 
 def plot_projection(x: Any, y: Any, label_names: list[str], path: str | Path, title: str) -> Path:
     """`projection_figure` written as a PNG at `path`."""
-    return _save(projection_figure(x, y, label_names, title), path)
+    return save_figure(projection_figure(x, y, label_names, title), path)
 
 
 def horizon_figure(
@@ -148,7 +148,7 @@ def plot_horizon(
     ylabel: str,
 ) -> Path:
     """`horizon_figure` written as a PNG at `path`."""
-    return _save(horizon_figure(horizon_s, series, title, ylabel), path)
+    return save_figure(horizon_figure(horizon_s, series, title, ylabel), path)
 
 
 def bars_figure(
@@ -193,7 +193,7 @@ def plot_bars(
     chance: float | None = None,
 ) -> Path:
     """`bars_figure` written as a PNG at `path`."""
-    return _save(bars_figure(groups, title, ylabel, chance), path)
+    return save_figure(bars_figure(groups, title, ylabel, chance), path)
 
 
 def intervals_figure(
@@ -247,7 +247,7 @@ def plot_intervals(
     reference: dict[str, float] | None = None,
 ) -> Path:
     """`intervals_figure` written as a PNG at `path`."""
-    return _save(intervals_figure(rows, columns, title, reference), path)
+    return save_figure(intervals_figure(rows, columns, title, reference), path)
 
 
 def time_to_maneuver_figure(
@@ -292,7 +292,7 @@ def plot_time_to_maneuver(
     title: str,
 ) -> Path:
     """`time_to_maneuver_figure` written as a PNG at `path`."""
-    return _save(time_to_maneuver_figure(horizons, rows, title), path)
+    return save_figure(time_to_maneuver_figure(horizons, rows, title), path)
 
 
 def trailing_mean(values: Any, window: int) -> np.ndarray:
@@ -347,4 +347,4 @@ def plot_curves(
     records: list[dict], keys: list[str], path: str | Path, title: str, smooth: int = 1
 ) -> Path:
     """`curves_figure` written as a PNG at `path`."""
-    return _save(curves_figure(records, keys, title, smooth), path)
+    return save_figure(curves_figure(records, keys, title, smooth), path)
