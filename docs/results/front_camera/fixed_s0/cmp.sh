@@ -3,8 +3,9 @@
 # videos made the same way (env seeds 100000-100099, --fixed-camera --fixed-look). Rows: random init
 # (pretrain_front's architecture), the ego-status guard, per seed the front base (the run's EMA
 # teacher), its student with the predictor (the tri-temporal forecast) and the 600-step
-# supervised ceiling; then any extra rows given as NAME=SOURCE (e.g. tri_floor_s0=floor_s0).
-# Usage: cmp.sh HELD_OUT_FOLDER OUT SEEDS... [NAME=SOURCE...]
+# supervised ceiling (ROWS, default "base tri ceiling", picks among them); then any extra rows
+# given as NAME=SOURCE (e.g. tri_floor_s0=floor_s0).
+# Usage: [ROWS="base ceiling"] cmp.sh HELD_OUT_FOLDER OUT SEEDS... [NAME=SOURCE...]
 source /work/main/.venv/bin/activate
 cd /work/exp29/fixed
 held=$1; out=$2; shift 2
@@ -14,7 +15,7 @@ SRC=(); NAMES=(); declare -A G
 for s in "${SEEDS[@]}"; do
   for pair in base:teacher:pretrain_s$s tri:pretrain_s$s ceiling:ceiling_s$s; do
     row=${pair%%:*}; src=${pair#*:}
-    [ -d ${src#teacher:} ] || continue
+    [[ " ${ROWS:-base tri ceiling} " == *" $row "* ]] && [ -d ${src#teacher:} ] || continue
     SRC+=($src); NAMES+=(${row}_s$s); G[$row]+="${row}_s$s,"
   done
 done
