@@ -5,7 +5,8 @@
 # teacher), its student with the predictor (the tri-temporal forecast) and the 600-step
 # supervised ceiling (ROWS, default "base tri ceiling", picks among them); then any extra rows
 # given as NAME=SOURCE (e.g. tri_floor_s0=floor_s0).
-# Usage: [ROWS="base ceiling"] cmp.sh HELD_OUT_FOLDER OUT SEEDS... [NAME=SOURCE...]
+# PARTS, if set, are compare's --parts (e.g. "eventually ttm" for ceilings alone).
+# Usage: [ROWS="base ceiling"] [PARTS=...] cmp.sh HELD_OUT_FOLDER OUT SEEDS... [NAME=SOURCE...]
 source /work/main/.venv/bin/activate
 cd /work/exp29/fixed
 held=$1; out=$2; shift 2
@@ -20,9 +21,10 @@ for s in "${SEEDS[@]}"; do
   done
 done
 for row in "${EXTRA[@]}"; do NAMES+=(${row%%=*}); SRC+=(${row#*=}); done
-GROUP_ARGS=()
+OPTS=()
+[ -n "$PARTS" ] && OPTS+=(--parts $PARTS)
 if [ ${#SEEDS[@]} -gt 1 ]; then
-  for row in "${!G[@]}"; do GROUP_ARGS+=(--group $row=${G[$row]%,}); done
+  for row in "${!G[@]}"; do OPTS+=(--group $row=${G[$row]%,}); done
 fi
 tritemporal compare random:pretrain_s${SEEDS[0]} ego-status "${SRC[@]}" --names random_init ego_status "${NAMES[@]}" \
-  "${GROUP_ARGS[@]}" --data $held --bootstrap 1000 --out $out > $out.log 2>&1
+  "${OPTS[@]}" --data $held --bootstrap 1000 --out $out > $out.log 2>&1
