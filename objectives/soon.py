@@ -19,6 +19,8 @@ how it forecasts at inference. The two L1s are averaged into `loss_soon`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from tritemporal.adapters.registry import Backbone
@@ -27,104 +29,78 @@ from tritemporal.layers.tokens import MaskToken, gather_tokens
 from tritemporal.objectives.losses import masked_l1
 
 
-def soon_forecast(
-    backbone: Backbone,
-    now_context: torch.Tensor,
-    now_idx: torch.Tensor,
-    soon_idx: torch.Tensor,
-    grid: tuple[int, int, int],
-    target_cond: torch.Tensor | None = None,
-    floor: CopyLastFloor | None = None,
-    present: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Predicted SOON embeddings (B, M_soon, D) from the encoded NOW tokens; `target_cond`
-    (B, M_soon, P) is the action embedding of each SOON token, if conditioned; `floor`, if
-    given, starts the forecast at copying `present` (B, hw, D), the teacher's last NOW step."""
-    b = now_context.shape[0]
-    context_idx = now_idx.expand(b, -1)
-    target_idx = soon_idx.expand(b, -1)
-    pred = backbone.predictor(
-        now_context, context_idx, target_idx, grid, MaskToken.SOON, target_cond=target_cond
+@dataclass(frozen=True)
+class SoonContext:
+    """What every SOON forecast of a batch reads: the encoded NOW tokens `now` (B, N_now, D) at
+    `now_idx`, the SOON positions `soon_idx` of the token `grid`, the action embedding `cond`
+    (B, M_soon, P) of each SOON token if conditioned, and the copy-last `floor` with the
+    `present` (B, hw, D) it starts from, if floored."""
+
+    backbone: Backbone
+    now: torch.Tensor
+    now_idx: torch.Tensor
+    soon_idx: torch.Tensor
+    grid: tuple[int, int, int]
+    cond: torch.Tensor | None = None
+    floor: CopyLastFloor | None = None
+    present: torch.Tensor | None = None
+
+
+def soon_forecast(ctx: SoonContext) -> torch.Tensor:
+    """Every SOON step at once (B, M_soon, D) from the NOW tokens (V-JEPA's one predictor
+    call; with a floor, it starts at copying the present)."""
+    b = ctx.now.shape[0]
+    context_idx, target_idx = ctx.now_idx.expand(b, -1), ctx.soon_idx.expand(b, -1)
+    pred = ctx.backbone.predictor(
+        ctx.now, context_idx, target_idx, ctx.grid, MaskToken.SOON, target_cond=ctx.cond
     )
-    return pred if floor is None else floor(pred, present)
+    return pred if ctx.floor is None else ctx.floor(pred, ctx.present)
 
 
-def soon_rollout(
-    backbone: Backbone,
-    now_context: torch.Tensor,
-    now_idx: torch.Tensor,
-    soon_idx: torch.Tensor,
-    grid: tuple[int, int, int],
-    steps: int,
-    target_cond: torch.Tensor | None = None,
-    floor: CopyLastFloor | None = None,
-    present: torch.Tensor | None = None,
-    given: torch.Tensor | None = None,
-) -> torch.Tensor:
+def soon_rollout(ctx: SoonContext, steps: int, given: torch.Tensor | None = None) -> torch.Tensor:
     """The first `steps` SOON steps forecast one at a time (B, steps * hw, D): step k from NOW
     and steps 0..k-1, which are `given` (B, >= (steps - 1) * hw, D: teacher forcing) or else the
-    forecast's own (rollout). With `floor`, step 0 starts at copying `present` (B, hw, D) and
-    step k at copying step k - 1."""
-    b = now_context.shape[0]
-    hw = grid[1] * grid[2]
-    if not 0 < steps * hw <= soon_idx.shape[-1]:
-        raise ValueError(f"{steps} SOON steps asked of a window of {soon_idx.shape[-1] // hw}")
-    context, context_idx = now_context, now_idx.expand(b, -1)
-    target_idx = soon_idx.expand(b, -1)
-    base = present
+    forecast's own (rollout). With a floor, step 0 starts at copying the present and step k at
+    copying step k - 1."""
+    b, hw = ctx.now.shape[0], ctx.grid[1] * ctx.grid[2]
+    if not 0 < steps * hw <= ctx.soon_idx.shape[-1]:
+        raise ValueError(f"{steps} SOON steps asked of a window of {ctx.soon_idx.shape[-1] // hw}")
+    context, context_idx = ctx.now, ctx.now_idx.expand(b, -1)
+    target_idx = ctx.soon_idx.expand(b, -1)
+    base = ctx.present
     forecast = []
     for k in range(steps):
         span = slice(k * hw, (k + 1) * hw)
-        cond = None if target_cond is None else target_cond[:, span]
+        cond = None if ctx.cond is None else ctx.cond[:, span]
         step_idx = target_idx[:, span]
-        pred = backbone.predictor(
-            context, context_idx, step_idx, grid, MaskToken.SOON, target_cond=cond
+        pred = ctx.backbone.predictor(
+            context, context_idx, step_idx, ctx.grid, MaskToken.SOON, target_cond=cond
         )
-        pred = pred if floor is None else floor(pred, base)
+        pred = pred if ctx.floor is None else ctx.floor(pred, base)
         forecast.append(pred)
-        before = pred if given is None else given[:, span].to(pred.dtype)
-        base = before
-        context = torch.cat([context, before.to(context.dtype)], dim=1)
+        base = pred if given is None else given[:, span].to(pred.dtype)
+        context = torch.cat([context, base.to(context.dtype)], dim=1)
         context_idx = torch.cat([context_idx, step_idx], dim=1)
     return torch.cat(forecast, dim=1)
 
 
+def soon_targets(ctx: SoonContext, targets: torch.Tensor) -> torch.Tensor:
+    """The teacher's SOON embeddings (B, M_soon, D) out of its whole-clip targets (B, N, D)."""
+    return gather_tokens(targets, ctx.soon_idx.expand(ctx.now.shape[0], -1))
+
+
+def soon_loss(ctx: SoonContext, targets: torch.Tensor) -> torch.Tensor:
+    """L1 between the SOON forecast and the teacher's SOON embeddings."""
+    return masked_l1(soon_forecast(ctx), soon_targets(ctx, targets))
+
+
 def soon_rollout_loss(
-    backbone: Backbone,
-    now_context: torch.Tensor,
-    now_idx: torch.Tensor,
-    soon_idx: torch.Tensor,
-    grid: tuple[int, int, int],
-    targets: torch.Tensor,
-    given: torch.Tensor,
-    rollout_steps: int,
-    target_cond: torch.Tensor | None = None,
-    floor: CopyLastFloor | None = None,
-    present: torch.Tensor | None = None,
+    ctx: SoonContext, targets: torch.Tensor, given: torch.Tensor, rollout_steps: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher-forced and rollout L1 of autoregressive SOON against the teacher's SOON
     embeddings; `given` (B, (S - 1) * hw, D) are the causal inputs of teacher forcing."""
-    b, hw = now_context.shape[0], grid[1] * grid[2]
-    soon = gather_tokens(targets, soon_idx.expand(b, -1))  # (B, S * hw, D)
-    steps = soon.shape[1] // hw
-    args = (backbone, now_context, now_idx, soon_idx, grid)
-    forced = soon_rollout(*args, steps, target_cond, floor, present, given)
-    rolled = soon_rollout(*args, rollout_steps, target_cond, floor, present)
+    soon = soon_targets(ctx, targets)  # (B, S * hw, D)
+    hw = ctx.grid[1] * ctx.grid[2]
+    forced = soon_rollout(ctx, soon.shape[1] // hw, given)
+    rolled = soon_rollout(ctx, rollout_steps)
     return masked_l1(forced, soon), masked_l1(rolled, soon[:, : rollout_steps * hw])
-
-
-def soon_loss(
-    backbone: Backbone,
-    now_context: torch.Tensor,
-    now_idx: torch.Tensor,
-    soon_idx: torch.Tensor,
-    grid: tuple[int, int, int],
-    targets: torch.Tensor,
-    target_cond: torch.Tensor | None = None,
-    floor: CopyLastFloor | None = None,
-    present: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """L1 between the SOON forecast and the teacher's SOON embeddings."""
-    args = (backbone, now_context, now_idx, soon_idx, grid)
-    pred = soon_forecast(*args, target_cond, floor, present)
-    return masked_l1(pred, gather_tokens(targets, soon_idx.expand(pred.shape[0], -1)))

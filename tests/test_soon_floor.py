@@ -163,7 +163,7 @@ def test_teacher_forcing_inputs_see_no_later_frame() -> None:
 
 
 def test_rollout_feeds_its_own_outputs_and_teacher_forcing_the_given_ones() -> None:
-    from tritemporal.objectives.soon import soon_rollout
+    from tritemporal.objectives.soon import SoonContext, soon_rollout
 
     torch.manual_seed(0)
     model = TriTemporalModel(tiny_config(*AR, "clip.soon_frames=4")).eval()
@@ -172,10 +172,10 @@ def test_rollout_feeds_its_own_outputs_and_teacher_forcing_the_given_ones() -> N
     video = model.normalize(_clips(model))
     with torch.no_grad():
         now = model.backbone.encoder(video, keep=model.now_idx.expand(2, -1))
-        args = (model.backbone, now, model.now_idx, model.soon_idx, c.grid, 2)
-        rolled = soon_rollout(*args)
-        forced = soon_rollout(*args, given=model.causal_soon_inputs(video))
-        again = soon_rollout(*args, given=rolled)
+        ctx = SoonContext(model.backbone, now, model.now_idx, model.soon_idx, c.grid)
+        rolled = soon_rollout(ctx, 2)
+        forced = soon_rollout(ctx, 2, given=model.causal_soon_inputs(video))
+        again = soon_rollout(ctx, 2, given=rolled)
     torch.testing.assert_close(rolled[:, :hw], forced[:, :hw])  # step 0: from NOW alone
     assert (rolled[:, hw:] - forced[:, hw:]).abs().mean() > 1e-3
     torch.testing.assert_close(again, rolled)  # rollout = teacher forcing on its own outputs

@@ -56,7 +56,13 @@ from tritemporal.layers.blocks import use_sdpa_kernel
 from tritemporal.objectives.eventually import EventuallyAlignment
 from tritemporal.objectives.losses import effective_rank
 from tritemporal.objectives.masks import MaskSet, window_indices
-from tritemporal.objectives.soon import soon_forecast, soon_loss, soon_rollout, soon_rollout_loss
+from tritemporal.objectives.soon import (
+    SoonContext,
+    soon_forecast,
+    soon_loss,
+    soon_rollout,
+    soon_rollout_loss,
+)
 from tritemporal.objectives.spatial import spatial_masked_loss
 from tritemporal.objectives.supervised import OutcomeClassifier
 from tritemporal.objectives.variance import variance_covariance
@@ -326,14 +332,15 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
                     given = None if joint else self.causal_soon_inputs(video)
             with record_function(step_ranges.PREDICTOR_SOON):
                 cond = None if self.action is None else self._action_cond(signals, window=True)
-                args = (self.backbone, now_context, self.now_idx, self.soon_idx, grid, targets)
+                ctx = SoonContext(
+                    self.backbone, now_context, self.now_idx, self.soon_idx, grid, cond,
+                    self.soon_floor, present,
+                )  # fmt: skip
                 if joint:
-                    losses["loss_soon"] = soon_loss(*args, cond, self.soon_floor, present)
+                    losses["loss_soon"] = soon_loss(ctx, targets)
                 else:
                     rollout = min(lam.soon_rollout_steps, self.config.clip.slices[1])
-                    forced, rolled = soon_rollout_loss(
-                        *args, given, rollout, cond, self.soon_floor, present
-                    )
+                    forced, rolled = soon_rollout_loss(ctx, targets, given, rollout)
                     losses["loss_soon"] = (forced + rolled) / 2
                     parts_soon = {"loss_soon_forced": forced, "loss_soon_rollout": rolled}
         if event:
@@ -458,11 +465,13 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
                 "a model with predictor.soon_base=copy_last forecasts from the teacher's present: "
                 "pass present=model.soon_present(clips) with the NOW tokens"
             )
-        args = (self.backbone, now, self.now_idx, self.soon_idx, self.config.clip.grid)
+        grid = self.config.clip.grid
+        ctx = SoonContext(
+            self.backbone, now, self.now_idx, self.soon_idx, grid, cond, self.soon_floor, present
+        )
         if self.config.predictor.soon_mode == "joint":
-            return soon_forecast(*args, cond, self.soon_floor, present)
-        steps = self.config.clip.slices[1]
-        return soon_rollout(*args, steps, cond, self.soon_floor, present)
+            return soon_forecast(ctx)
+        return soon_rollout(ctx, self.config.clip.slices[1])
 
     def _action_cond(self, signals: torch.Tensor | None, window: bool = False) -> torch.Tensor:
         """The action embedding of every SOON target token (B, M_soon, P) from the actions
