@@ -451,8 +451,12 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         """Where a floored SOON forecast starts (B, hw, D): the teacher's last NOW step over the
         NOW frames alone, layer-normed, the copy-last the evaluation scores; None without the
         floor. `video` is normalized, whole clips or the NOW frames."""
-        if self.soon_floor is None:
-            return None
+        return None if self.soon_floor is None else self.present_step(video)
+
+    @torch.no_grad()
+    def present_step(self, video: torch.Tensor) -> torch.Tensor:
+        """The last step (B, hw, D) of `present_targets`: the present copied forward by the
+        copy-last baseline, that has not seen the future. `video` is normalized."""
         grid = self.config.clip.grid
         return self.present_targets(video)[:, -grid[1] * grid[2] :]
 

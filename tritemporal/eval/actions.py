@@ -50,7 +50,7 @@ from tritemporal.eval.compare import (
     rate_interval,
     video_resamples,
 )
-from tritemporal.eval.maneuver_scorer import pool_steps, teacher_present
+from tritemporal.eval.maneuver_scorer import pool_steps
 from tritemporal.eval.planning import (
     ActionWindows,
     CemSpec,
@@ -350,7 +350,7 @@ def _score_batch(
     truth = targets[:, model.soon_idx[0]]
     now = now_tokens(model, clips)
     # the teacher's present: copy-last, the scorer's "now", and where a floored forecast starts
-    teacher_now = teacher_present(model, clips)
+    teacher_now = model.present_step(clips)
     present = teacher_now if model.soon_floor is not None else None
 
     def forecast(rows: slice | np.ndarray, actions: torch.Tensor) -> torch.Tensor:

@@ -68,13 +68,6 @@ def maneuver_features(pooled: torch.Tensor, present: torch.Tensor, steps: int) -
     return torch.cat([pooled, pooled - present.repeat(1, steps)], dim=1)
 
 
-def teacher_present(model: TriTemporalModel, clips: torch.Tensor) -> torch.Tensor:
-    """The teacher's last NOW step over the NOW frames alone (B, h*w, D) of normalized clips:
-    the present (copy-last) that has not seen the future."""
-    _, h, w = model.config.clip.grid
-    return model.present_targets(clips)[:, -h * w :]
-
-
 def soon_maneuvers(config: TriTemporalConfig, dataset: VideoClips) -> np.ndarray:
     """(N,) maneuver id of each window's SOON part (UNLABELLED without an annotation)."""
     c, fps = config.clip, dataset.spec.fps
@@ -210,7 +203,7 @@ def fit_scorer(
             clips = model.normalize(clips)
             truth = model.teacher_targets(clips)[:, model.soon_idx[0]]
             pooled.append(pool_steps(truth, steps, grid).cpu())
-            present.append(pool_steps(teacher_present(model, clips), 1, grid).cpu())
+            present.append(pool_steps(model.present_step(clips), 1, grid).cpu())
             advance(len(idx))
     if not pooled:
         raise ValueError(f"{dataset.root}: no labelled windows to fit a maneuver scorer on")

@@ -33,7 +33,7 @@ from tritemporal.data.video_files import annotation_of
 from tritemporal.data.video_windows import VideoWindows
 from tritemporal.data.videos import VideoClips, label_vocabulary
 from tritemporal.data.windows import WindowSpec, native_indices
-from tritemporal.eval.maneuver_scorer import ManeuverScorer, soon_maneuvers, teacher_present
+from tritemporal.eval.maneuver_scorer import ManeuverScorer, soon_maneuvers
 from tritemporal.eval.plots import save_figure
 from tritemporal.eval.progress import phase
 from tritemporal.files import write_text
@@ -355,7 +355,7 @@ def plan_video(
     recorded, probability = None, None
     with phase(f"planning toward {maneuver}", 1, "plans", device) as advance:
         clips = model.normalize(windows.clip(0)[None].to(device))
-        now, present = now_tokens(model, clips), teacher_present(model, clips)
+        now, present = now_tokens(model, clips), model.present_step(clips)
         plan = plan_toward(model, now, present, state, scorer, maneuver, bounds, spec, gen)
         if own is not None:
             log_p = maneuver_log_prob(model, now, present, own[None], scorer, k)

@@ -21,7 +21,7 @@ import torch
 from tritemporal.data.annotations import DEFAULT_MANEUVER
 from tritemporal.data.videos import VideoClips
 from tritemporal.eval.compare import brackets, rate_interval
-from tritemporal.eval.maneuver_scorer import ManeuverScorer, scorer_from_pooled, teacher_present
+from tritemporal.eval.maneuver_scorer import ManeuverScorer, scorer_from_pooled
 from tritemporal.eval.planning import (
     CONTROLS,
     ActionWindows,
@@ -142,7 +142,7 @@ def _toward_pairs(
     for first in range(0, len(chosen), opts.batch_size):
         idx = chosen[first : first + opts.batch_size]
         clips = model.normalize(torch.stack([dataset[int(i)]["video"] for i in idx]).to(device))
-        nows, presents = now_tokens(model, clips), teacher_present(model, clips)
+        nows, presents = now_tokens(model, clips), model.present_step(clips)
         for i, q in enumerate(idx):
             now, present, state = nows[i : i + 1], presents[i : i + 1], w.actions[q, 0]
             for m, sign in TOWARD.items():
