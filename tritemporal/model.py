@@ -406,7 +406,7 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
             return self._encode_windows(windows, batch_size, forecast)
         video = self.normalize(video)
         b = video.shape[0]
-        now = self.backbone.encoder(video, keep=self.now_idx.expand(b, -1))
+        now = self.now_tokens(video)
         if not forecast:
             return {"now": now, "eventually": self.outcome(now)}
         cond = None
@@ -452,6 +452,11 @@ class TriTemporalModel(nn.Module, ModelHubMixin, library_name="tritemporal", lic
         NOW frames alone, layer-normed, the copy-last the evaluation scores; None without the
         floor. `video` is normalized, whole clips or the NOW frames."""
         return None if self.soon_floor is None else self.present_step(video)
+
+    def now_tokens(self, video: torch.Tensor) -> torch.Tensor:
+        """The student's NOW tokens (B, N_now, D) of normalized clips: the context every time
+        scale reads; one pass serves the EVENTUALLY head and any number of SOON forecasts."""
+        return self.backbone.encoder(video, keep=self.now_idx.expand(len(video), -1))
 
     @torch.no_grad()
     def present_step(self, video: torch.Tensor) -> torch.Tensor:

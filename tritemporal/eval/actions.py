@@ -56,7 +56,6 @@ from tritemporal.eval.planning import (
     CemSpec,
     ControlBounds,
     action_windows,
-    now_tokens,
 )
 from tritemporal.eval.plots import plot_horizon
 from tritemporal.eval.progress import phase
@@ -348,7 +347,7 @@ def _score_batch(
     clips = model.normalize(torch.stack([dataset[int(i)]["video"] for i in idx]).to(device))
     targets = model.teacher_targets(clips)
     truth = targets[:, model.soon_idx[0]]
-    now = now_tokens(model, clips)
+    now = model.now_tokens(clips)
     # the teacher's present: copy-last, the scorer's "now", and where a floored forecast starts
     teacher_now = model.present_step(clips)
     present = teacher_now if model.soon_floor is not None else None

@@ -109,11 +109,6 @@ class ControlBounds:
         return self.low + u * (self.high - self.low)
 
 
-def now_tokens(model: TriTemporalModel, clips: torch.Tensor) -> torch.Tensor:
-    """The student's NOW tokens (B, N_now, D) of normalized clips: one pass serves every plan."""
-    return model.backbone.encoder(clips, keep=model.now_idx.expand(len(clips), -1))
-
-
 def plan_rows(
     signals: tuple[str, ...], state: torch.Tensor, controls: torch.Tensor, fps: float
 ) -> torch.Tensor:
@@ -355,7 +350,7 @@ def plan_video(
     recorded, probability = None, None
     with phase(f"planning toward {maneuver}", 1, "plans", device) as advance:
         clips = model.normalize(windows.clip(0)[None].to(device))
-        now, present = now_tokens(model, clips), model.present_step(clips)
+        now, present = model.now_tokens(clips), model.present_step(clips)
         plan = plan_toward(model, now, present, state, scorer, maneuver, bounds, spec, gen)
         if own is not None:
             log_p = maneuver_log_prob(model, now, present, own[None], scorer, k)

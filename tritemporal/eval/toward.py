@@ -30,7 +30,6 @@ from tritemporal.eval.planning import (
     highway_annotation,
     lanes_on_both_sides,
     maneuver_log_prob,
-    now_tokens,
     per_frame,
     plan_rows,
     plan_toward,
@@ -142,7 +141,7 @@ def _toward_pairs(
     for first in range(0, len(chosen), opts.batch_size):
         idx = chosen[first : first + opts.batch_size]
         clips = model.normalize(torch.stack([dataset[int(i)]["video"] for i in idx]).to(device))
-        nows, presents = now_tokens(model, clips), model.present_step(clips)
+        nows, presents = model.now_tokens(clips), model.present_step(clips)
         for i, q in enumerate(idx):
             now, present, state = nows[i : i + 1], presents[i : i + 1], w.actions[q, 0]
             for m, sign in TOWARD.items():
