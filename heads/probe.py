@@ -36,6 +36,30 @@ _TENSORS = ("mean", "scale", "weight", "bias")
 logger = logging.getLogger(__name__)
 
 
+def read_probe_folder(
+    folder: Path, weights: str, config: str, fmt: int, what: str, remedy: str
+) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The JSON config and the tensors of a probe saved in `folder` as files `weights` and
+    `config`, checked to be there, readable and of format `fmt` with a probe's four tensors.
+    Errors name the folder and `what` it should hold; `remedy` says how to write one."""
+    missing = [n for n in (weights, config) if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"no {what} in {folder} ({' and '.join(missing)} missing): {remedy}"
+        )
+    try:
+        meta = json.loads((folder / config).read_text())
+        tensors = load_file(folder / weights)
+    except (json.JSONDecodeError, SafetensorError, OSError) as exc:
+        raise ValueError(f"{what} files in {folder} are damaged ({exc}): {remedy}") from exc
+    if meta.get("format") != fmt or set(tensors) != set(_TENSORS):
+        raise ValueError(
+            f"{folder / config} is not a format-{fmt} {what} (format {meta.get('format')!r}, "
+            f"tensors {sorted(tensors)}): {remedy}"
+        )
+    return meta, tensors
+
+
 class LinearProbe(nn.Module):
     """Class logits (N, C) of EVENTUALLY embeddings x (N, E): W ((x - mean) / scale) + b."""
 
@@ -101,23 +125,10 @@ class LinearProbe(nn.Module):
         """The probe saved in folder `path` (or by its PROBE_WEIGHTS / PROBE_CONFIG file)."""
         path = Path(path)
         folder = path.parent if path.name in (PROBE_WEIGHTS, PROBE_CONFIG) else path
-        missing = [n for n in (PROBE_WEIGHTS, PROBE_CONFIG) if not (folder / n).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"no EVENTUALLY probe in {folder} ({' and '.join(missing)} missing): "
-                f"`tritemporal eval --checkpoint RUN --data CLIPS --out {folder}` fits and "
-                "writes one"
-            )
-        try:
-            config = json.loads((folder / PROBE_CONFIG).read_text())
-            tensors = load_file(folder / PROBE_WEIGHTS)
-        except (json.JSONDecodeError, SafetensorError, OSError) as exc:
-            raise ValueError(f"probe files in {folder} are damaged ({exc}): re-run eval") from exc
-        if config.get("format") != PROBE_FORMAT or set(tensors) != set(_TENSORS):
-            raise ValueError(
-                f"{folder / PROBE_CONFIG} is not a format-{PROBE_FORMAT} EVENTUALLY probe "
-                f"(format {config.get('format')!r}, tensors {sorted(tensors)}): re-run eval"
-            )
+        config, tensors = read_probe_folder(
+            folder, PROBE_WEIGHTS, PROBE_CONFIG, PROBE_FORMAT, "EVENTUALLY probe",
+            f"`tritemporal eval --checkpoint RUN --data CLIPS --out {folder}` fits and writes one",
+        )  # fmt: skip
         fingerprint = config.get("model_fingerprint")
         if fingerprint is None:
             logger.warning(

@@ -28,8 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from tritemporal.config import TriTemporalConfig
 from tritemporal.data.videos import VideoClips
@@ -37,7 +36,7 @@ from tritemporal.eval.probes import fit_linear_probe
 from tritemporal.eval.progress import phase
 from tritemporal.eval.report import eval_dataset
 from tritemporal.files import atomic_path, write_text
-from tritemporal.heads.probe import LinearProbe
+from tritemporal.heads.probe import LinearProbe, read_probe_folder
 from tritemporal.model import TriTemporalModel
 
 BANK_GRID = 4  # SOON tokens are pooled per step to at most 4 x 4 cells
@@ -125,21 +124,10 @@ class ManeuverScorer:
     def load(cls, folder: str | Path, model: TriTemporalModel) -> ManeuverScorer:
         """The scorer saved in `folder`, checked to belong to `model`."""
         folder = Path(folder)
-        try:
-            config = json.loads((folder / SCORER_CONFIG).read_text())
-            tensors = load_file(folder / SCORER_WEIGHTS)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(
-                f"no maneuver scorer in {folder} ({exc.filename} missing): `tritemporal plan "
-                f"--scorer-data DATA --out {folder}` fits and writes one"
-            ) from exc
-        except (json.JSONDecodeError, SafetensorError, OSError) as exc:
-            raise ValueError(f"maneuver scorer files in {folder} are damaged ({exc})") from exc
-        if config.get("format") != SCORER_FORMAT or set(tensors) != set(SCORER_TENSORS):
-            raise ValueError(
-                f"{folder} does not hold a format-{SCORER_FORMAT} maneuver scorer (format "
-                f"{config.get('format')!r}, tensors {sorted(tensors)}): fit it again"
-            )
+        config, tensors = read_probe_folder(
+            folder, SCORER_WEIGHTS, SCORER_CONFIG, SCORER_FORMAT, "maneuver scorer",
+            f"`tritemporal plan --scorer-data DATA --out {folder}` fits and writes one",
+        )  # fmt: skip
         ours = model.weights_fingerprint(FORECAST_PARTS)
         if config.get("model_fingerprint") != ours:
             raise ValueError(
