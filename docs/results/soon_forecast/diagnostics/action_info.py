@@ -11,33 +11,21 @@ import sys
 
 import numpy as np
 import torch
+from held_out import model_and_batches
 
-from tritemporal.eval.compare import load_source
-from tritemporal.eval.report import decoded_batches, eval_dataset
 from tritemporal.loader import stack_signals
 
-torch.set_grad_enabled(False)
 source, held, out = sys.argv[1:4]
 every = int(sys.argv[4]) if len(sys.argv) > 4 else 3
-model = load_source(source).eval()
+model, batches = model_and_batches(source, held, every)
 c = model.config.clip
 now_steps, soon_steps, _ = c.slices
 hw = c.grid[1] * c.grid[2]
 signals = ("speed", "steering", "acceleration")
-ds = eval_dataset(model.config, held)
-idx = list(range(0, len(ds), every))
-
-
-class Sub:
-    def __getitem__(self, i):
-        return ds[idx[i]]
-
-    def __len__(self):
-        return len(idx)
 
 
 deltas, presents, acts, groups = [], [], [], []
-for samples in decoded_batches(Sub(), len(idx), 16):
+for samples in batches:
     video = torch.stack([s["video"] for s in samples])
     clips = model.normalize(video)
     b = len(samples)

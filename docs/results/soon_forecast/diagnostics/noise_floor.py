@@ -9,33 +9,20 @@ import json
 import sys
 
 import torch
+from held_out import model_and_batches
 
-from tritemporal.eval.compare import load_source
-from tritemporal.eval.report import decoded_batches, eval_dataset
-
-torch.set_grad_enabled(False)
 source, held, out = sys.argv[1:4]
 every = int(sys.argv[4]) if len(sys.argv) > 4 else 10
 std = float(sys.argv[5]) if len(sys.argv) > 5 else 1.5
-model = load_source(source).eval()
+model, batches = model_and_batches(source, held, every)
 c = model.config.clip
 hw = c.grid[1] * c.grid[2]
-ds = eval_dataset(model.config, held)
-idx = list(range(0, len(ds), every))
 gen = torch.Generator().manual_seed(0)
-
-
-class Sub:
-    def __getitem__(self, i):
-        return ds[idx[i]]
-
-    def __len__(self):
-        return len(idx)
 
 
 sums = {"noise": 0.0, "copy_step0": 0.0, "copy_step1": 0.0}
 n = 0
-for samples in decoded_batches(Sub(), len(idx), 16):
+for samples in batches:
     video = torch.stack([s["video"] for s in samples])  # uint8: normalize reads 0-255
     clean = model.present_step(model.normalize(video))
     noise = torch.randn(video.shape, generator=gen) * std
