@@ -166,8 +166,9 @@ class PredictorConfig(_Section):
     # state at the last NOW frame (heads/action.py); off: forecasts from pixels alone
     action_conditioning: bool = False
     # where the SOON forecast starts: none, the predictor's output as is (V-JEPA's); copy_last,
-    # the last NOW step copied forward plus a zero-initialised gate toward the predictor, so an
-    # untrained model forecasts "nothing moves" and training learns the change (heads/soon_floor.py)
+    # the teacher's last NOW step copied forward plus a zero-initialised linear map of the
+    # predictor's change, so an untrained model forecasts "nothing moves" and training learns the
+    # change (heads/soon_floor.py)
     soon_base: SoonBase = "none"
     # how the SOON steps are forecast: joint, every step at once from NOW (one predictor call);
     # autoregressive, one tubelet step at a time from NOW and the steps before it, trained as
