@@ -60,6 +60,18 @@ def read_probe_folder(
     return meta, tensors
 
 
+def write_probe_folder(
+    folder: Path, weights: str, config: str, probe: LinearProbe, meta: dict
+) -> Path:
+    """Write `probe`'s four tensors to `folder / weights` (safetensors, atomically) and `meta`
+    to `folder / config` (JSON), the files `read_probe_folder` reads; returns the weights' path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / weights) as tmp:
+        save_file({name: getattr(probe, name).cpu() for name in _TENSORS}, tmp)
+    write_text(folder / config, json.dumps(meta, indent=1) + "\n")
+    return folder / weights
+
+
 class LinearProbe(nn.Module):
     """Class logits (N, C) of EVENTUALLY embeddings x (N, E): W ((x - mean) / scale) + b."""
 
@@ -105,10 +117,6 @@ class LinearProbe(nn.Module):
 
     def save(self, folder: str | Path) -> Path:
         """Write PROBE_WEIGHTS and PROBE_CONFIG into `folder`; returns the weights' path."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / PROBE_WEIGHTS) as tmp:
-            save_file({name: getattr(self, name).cpu() for name in _TENSORS}, tmp)
         config = {
             "format": PROBE_FORMAT,
             "features": "eventually",
@@ -117,8 +125,7 @@ class LinearProbe(nn.Module):
             "fitted_on": self.fitted_on,
             "model_fingerprint": self.fingerprint,
         }
-        write_text(folder / PROBE_CONFIG, json.dumps(config, indent=1) + "\n")
-        return folder / PROBE_WEIGHTS
+        return write_probe_folder(Path(folder), PROBE_WEIGHTS, PROBE_CONFIG, self, config)
 
     @classmethod
     def load(cls, path: str | Path) -> LinearProbe:

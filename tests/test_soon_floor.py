@@ -171,7 +171,7 @@ def test_rollout_feeds_its_own_outputs_and_teacher_forcing_the_given_ones() -> N
     hw = c.grid[1] * c.grid[2]
     video = model.normalize(_clips(model))
     with torch.no_grad():
-        now = model.backbone.encoder(video, keep=model.now_idx.expand(2, -1))
+        now = model.now_tokens(video)
         ctx = SoonContext(model.backbone, now, model.now_idx, model.soon_idx, c.grid)
         rolled = soon_rollout(ctx, 2)
         forced = soon_rollout(ctx, 2, given=model.causal_soon_inputs(video))
@@ -229,7 +229,7 @@ def test_a_floored_forecast_from_now_tokens_needs_its_start() -> None:
     model.action.fit_statistics(torch.randn(64, 3, generator=torch.Generator().manual_seed(0)))
     video = _clips(model)
     clips = model.normalize(video)
-    now = model.backbone.encoder(clips, keep=model.now_idx.expand(2, -1))
+    now = model.now_tokens(clips)
     actions = model.action.mean.float().expand(2, model.action.frames, 3)
     with pytest.raises(ValueError, match="soon_present"):
         model.forecast_from_now(now, actions)

@@ -20,7 +20,6 @@ A saved scorer is two files in one folder: `SCORER_WEIGHTS` (safetensors, float3
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,22 +27,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
 from tritemporal.config import TriTemporalConfig
 from tritemporal.data.videos import VideoClips
 from tritemporal.eval.probes import fit_linear_probe
 from tritemporal.eval.progress import phase
 from tritemporal.eval.report import eval_dataset
-from tritemporal.files import atomic_path, write_text
-from tritemporal.heads.probe import LinearProbe, read_probe_folder
+from tritemporal.heads.probe import LinearProbe, read_probe_folder, write_probe_folder
 from tritemporal.model import TriTemporalModel
 
 BANK_GRID = 4  # SOON tokens are pooled per step to at most 4 x 4 cells
 SCORER_WEIGHTS = "maneuver_scorer.safetensors"
 SCORER_CONFIG = "maneuver_scorer.json"
 SCORER_FORMAT = 1
-SCORER_TENSORS = ("mean", "scale", "weight", "bias")  # as LinearProbe holds them
 # the weights behind teacher tokens and forecasts: the scorer belongs to them
 FORECAST_PARTS = ("backbone.", "teacher.", "action.", "soon_floor.")
 MAX_FIT_WINDOWS = 4096  # the scorer is fitted on at most this many windows (a seeded sample)
@@ -101,11 +97,6 @@ class ManeuverScorer:
 
     def save(self, folder: str | Path) -> Path:
         """Write SCORER_WEIGHTS and SCORER_CONFIG into `folder`; returns the weights' path."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        tensors = {name: getattr(self.probe, name).cpu() for name in SCORER_TENSORS}
-        with atomic_path(folder / SCORER_WEIGHTS) as tmp:
-            save_file(tensors, tmp)
         config = {
             "format": SCORER_FORMAT,
             "features": "SOON tokens pooled per step, then their change from the present",
@@ -117,8 +108,7 @@ class ManeuverScorer:
             "fitted_on": self.probe.fitted_on,
             "model_fingerprint": self.fingerprint,
         }
-        write_text(folder / SCORER_CONFIG, json.dumps(config, indent=1) + "\n")
-        return folder / SCORER_WEIGHTS
+        return write_probe_folder(Path(folder), SCORER_WEIGHTS, SCORER_CONFIG, self.probe, config)
 
     @classmethod
     def load(cls, folder: str | Path, model: TriTemporalModel) -> ManeuverScorer:
